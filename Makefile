@@ -1,0 +1,43 @@
+# ternac: two commands for a newcomer, `make demo` and `make test`; both set up .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ternac-installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages: Icarus Verilog (second simulator) and the Fashion-MNIST data set.
+DEBS   := iverilog dataset-fashion-mnist
+JOBS   ?= 2
+
+.PHONY: venv test test-quick test-cosim test-fpga demo accuracy bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the CPU build that lies on these machines (anything looser pulls CUDA).
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,fpga]'
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -n $(JOBS) -m "not fpga" tests
+
+test-quick: venv
+	$(BIN)/python -m pytest -n $(JOBS) -m "not cosim and not fpga and not slow" tests
+
+test-cosim: venv
+	$(BIN)/python -m pytest -n $(JOBS) -m cosim tests
+
+test-fpga: venv
+	$(BIN)/python -m pytest -m fpga tests
+
+demo: venv
+	$(BIN)/ternac demo
+
+clean:
+	rm -rf build .pytest_cache
