@@ -25,9 +25,9 @@ SHIFT_MAX = (1 << SHIFT_BITS) - 1
 
 
 def nonzero_bound(fan_in, coding):
-    """Largest number of non-zero weights one output can have: K per sub-vector of N."""
-    subvectors = -(-fan_in // coding.n)
-    return min(fan_in, subvectors * coding.k)
+    """Largest number of non-zero weights one output can have: K per sub-vector of N
+    (a partial last sub-vector of ``r`` weights holds at most ``min(r, K)``)."""
+    return (fan_in // coding.n) * coding.k + min(fan_in % coding.n, coding.k)
 
 
 def acc_bound(fan_in, coding):

@@ -9,6 +9,7 @@ Anything else raises :class:`TernacError` naming the layer.
 """
 
 import operator
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,9 @@ class FloatOp:
 def load_torch_model(path):
     """Load a ``torch.save``-d module or a TorchScript file, with a clear error otherwise."""
     try:
-        return torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)     # TorchScript is still what users ship
+            return torch.jit.load(path, map_location="cpu")
     except (RuntimeError, ValueError):
         pass
     except FileNotFoundError:

@@ -1,0 +1,31 @@
+"""Shared fixtures: small float models and their quantized networks (fast, deterministic)."""
+
+import pytest
+import torch
+from torch import nn
+
+from ternac.model.codebook import Coding
+from ternac.model.convert import quantize_network
+
+
+def random_mlp(sizes, seed=0):
+    """A float nn.Sequential MLP with ReLU between layers and random (Kaiming) weights."""
+    torch.manual_seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).eval()
+
+
+def random_network(sizes, coding=(8, 2), lanes=8, seed=0, codebook_bits=None):
+    """A quantized ternac Network of a random MLP, calibrated on uniform inputs."""
+    model = random_mlp(sizes, seed)
+    calib = torch.rand(256, sizes[0], generator=torch.Generator().manual_seed(seed))
+    return quantize_network(model, Coding(*coding), calib, lanes=lanes, codebook_bits=codebook_bits)
+
+
+@pytest.fixture
+def small_network():
+    return random_network([20, 13, 7])

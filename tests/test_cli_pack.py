@@ -1,0 +1,82 @@
+"""`ternac pack`, `ternac energy`, and the importer's errors, through the real CLI entry point."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import random_mlp
+from ternac.model.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main([*map(str, argv), "--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out.strip().splitlines()[-1])
+
+
+class Chain(nn.Module):
+    """A non-Sequential module whose forward is a chain (traced with torch.fx)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+@pytest.mark.parametrize("coding,codes_bpw", [("8,2", 1.0), ("16,3", 0.8125)])
+def test_pack_mlp_bits_per_weight(tmp_path, capsys, coding, codes_bpw):
+    torch.save(random_mlp([784, 256, 10]), tmp_path / "mlp.pt")
+    code, summary = run_cli(capsys, "pack", tmp_path / "mlp.pt", "--coding", coding, "--out", tmp_path / "n.tern")
+    assert code == 0
+    assert summary["bits_per_weight"]["codes"] == codes_bpw
+    # all-in adds per-channel bias/multiplier/shift and the decoder ROM (large for (16,3))
+    assert codes_bpw < summary["bits_per_weight"]["all_in"] < codes_bpw + 0.5
+
+
+def test_pack_torchscript_and_traced_module(tmp_path, capsys):
+    torch.jit.script(random_mlp([16, 8, 4])).save(tmp_path / "ts.pt")
+    assert run_cli(capsys, "pack", tmp_path / "ts.pt", "--coding", "4,2", "--out", tmp_path / "a.tern")[0] == 0
+    torch.save(Chain(), tmp_path / "chain.pt")
+    code, summary = run_cli(capsys, "pack", tmp_path / "chain.pt", "--coding", "8,2", "--out", tmp_path / "b.tern")
+    assert code == 0 and [layer["name"] for layer in summary["layers"]] == ["fc1", "fc2"]
+
+
+@pytest.mark.parametrize("model,message", [
+    (nn.Sequential(nn.Linear(8, 4), nn.Sigmoid()), r"layer 1 \(Sigmoid\) cannot be mapped"),
+    (nn.Sequential(nn.Linear(8, 4), nn.LayerNorm(4)), r"layer 1 \(LayerNorm\) cannot be mapped"),
+    (nn.Sequential(nn.ReLU()), "no Linear or Conv2d"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3, groups=1, dilation=2)), "dilation=1"),
+])
+def test_pack_rejects_unsupported_layers(tmp_path, capsys, model, message):
+    torch.save(model, tmp_path / "m.pt")
+    code, summary = run_cli(capsys, "pack", tmp_path / "m.pt", "--coding", "8,2", "--out", tmp_path / "n.tern")
+    assert code == 2
+    assert pytest.importorskip("re").search(message, summary["error"])
+
+
+def test_pack_rejects_bad_files_and_codings(tmp_path, capsys):
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    assert "neither a TorchScript file" in run_cli(capsys, "pack", tmp_path / "junk.pt", "--coding", "8,2",
+                                                   "--out", tmp_path / "n.tern")[1]["error"]
+    torch.save(random_mlp([8, 4]).state_dict(), tmp_path / "sd.pt")
+    assert "state_dict" in run_cli(capsys, "pack", tmp_path / "sd.pt", "--coding", "8,2",
+                                   "--out", tmp_path / "n.tern")[1]["error"]
+    torch.save(random_mlp([8, 4]), tmp_path / "m.pt")
+    assert "K must be in 0..N" in run_cli(capsys, "pack", tmp_path / "m.pt", "--coding", "8,9",
+                                          "--out", tmp_path / "n.tern")[1]["error"]
+
+
+def test_energy_table(tmp_path, capsys):
+    torch.save(random_mlp([784, 256, 256, 10]), tmp_path / "mlp.pt")
+    run_cli(capsys, "pack", tmp_path / "mlp.pt", "--coding", "8,2", "--out", tmp_path / "n.tern")
+    code, report = run_cli(capsys, "energy", tmp_path / "n.tern")
+    assert code == 0
+    ratios = report["ratios_vs_ternac"]
+    assert ratios["ternac"] == 1.0
+    assert ratios["fp32"] > ratios["int8"] > ratios["ternary-dense"] > 1.0
+    for design in report["designs"].values():
+        assert all(a["count"] >= 0 and a["note"] for a in design["actions"])
