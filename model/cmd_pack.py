@@ -49,7 +49,7 @@ def calibration_inputs(source, shape, samples, seed):
             raise TernacError(f"cannot read calibration file {source}: {error}") from None
     else:
         from .datasets import load_dataset
-        x = load_dataset(source).train_x
+        x = torch.as_tensor(load_dataset(source).x_train)
     if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
         raise TernacError(f"calibration inputs have {int(np.prod(x.shape[1:]))} values per sample, "
                           f"the model takes {shape}")
