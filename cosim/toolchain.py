@@ -14,9 +14,18 @@ import functools
 import importlib.util
 import os
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "ToolchainError", "setup_simulator", "setup_verilator", "setup_icarus"]
+__all__ = [
+    "SIMULATORS",
+    "ToolchainError",
+    "setup_icarus",
+    "setup_simulator",
+    "setup_verilator",
+    "verilator_fst_support",
+]
 
 
 #: Simulators supported by :func:`setup_simulator`, by their :mod:`cocotb_tools.runner` name.
@@ -73,6 +82,31 @@ def setup_verilator():
         os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
     os.environ["VERILATOR_ROOT"] = str(root)
     return driver
+
+
+@functools.cache
+def verilator_fst_support():
+    """Whether Verilator models can be built with FST tracing.
+
+    Verilator 5.48's FST writer compiles against ``lz4.h`` and links ``-llz4 -lz``; Debian
+    ships the header and the link-time library only in ``liblz4-dev``. A tiny test program
+    tells whether the C++ compiler finds both (so ``CPATH``/``LIBRARY_PATH`` are honoured).
+
+    Returns
+    -------
+    bool
+    """
+    program = ("#include <lz4.h>\n#include <zlib.h>\n"
+               "int main() { return LZ4_versionNumber() > 0 && zlibVersion() ? 0 : 1; }\n")
+    cxx = os.environ.get("CXX", "c++")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            subprocess.run(
+                [cxx, "-x", "c++", "-", "-o", str(Path(tmp) / "fst-probe"), "-llz4", "-lz"],
+                input=program, text=True, capture_output=True, check=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return True
 
 
 @functools.cache
