@@ -1,0 +1,178 @@
+"""The accelerator: runs every layer of a packed network on chip, host out of the loop."""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from ternac.model import cycles
+from ternac.model.hwimage import LOAD_BITS, Target, default_table, memory_images
+
+from .buffers import ActivationBuffers, LoadPort
+from .mac_array import TernaryMacArray
+from .requant import PositionLayout, Requantizer, ShadowBank
+from .sequencer import Sequencer
+
+__all__ = ["Accelerator"]
+
+#: Cycles of a block-RAM read (weight buffer, activation buffers, parameter memory).
+MEMORY_LATENCY = 1
+
+
+def param_layout(config):
+    """The parameter word as a struct (fields of ``HardwareConfig.param_fields``)."""
+    return data.StructLayout({name: signed(width) if is_signed else unsigned(width)
+                              for name, width, is_signed in config.param_fields()})
+
+
+class Accelerator(wiring.Component):
+    """A structured sparse ternary network accelerator (or, with ``config.dense``, its int8 baseline).
+
+    An inference streams the first layer's input in on ``act_in`` (``ceil(I/N)`` words of N
+    int8, the last zero-padded), runs every layer from the layer-descriptor table with the
+    activations ping-ponging between two on-chip buffers, and streams the last layer's
+    output words out on ``act_out``. Weights, parameters, descriptors and (if writable) the
+    decoder table are written beforehand through ``load`` (protocol in ``model/hwimage.py``)
+    or baked in with ``image``.
+
+    Timing: :func:`ternac.model.cycles.predict_cycles`, exactly; ``cycles`` holds the count
+    of the last inference (first ``act_in`` to last ``act_out`` handshake, both included).
+
+    Parameters
+    ----------
+    config : HardwareConfig
+    image : dict, optional
+        Initial memory contents per :class:`~ternac.model.hwimage.Target`
+        (:func:`~ternac.model.hwimage.memory_images`).
+
+    Attributes
+    ----------
+    act_in : In(stream.Signature(N*8))
+    act_out : Out(stream.Signature(N*8))
+    load : In(stream.Signature(32))
+    busy : Out(1)
+        An inference is in progress (``act_in`` accepted its first word, the last output
+        word has not left yet). ``load`` is not accepted while busy.
+    cycles : Out(32)
+        Cycles of the last finished inference.
+    """
+
+    def __init__(self, config, *, image=None):
+        self._config = config
+        self._image = image or {}
+        word = config.act_bits
+        super().__init__({
+            "act_in": In(stream.Signature(word)),
+            "act_out": Out(stream.Signature(word)),
+            "load": In(stream.Signature(LOAD_BITS)),
+            "busy": Out(1),
+            "cycles": Out(32),
+        })
+        self._position = PositionLayout(config.max_outputs + config.lanes, config.coding.n)
+
+    @classmethod
+    def for_network(cls, network, config):
+        """An accelerator with ``network`` baked into its memories."""
+        return cls(config, image=memory_images(network, config))
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def settle(self):
+        """Cycles from a layer's last issued step to the write of its last output byte."""
+        return cycles.ISSUE_TO_LATCH + self._config.lanes + cycles.DRAIN_TO_WRITE
+
+    def _make_array(self):
+        cfg = self._config
+        tag_bits = self._position.size
+        if cfg.dense:
+            from .dense_baseline import DenseMacArray
+            return DenseMacArray(lanes=cfg.lanes, n=cfg.coding.n, acc_bits=cfg.acc_bits, tag_bits=tag_bits)
+        return TernaryMacArray(lanes=cfg.lanes, coding=cfg.coding, code_bits=cfg.code_bits,
+                               acc_bits=cfg.acc_bits, tag_bits=tag_bits,
+                               table=None if cfg.codebook_depth else default_table(cfg.coding),
+                               codebook_depth=cfg.codebook_depth)
+
+    def _memory(self, m, name, target):
+        cfg = self._config
+        mem = Memory(shape=cfg.word_bits(target), depth=cfg.depth(target), init=self._image.get(target, []))
+        m.submodules[name] = mem
+        return mem
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        m.submodules.loader = loader = LoadPort(cfg)
+        m.submodules.sequencer = seq = Sequencer(cfg, settle=self.settle)
+        m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n)
+        m.submodules.array = array = self._make_array()
+        m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
+                                                  acc_bits=cfg.acc_bits, position=self._position)
+        m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size)
+        if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
+                or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE):
+            raise AssertionError("RTL latencies differ from the cycle model (model/cycles.py)")
+        # The memories are not written while an inference runs.
+        m.d.comb += [loader.load.payload.eq(self.load.payload),
+                     loader.load.valid.eq(self.load.valid & ~seq.busy),
+                     self.load.ready.eq(loader.load.ready & ~seq.busy)]
+
+        def writer(mem, target):
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(loader.addr), wp.data.eq(loader.data), wp.en.eq(loader.we[target])]
+            return wp
+
+        # Weight buffer, parameter memory, layer table: written by the load port only.
+        weights = self._memory(m, "weights", Target.WEIGHTS)
+        params = self._memory(m, "params", Target.PARAMS)
+        layers = self._memory(m, "layers", Target.LAYERS)
+        writer(weights, Target.WEIGHTS)
+        writer(params, Target.PARAMS)
+        layer_wp = writer(layers, Target.LAYERS)
+        weight_rp = weights.read_port()
+        param_rp = params.read_port()
+        param = data.View(param_layout(cfg), param_rp.data)
+        # Transparent: an inference may start the cycle after the last descriptor is loaded.
+        layer_rp = layers.read_port(transparent_for=(layer_wp,))
+        if cfg.codebook_depth:
+            m.d.comb += [array.table_write.addr.eq(loader.addr), array.table_write.data.eq(loader.data),
+                         array.table_write.en.eq(loader.we[Target.CODEBOOK]),
+                         array.table_base.eq(seq.cur.codebook_base)]
+
+        # Sequencer: streams, descriptor reads, buffer control.
+        m.d.comb += [
+            seq.load_busy.eq(loader.busy),
+            self.busy.eq(seq.busy), self.cycles.eq(seq.cycles),
+            layer_rp.addr.eq(seq.layer_addr), seq.layer.as_value().eq(layer_rp.data),
+            seq.in_valid.eq(self.act_in.valid), self.act_in.ready.eq(seq.in_ready),
+            acts.in_addr.eq(seq.in_addr), acts.in_data.eq(self.act_in.payload), acts.in_en.eq(seq.in_en),
+            self.act_out.valid.eq(seq.out_valid), seq.out_ready.eq(self.act_out.ready),
+            self.act_out.payload.eq(acts.out_data),
+            acts.out_addr.eq(seq.out_addr), acts.out_en.eq(seq.out_en),
+            acts.sel.eq(seq.sel),
+            weight_rp.addr.eq(seq.weight_addr), acts.read_addr.eq(seq.act_addr),
+        ]
+
+        # MAC array: control follows the memory read by one cycle.
+        ctrl = [(array.valid, seq.issue), (array.first, seq.first), (array.last, seq.last),
+                (array.tag, seq.position.as_value())]
+        m.d.sync += [dst.eq(src) for dst, src in ctrl]
+        m.d.comb += [array.weights.eq(weight_rp.data), array.acts.eq(acts.read_data)]
+
+        # Shadow bank -> parameter read -> requantizer -> byte write into the other buffer.
+        m.d.comb += [shadow.sums.eq(array.sums), shadow.latch.eq(array.latch),
+                     shadow.position.eq(array.latch_tag),
+                     param_rp.addr.eq(seq.cur.param_base + shadow.out_position.index)]
+        acc, pos, valid = Signal.like(shadow.acc), Signal.like(shadow.out_position), Signal()
+        m.d.sync += [acc.eq(shadow.acc), pos.eq(shadow.out_position), valid.eq(shadow.valid)]
+        m.d.comb += [
+            requant.valid.eq(valid), requant.acc.eq(acc), requant.tag.eq(pos.as_value()),
+            requant.bias.eq(param.bias), requant.mult.eq(param.mult),
+            requant.shift.eq(param.shift), requant.relu.eq(seq.cur.relu),
+            requant.zero.eq(pos.index >= seq.cur.out_features),
+        ]
+        out_pos = data.View(self._position, requant.out_tag)
+        m.d.comb += [acts.byte_en.eq(requant.out_valid), acts.byte_addr.eq(out_pos.word),
+                     acts.byte_lane.eq(out_pos.byte), acts.byte_data.eq(requant.y)]
+        return m

@@ -1,0 +1,148 @@
+"""On-chip buffers: the load port that fills them, and the ping-pong activation buffers."""
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from ternac.model.arith import ACT_BITS
+from ternac.model.hwimage import ADDRESS_BITS, LOAD_BITS, Target
+
+__all__ = ["ActivationBuffers", "LoadPort"]
+
+
+class LoadPort(wiring.Component):
+    """Decode the ``load`` stream (``model/hwimage.py``) into memory writes.
+
+    Two header beats (``target << 28 | address``, then a word count) are followed by the
+    words, each ``ceil(width / 32)`` beats, least significant first; the word width depends
+    on the target. The port never stalls the stream: a word is written in the cycle of its
+    last beat, to ``addr`` with ``we[target]`` set.
+
+    Latency: a word is written in the cycle its last beat is accepted.
+
+    Attributes
+    ----------
+    load : In(stream.Signature(32))
+    busy : Out(1)
+        A transfer is between its header and its last word.
+    addr : Out(28), data : Out(widest word), we : Out(4)
+        Write request, one ``we`` bit per :class:`~ternac.model.hwimage.Target`.
+    """
+
+    def __init__(self, config):
+        self._beats = [config.beats_per_word(t) if config.depth(t) else 1 for t in Target]
+        self._present = [bool(config.depth(t)) for t in Target]
+        super().__init__({
+            "load": In(stream.Signature(LOAD_BITS)),
+            "busy": Out(1),
+            "addr": Out(ADDRESS_BITS),
+            "data": Out(LOAD_BITS * max(self._beats)),
+            "we": Out(len(Target)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        most = max(self._beats)
+        target = Signal(LOAD_BITS - ADDRESS_BITS)
+        count = Signal(LOAD_BITS)
+        beat = Signal(range(most))
+        held = Signal(LOAD_BITS * max(1, most - 1))      # the beats before a word's last one
+        last_beat = Array(Const(b - 1, range(most)) for b in self._beats)
+        payload = self.load.payload
+        m.d.comb += self.load.ready.eq(1)
+        with m.Switch(beat):
+            for j in range(most):
+                with m.Case(j):
+                    m.d.comb += self.data.eq(Cat(held[:LOAD_BITS * j], payload))
+        with m.FSM():
+            with m.State("HEADER"):  # noqa: SIM117 (one block per FSM state)
+                with m.If(self.load.valid):
+                    m.d.sync += [target.eq(payload[ADDRESS_BITS:]), self.addr.eq(payload[:ADDRESS_BITS])]
+                    m.next = "COUNT"
+            with m.State("COUNT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(self.load.valid):
+                    m.d.sync += [count.eq(payload), beat.eq(0)]
+                    m.next = "DATA"
+                    with m.If(payload == 0):
+                        m.next = "HEADER"
+            with m.State("DATA"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(self.load.valid):
+                    with m.If((target < len(self._beats)) & (beat == last_beat[target[:2]])):
+                        for t, present in enumerate(self._present):
+                            if present:
+                                m.d.comb += self.we[t].eq(target == t)
+                        m.d.sync += [self.addr.eq(self.addr + 1), count.eq(count - 1), beat.eq(0)]
+                        with m.If(count == 1):
+                            m.next = "HEADER"
+                    with m.Else():
+                        with m.Switch(beat):
+                            for j in range(most - 1):
+                                with m.Case(j):
+                                    m.d.sync += held[LOAD_BITS * j: LOAD_BITS * (j + 1)].eq(payload)
+                        m.d.sync += beat.eq(beat + 1)
+        return m
+
+
+class ActivationBuffers(wiring.Component):
+    """Two activation buffers of ``depth`` words of N int8, used ping-pong.
+
+    Buffer ``sel`` feeds the MAC array (``read_*``) while the requantizer writes single bytes
+    into the other one (``byte_*``, a write port with 8-bit granularity), which also feeds
+    ``act_out`` (``out_*``). The input stream writes whole words into buffer 0.
+
+    Latency: 1 cycle on both read ports (synchronous block-RAM reads).
+    """
+
+    def __init__(self, *, depth, n):
+        self._depth = depth
+        self._n = n
+        word = n * ACT_BITS
+        super().__init__({
+            "sel": In(1),
+            "read_addr": In(range(depth)), "read_data": Out(word),
+            "out_addr": In(range(depth)), "out_en": In(1), "out_data": Out(word),
+            "in_addr": In(range(depth)), "in_data": In(word), "in_en": In(1),
+            "byte_addr": In(range(depth)), "byte_lane": In(range(n)), "byte_data": In(ACT_BITS),
+            "byte_en": In(1),
+        })
+
+    @property
+    def latency(self):
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        sel_q = Signal()
+        m.d.sync += sel_q.eq(self.sel)
+        data = []
+        for b in range(2):
+            mem = Memory(shape=self._n * ACT_BITS, depth=self._depth, init=[])
+            m.submodules[f"buffer{b}"] = mem
+            wp = mem.write_port(granularity=ACT_BITS)
+            rp = mem.read_port()
+            computes = self.sel == b
+            m.d.comb += [
+                rp.addr.eq(Mux(computes, self.read_addr, self.out_addr)),
+                rp.en.eq(computes | self.out_en),
+            ]
+            byte_write = self.byte_en & ~computes
+            if b == 0:
+                m.d.comb += [
+                    wp.addr.eq(Mux(self.in_en, self.in_addr, self.byte_addr)),
+                    wp.data.eq(Mux(self.in_en, self.in_data, self.byte_data.replicate(self._n))),
+                    wp.en.eq(Mux(self.in_en, (1 << self._n) - 1, byte_write << self.byte_lane)),
+                ]
+            else:
+                m.d.comb += [
+                    wp.addr.eq(self.byte_addr),
+                    wp.data.eq(self.byte_data.replicate(self._n)),
+                    wp.en.eq(byte_write << self.byte_lane),
+                ]
+            data.append(rp.data)
+        m.d.comb += [
+            self.read_data.eq(Mux(sel_q, data[1], data[0])),
+            self.out_data.eq(Mux(sel_q, data[0], data[1])),
+        ]
+        return m

@@ -1,0 +1,98 @@
+"""Sparse decoder: a code becomes K (valid, negative, lane index) slots through a table."""
+
+from amaranth.hdl import Module
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from ternac.model.codebook import TernacError
+
+__all__ = ["SlotLayout", "SparseDecoder", "TableWriteSignature"]
+
+
+class SlotLayout(data.StructLayout):
+    """One decoder slot, LSB first: lane index, negative, valid (``Codebook.slot_word``)."""
+
+    def __init__(self, coding):
+        super().__init__({"index": coding.index_bits, "negative": 1, "valid": 1})
+
+
+class TableWriteSignature(wiring.Signature):
+    """Write port of a writable decoder table (driven by the load port)."""
+
+    def __init__(self, depth, table_bits):
+        super().__init__({"addr": Out(range(depth)), "data": Out(table_bits), "en": Out(1)})
+
+
+class SparseDecoder(wiring.Component):
+    """Decode one code per lane into K slots, for P lanes at once.
+
+    The table is a ROM holding the default codebook's ``slot_table`` (built from the golden
+    model's enumeration), or a writable memory of ``depth`` entries holding several learned
+    tables; a layer's table starts at ``base``. Each lane has its own read port, so all P
+    codes of a weight word decode in the same cycle.
+
+    Latency: 1 cycle (synchronous table read, so it maps onto block RAM).
+
+    Parameters
+    ----------
+    coding : Coding
+    lanes : int
+    code_bits : int
+    table : list of int, optional
+        ROM contents; mutually exclusive with ``depth``.
+    depth : int
+        Entries of a writable table (0 for the ROM).
+
+    Attributes
+    ----------
+    codes : In(lanes * code_bits)
+        Lane ``p``'s code at bits ``[p*code_bits, (p+1)*code_bits)``.
+    base : In(range(depth))
+        First table entry of the current layer (writable table only).
+    slots : Out(ArrayLayout(ArrayLayout(SlotLayout, K), P))
+        Slots of each lane, one cycle after ``codes``.
+    write : In(TableWriteSignature)
+        Table write port (writable table only).
+    """
+
+    def __init__(self, *, coding, lanes, code_bits, table=None, depth=0):
+        if (table is None) == (depth == 0):
+            raise TernacError("a decoder has either a ROM table or a writable depth, not both or neither")
+        if table is not None and len(table) > 1 << code_bits:
+            raise TernacError(f"a {len(table)}-entry decoder table needs more than {code_bits}-bit codes")
+        self._coding = coding
+        self._lanes = lanes
+        self._code_bits = code_bits
+        self._table = table
+        self._depth = depth
+        members = {
+            "codes": In(lanes * code_bits),
+            "slots": Out(data.ArrayLayout(data.ArrayLayout(SlotLayout(coding), coding.k), lanes)),
+        }
+        if depth:
+            members["base"] = In(range(depth))
+            members["write"] = In(TableWriteSignature(depth, coding.k * coding.slot_bits))
+        super().__init__(members)
+
+    @property
+    def latency(self):
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._coding
+        width = c.k * c.slot_bits
+        if self._depth:
+            m.submodules.table = table = Memory(shape=width, depth=self._depth, init=[])
+            wp = table.write_port()
+            m.d.comb += [wp.addr.eq(self.write.addr), wp.data.eq(self.write.data), wp.en.eq(self.write.en)]
+        else:
+            m.submodules.table = table = Memory(shape=width, depth=len(self._table), init=self._table)
+        for p in range(self._lanes):
+            rp = table.read_port()
+            code = self.codes[p * self._code_bits:(p + 1) * self._code_bits]
+            m.d.comb += [
+                rp.addr.eq(self.base + code if self._depth else code),
+                self.slots[p].as_value().eq(rp.data),
+            ]
+        return m

@@ -1,0 +1,126 @@
+"""Add-only ternary MAC array: P lanes, K adder/subtractors each, no multiplier."""
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from ternac.model.arith import ACT_BITS
+from ternac.model.codebook import TernacError
+
+from .decoder import SparseDecoder, TableWriteSignature
+
+__all__ = ["TernaryMacArray", "accumulate", "mac_members"]
+
+
+def mac_members(*, lanes, n, weight_bits, acc_bits, tag_bits):
+    """Ports shared by the ternary array and the dense baseline array.
+
+    Inputs arrive one cycle after the sequencer issued the reads (the memories' data);
+    ``latch`` pulses ``latency`` cycles later for a group's last word, with ``sums`` holding the
+    P finished accumulators and ``latch_tag`` the tag that came with that word.
+    """
+    return {
+        "weights": In(weight_bits),
+        "acts": In(n * ACT_BITS),
+        "valid": In(1), "first": In(1), "last": In(1), "tag": In(tag_bits),
+        "sums": Out(data.ArrayLayout(signed(acc_bits), lanes)),
+        "latch": Out(1),
+        "latch_tag": Out(tag_bits),
+    }
+
+
+def accumulate(m, *, sums_in, valid, first, last, tag, component):
+    """Last stage of both arrays: per lane ``acc = (first ? 0 : acc) + sum``, latch on ``last``."""
+    for p, partial in enumerate(sums_in):
+        acc = Signal.like(component.sums[p], name=f"acc{p}")
+        total = Mux(first, 0, acc) + partial
+        m.d.comb += component.sums[p].eq(total)
+        with m.If(valid):
+            m.d.sync += acc.eq(total)
+    m.d.comb += [component.latch.eq(valid & last), component.latch_tag.eq(tag)]
+
+
+class TernaryMacArray(wiring.Component):
+    """P lanes that each add or subtract at most K of the N broadcast activations per cycle.
+
+    Every cycle one weight word (P codes) and one activation word (N int8) enter. Stage 1
+    decodes each code through the :class:`SparseDecoder` table; stage 2 selects the K slot
+    activations per lane (an N:1 byte mux each), negates them as the slots say and adds them
+    (K-input adder); stage 3 adds that sum to the lane's accumulator, or starts it afresh on
+    a group's first word. The datapath holds only muxes, negations and adders -- no multiplier.
+
+    Latency: 2 cycles from ``weights``/``acts`` to the ``latch`` strobe (decoder table read,
+    then the registered K-input sum); ``sums`` is combinational in the accumulate cycle.
+
+    Widths: the per-cycle lane sum needs ``bits(K*128)+1`` signed bits; the accumulator has
+    ``acc_bits`` (``arith.acc_bits`` of the largest fan-in), so it cannot overflow.
+
+    Parameters
+    ----------
+    lanes, coding, code_bits, acc_bits : int / Coding
+    tag_bits : int
+        Width of an opaque tag carried from a word to its latch (the sequencer's output position).
+    table : list of int, optional
+        Default-codebook ROM contents (``Codebook.slot_table``); or
+    codebook_depth : int
+        Entries of a writable decoder table (then ``table_base`` and ``table_write`` exist).
+    """
+
+    def __init__(self, *, lanes, coding, code_bits, acc_bits, tag_bits, table=None, codebook_depth=0):
+        if coding.k < 1:
+            raise TernacError(f"coding {coding}: the MAC array needs K >= 1")
+        self._lanes = lanes
+        self._coding = coding
+        self._code_bits = code_bits
+        self._acc_bits = acc_bits
+        self._table = table
+        self._codebook_depth = codebook_depth
+        members = mac_members(lanes=lanes, n=coding.n, weight_bits=lanes * code_bits,
+                              acc_bits=acc_bits, tag_bits=tag_bits)
+        if codebook_depth:
+            members["table_base"] = In(range(codebook_depth))
+            members["table_write"] = In(TableWriteSignature(codebook_depth, coding.k * coding.slot_bits))
+        super().__init__(members)
+
+    @property
+    def latency(self):
+        return 2
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._coding
+        m.submodules.decoder = decoder = SparseDecoder(
+            coding=c, lanes=self._lanes, code_bits=self._code_bits,
+            table=self._table, depth=self._codebook_depth)
+        m.d.comb += decoder.codes.eq(self.weights)
+        if self._codebook_depth:
+            m.d.comb += decoder.base.eq(self.table_base)
+            wiring.connect(m, wiring.flipped(self.table_write), decoder.write)
+
+        # Stage 1: the table read; activations and control wait alongside.
+        acts = Signal.like(self.acts)
+        ctrl = [Signal.like(s, name=f"{s.name}_1") for s in (self.valid, self.first, self.last, self.tag)]
+        m.d.sync += [acts.eq(self.acts)] + [r.eq(s) for r, s in
+                                            zip(ctrl, (self.valid, self.first, self.last, self.tag))]
+        x = [acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(c.n)]
+
+        # Stage 2: K selected, signed activations per lane, summed and registered.
+        sum_shape = signed((c.k * (1 << (ACT_BITS - 1))).bit_length() + 1)
+        partials = [Signal(sum_shape, name=f"sum{p}") for p in range(self._lanes)]
+        for p, partial in enumerate(partials):
+            terms = []
+            for t in range(c.k):
+                slot = decoder.slots[p][t]
+                picked = Signal(signed(ACT_BITS), name=f"pick{p}_{t}")
+                with m.Switch(slot.index):
+                    for i in range(c.n):
+                        with m.Case(i):
+                            m.d.comb += picked.eq(x[i])
+                terms.append(Mux(slot.valid, Mux(slot.negative, -picked, picked), 0))
+            m.d.sync += partial.eq(sum(terms))
+        ctrl2 = [Signal.like(s, name=f"{s.name[:-2]}_2") for s in ctrl]
+        m.d.sync += [r.eq(s) for r, s in zip(ctrl2, ctrl)]
+
+        # Stage 3: accumulate; a group's last word latches the P sums into the shadow bank.
+        valid, first, last, tag = ctrl2
+        accumulate(m, sums_in=partials, valid=valid, first=first, last=last, tag=tag, component=self)
+        return m

@@ -1,0 +1,131 @@
+"""Sequencer: runs a whole inference from the layer-descriptor table."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from .requant import PositionLayout, advance_position
+
+__all__ = ["Sequencer", "layer_layout"]
+
+
+def layer_layout(config):
+    """The descriptor word as a struct (fields of ``HardwareConfig.layer_fields``)."""
+    return data.StructLayout({name: width for name, width, _ in config.layer_fields()})
+
+
+class Sequencer(wiring.Component):
+    """Streams the input in, issues every (weight word, activation word) step, streams the logits out.
+
+    States: ``IDLE`` (waiting for the first input word), ``INPUT`` (one input word per
+    cycle into buffer 0), ``RUN`` (one step per cycle: weight word ``base + g*V + v`` and
+    activation word ``v`` of lane group ``g``; a group's last word waits until the shadow
+    bank has been free for P cycles), ``SETTLE`` (``settle`` cycles until the last group's
+    bytes are written, meanwhile the next descriptor is already read) and ``OUTPUT`` (one
+    output word per cycle to ``act_out``). The cycle model (``model/cycles.py``) counts
+    exactly these states.
+
+    Parameters
+    ----------
+    config : HardwareConfig
+    settle : int
+        Cycles from a layer's last issue to the write of its last output byte.
+    """
+
+    def __init__(self, config, *, settle):
+        self._config = config
+        self._settle = settle
+        layout = layer_layout(config)
+        a = config.act_depth
+        super().__init__({
+            "layer_addr": Out(range(config.layer_depth)), "layer": In(layout), "cur": Out(layout),
+            "in_valid": In(1), "in_ready": Out(1), "in_addr": Out(range(a)), "in_en": Out(1),
+            "out_valid": Out(1), "out_ready": In(1), "out_addr": Out(range(a)), "out_en": Out(1),
+            "sel": Out(1),
+            "issue": Out(1), "first": Out(1), "last": Out(1),
+            "position": Out(PositionLayout(config.max_outputs + config.lanes, config.coding.n)),
+            "weight_addr": Out(range(config.weight_depth)), "act_addr": Out(range(a)),
+            "load_busy": In(1),
+            "busy": Out(1), "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        lanes, cur = cfg.lanes, self.cur
+        v = Signal(range(cfg.act_depth + 1))
+        group = Signal.like(cur.groups)
+        since = Signal(range(lanes + 1), init=lanes)     # cycles since a group's last word issued
+        count = Signal(range(cfg.act_depth + 1))
+        settle = Signal(range(max(1, self._settle)))
+        counter = Signal(32)
+        sent = Signal(range(cfg.act_depth + 1))
+        primed = Signal()               # descriptor 0 has been read since reset
+        m.d.sync += primed.eq(1)
+
+        def start_layer(desc):
+            return [cur.eq(desc), v.eq(0), group.eq(0), self.position.eq(0),
+                    self.weight_addr.eq(desc.weight_base)]
+
+        last_word = v == cur.words - 1
+        can_issue = ~last_word | (since == lanes)
+        m.d.comb += [self.act_addr.eq(v), self.first.eq(v == 0), self.last.eq(last_word)]
+        with m.If(self.busy):
+            m.d.sync += counter.eq(counter + 1)
+        with m.If(since != lanes):
+            m.d.sync += since.eq(since + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.in_ready.eq(primed & ~self.load_busy),
+                             self.in_en.eq(self.in_valid & self.in_ready)]
+                with m.If(self.in_en):
+                    m.d.sync += start_layer(self.layer)
+                    m.d.sync += [count.eq(1), counter.eq(1), self.layer_addr.eq(1 % cfg.layer_depth)]
+                    m.next = "INPUT"
+                    with m.If(self.layer.words == 1):
+                        m.next = "RUN"
+            with m.State("INPUT"):
+                m.d.comb += [self.busy.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
+                             self.in_en.eq(self.in_valid)]
+                with m.If(self.in_valid):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == cur.words - 1):
+                        m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), self.issue.eq(can_issue)]
+                with m.If(can_issue):
+                    m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1)]
+                    with m.If(last_word):
+                        m.d.sync += [v.eq(0), since.eq(1), group.eq(group + 1),
+                                     *advance_position(self.position, lanes, cfg.coding.n)]
+                        with m.If(group == cur.groups - 1):
+                            m.d.sync += settle.eq(self._settle - 1)
+                            m.next = "SETTLE"
+            with m.State("SETTLE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += settle.eq(settle - 1)
+                with m.If(settle == 0):
+                    with m.If(cur.last):
+                        # Descriptor 0 is read again long before the next inference.
+                        m.d.sync += [count.eq(0), sent.eq(0), self.layer_addr.eq(0)]
+                        m.next = "OUTPUT"
+                    with m.Else():
+                        m.d.sync += start_layer(self.layer)
+                        m.d.sync += [self.sel.eq(~self.sel), self.layer_addr.eq(self.layer_addr + 1)]
+                        m.next = "RUN"
+            with m.State("OUTPUT"):
+                # out_valid marks that the read port holds word `sent`; read on when it is taken.
+                m.d.comb += [self.busy.eq(1), self.out_addr.eq(count),
+                             self.out_en.eq(~self.out_valid | self.out_ready)]
+                with m.If(self.out_en):
+                    m.d.sync += self.out_valid.eq(count < cur.out_words)
+                    with m.If(count < cur.out_words):
+                        m.d.sync += count.eq(count + 1)
+                with m.If(self.out_valid & self.out_ready):
+                    m.d.sync += sent.eq(sent + 1)
+                    with m.If(sent == cur.out_words - 1):
+                        m.d.sync += [self.cycles.eq(counter + 1), self.out_valid.eq(0),
+                                     self.sel.eq(0)]
+                        m.next = "IDLE"
+        return m

@@ -1,0 +1,87 @@
+"""Run the accelerator in Amaranth's simulator: load it, stream inputs in, collect outputs."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.sim import Simulator
+from ternac.model.pack import pack_activations, unpack_activations
+
+__all__ = ["RtlRun", "run_rtl_network"]
+
+
+@dataclass
+class RtlRun:
+    """Outputs of :func:`run_rtl_network`: int8 outputs and, per inference, cycle counts."""
+
+    outputs: np.ndarray                                     # (B, out_count) int8
+    cycles: list = field(default_factory=list)              # the accelerator's counter
+    measured: list = field(default_factory=list)            # last out - first in + 1, seen outside
+
+
+def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=None):
+    """Simulate ``dut`` (an :class:`~ternac.rtl.accelerator.Accelerator`) on int8 ``inputs``.
+
+    Parameters
+    ----------
+    inputs : array (B, I) of int8
+    out_count : int
+        Values of the network output (the last output word is zero-padded).
+    beats : list of int
+        ``load`` stream sent first (:func:`~ternac.model.hwimage.load_beats`).
+    stall : float
+        Probability that the source holds back a beat or the sink refuses one, per cycle;
+        0 gives the always-ready conditions of the cycle model.
+    """
+    n = dut.config.coding.n
+    rng = np.random.default_rng(seed)
+    result = RtlRun(np.zeros((len(inputs), out_count), dtype=np.int8))
+
+    def go():
+        return stall == 0 or rng.random() >= stall
+
+    async def bench(ctx):
+        i = 0
+        while i < len(beats):
+            valid = go()
+            ctx.set(dut.load.valid, valid)
+            ctx.set(dut.load.payload, beats[i])
+            _, _, ready = await ctx.tick().sample(dut.load.ready)
+            i += valid and ready
+        ctx.set(dut.load.valid, 0)
+        words_out = -(-out_count // n)
+        for b, x in enumerate(inputs):
+            words = pack_activations(x, n)
+            sent, received, t, first_in = 0, [], 0, None
+            while len(received) < words_out:
+                valid = sent < len(words) and go()
+                ready = go()
+                ctx.set(dut.act_in.valid, valid)
+                ctx.set(dut.act_in.payload, words[min(sent, len(words) - 1)])
+                ctx.set(dut.act_out.ready, ready)
+                _, _, in_ready, out_valid, payload = await ctx.tick().sample(
+                    dut.act_in.ready, dut.act_out.valid, dut.act_out.payload)
+                if valid and in_ready:
+                    first_in = t if first_in is None else first_in
+                    sent += 1
+                if out_valid and ready:
+                    received.append(payload)
+                    last_out = t
+                t += 1
+                if t > 1_000_000:
+                    raise TimeoutError("accelerator produced no output within a million cycles")
+            ctx.set(dut.act_in.valid, 0)
+            ctx.set(dut.act_out.ready, 0)
+            await ctx.tick()
+            result.outputs[b] = unpack_activations(received, out_count, n)
+            result.cycles.append(ctx.get(dut.cycles))
+            result.measured.append(last_out - first_in + 1)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return result

@@ -1,0 +1,115 @@
+"""Whole networks through the Accelerator in Amaranth's simulator: every output equal to the
+golden reference, every cycle count equal to the cycle model."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_network
+from ternac.model.codebook import Coding, TernacError
+from ternac.model.convert import quantize_network
+from ternac.model.cycles import predict_cycles, utilization
+from ternac.model.hwimage import hardware_config, layer_plan, load_beats
+from ternac.model.pack import Geometry
+from ternac.model.reference import golden_network
+from ternac.rtl.accelerator import Accelerator
+from ternac.rtl.dense_baseline import DenseBaseline
+from ternac.rtl.simulate import run_rtl_network
+from torch import nn
+
+
+def random_inputs(network, count, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (count, int(np.prod(network.input_shape))))
+    x[0] = 127                                                  # saturating extremes
+    x[-1] = -128
+    return x.astype(np.int8)
+
+
+def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0):
+    """Run ``x`` through the RTL and compare outputs and cycles with the golden model."""
+    config = hardware_config(network, dense=dense)
+    if load:
+        dut, beats = (DenseBaseline if dense else Accelerator)(config), load_beats(network, config)
+    else:
+        dut, beats = Accelerator.for_network(network, config), []
+    out_count = int(np.prod(network.output_shape))
+    run = run_rtl_network(dut, x, out_count=out_count, beats=beats, stall=stall, seed=seed)
+    np.testing.assert_array_equal(run.outputs, golden_network(network, x).reshape(len(x), -1))
+    assert run.cycles == run.measured                           # the counter sees what the host sees
+    if stall == 0:
+        expect = predict_cycles(network, Geometry.for_network(network)).total
+        assert run.cycles == [expect] * len(x)
+    return run
+
+
+@pytest.mark.parametrize("sizes,coding,lanes", [
+    ([20, 13, 7], (8, 2), 8),           # V < P: the shadow bank stall
+    ([20, 13, 7], (4, 2), 3),           # P divides neither O nor N
+    ([37, 5, 9, 3], (5, 3), 2),         # fan-in not a multiple of N, N not a power of two
+    ([16, 40, 24], (8, 1), 16),         # O < P in the first layer's last group
+    ([64, 32, 10], (16, 3), 4),         # 13-bit codes
+    ([9, 1], (2, 1), 1),                # one lane, one output
+])
+def test_random_networks_bit_and_cycle_exact(sizes, coding, lanes):
+    network = random_network(sizes, coding=coding, lanes=lanes, seed=sum(sizes))
+    run_rtl_checked(network, random_inputs(network, 3))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_single_layers(seed):
+    rng = np.random.default_rng(seed)
+    fan_in, fan_out = int(rng.integers(1, 60)), int(rng.integers(1, 40))
+    coding = [(8, 2), (4, 1), (6, 2), (3, 3)][seed]
+    lanes = int(rng.integers(1, 12))
+    network = random_network([fan_in, fan_out], coding=coding, lanes=lanes, seed=seed)
+    run_rtl_checked(network, random_inputs(network, 2, seed), load=bool(seed % 2))
+
+
+def test_back_pressure_and_gaps_keep_results():
+    network = random_network([30, 17, 6], coding=(4, 2), lanes=3, seed=5)
+    run_rtl_checked(network, random_inputs(network, 3), stall=0.4, seed=7)
+
+
+def test_learned_codebook_through_writable_table():
+    network = random_network([30, 12, 5], coding=(8, 2), lanes=4, seed=2, codebook_bits=4)
+    assert hardware_config(network).codebook_depth == 32
+    run_rtl_checked(network, random_inputs(network, 2), stall=0.2)
+
+
+def test_dense_baseline_same_outputs_and_cycles():
+    network = random_network([23, 11, 7], coding=(4, 2), lanes=3, seed=4)
+    run = run_rtl_checked(network, random_inputs(network, 2), dense=True)
+    ternary = run_rtl_checked(network, random_inputs(network, 2))
+    assert run.cycles == ternary.cycles
+
+
+def test_fused_relu_and_flatten_layers():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 9), nn.Linear(9, 4), nn.ReLU())
+    network = quantize_network(model, Coding(4, 2), torch.randn(64, 3, 4), lanes=2)
+    run_rtl_checked(network, random_inputs(network, 2))
+
+
+def test_unsupported_layers_and_misfits_raise():
+    torch.manual_seed(0)
+    conv = quantize_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3)),
+                            Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
+    with pytest.raises(TernacError, match=r"layer .* \(conv2d\) cannot run on the accelerator"):
+        hardware_config(conv)
+    network = random_network([40, 20, 5], lanes=4)
+    config = hardware_config(network)
+    small = type(config)(**{**vars(config), "act_depth": 3})
+    with pytest.raises(TernacError, match="activation words"):
+        layer_plan(network, small)
+    with pytest.raises(TernacError, match="weight buffer"):
+        layer_plan(network, type(config)(**{**vars(config), "weight_depth": 10}))
+
+
+def test_utilization_784_256_256_10_model_and_rtl():
+    """The acceptance network: P=8, (8,2). Cycle model and RTL agree; >= 90 % of P*N MACs/cycle."""
+    network = random_network([784, 256, 256, 10], coding=(8, 2), lanes=8, seed=0)
+    report = predict_cycles(network, Geometry.for_network(network))
+    assert report.macs == 268800 and report.macs / 64 == 4200
+    assert report.total == 4364
+    assert utilization(network, Geometry.for_network(network)) >= 0.96
+    run_rtl_checked(network, random_inputs(network, 1), load=False)

@@ -1,0 +1,164 @@
+"""RTL blocks in Amaranth's simulator against the golden model: decoder, MAC array, requantizer."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+from ternac.model.arith import MULT_BITS, SHIFT_MAX, acc_bits, requantize
+from ternac.model.codebook import Codebook, Coding, TernacError, canonical_patterns
+from ternac.model.cycles import DRAIN_TO_WRITE, ISSUE_TO_LATCH
+from ternac.model.hwimage import HardwareConfig
+from ternac.rtl.accelerator import Accelerator
+from ternac.rtl.decoder import SparseDecoder
+from ternac.rtl.mac_array import TernaryMacArray
+from ternac.rtl.requant import Requantizer
+
+
+def simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("n,k,lanes", [(8, 2, 4), (4, 2, 3), (8, 1, 2), (5, 3, 2), (16, 3, 1)])
+def test_decoder_rom_matches_slot_table(n, k, lanes):
+    coding = Coding(n, k)
+    table = Codebook.default(coding).slot_table()
+    dut = SparseDecoder(coding=coding, lanes=lanes, code_bits=coding.code_bits, table=table)
+    rng = np.random.default_rng(n * 10 + k)
+    codes = rng.integers(0, len(table), (min(300, 4 * len(table)), lanes))
+    codes[0] = 0
+
+    async def bench(ctx):
+        for row in codes:
+            ctx.set(dut.codes, sum(int(c) << (p * coding.code_bits) for p, c in enumerate(row)))
+            await ctx.tick()
+            for p, c in enumerate(row):
+                assert ctx.get(dut.slots[p].as_value()) == table[c]
+    simulate(dut, bench)
+
+
+def test_decoder_writable_learned_tables():
+    coding = Coding(8, 2)
+    rng = np.random.default_rng(1)
+    books = [Codebook.learned_table(coding, np.concatenate(
+        [canonical_patterns(coding)[:1], rng.permutation(canonical_patterns(coding)[1:])[:15]]))
+        for _ in range(2)]
+    tables = [book.slot_table() for book in books]
+    dut = SparseDecoder(coding=coding, lanes=3, code_bits=4, depth=32)
+
+    async def bench(ctx):
+        for base, table in zip((0, 16), tables):
+            for i, word in enumerate(table):
+                ctx.set(dut.write.addr, base + i)
+                ctx.set(dut.write.data, word)
+                ctx.set(dut.write.en, 1)
+                await ctx.tick()
+        ctx.set(dut.write.en, 0)
+        for base, table in zip((0, 16), tables):
+            ctx.set(dut.base, base)
+            for row in rng.integers(0, 16, (40, 3)):
+                ctx.set(dut.codes, sum(int(c) << (4 * p) for p, c in enumerate(row)))
+                await ctx.tick()
+                for p, c in enumerate(row):
+                    assert ctx.get(dut.slots[p].as_value()) == table[c]
+    simulate(dut, bench)
+
+
+@pytest.mark.parametrize("n,k,lanes,fan_in", [(8, 2, 4, 784), (4, 2, 3, 10), (5, 3, 2, 23)])
+def test_mac_array_matches_dot_products(n, k, lanes, fan_in):
+    coding = Coding(n, k)
+    book = Codebook.default(coding)
+    width = acc_bits(fan_in, coding)
+    v = -(-fan_in // n)
+    rng = np.random.default_rng(fan_in)
+    codes = rng.integers(0, len(book), (2, lanes, v))               # two groups
+    x = rng.integers(-128, 128, v * n)
+    x[-8:] = -128                                                   # extremes
+    dut = TernaryMacArray(lanes=lanes, coding=coding, code_bits=coding.code_bits, acc_bits=width,
+                          tag_bits=4, table=book.slot_table())
+    expect = [book.decode(codes[g]).reshape(lanes, -1) @ x for g in range(2)]
+    latched = []
+
+    async def bench(ctx):
+        for g in range(2):
+            for j in range(v):
+                ctx.set(dut.weights, sum(int(c) << (p * coding.code_bits) for p, c in enumerate(codes[g, :, j])))
+                ctx.set(dut.acts, sum((int(a) & 0xFF) << (8 * i) for i, a in enumerate(x[j * n:(j + 1) * n])))
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.first, j == 0)
+                ctx.set(dut.last, j == v - 1)
+                ctx.set(dut.tag, g)
+                await ctx.tick()
+                if ctx.get(dut.latch):
+                    latched.append((ctx.get(dut.latch_tag), [ctx.get(dut.sums[p]) for p in range(lanes)]))
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.latency + 1):
+            if ctx.get(dut.latch):
+                latched.append((ctx.get(dut.latch_tag), [ctx.get(dut.sums[p]) for p in range(lanes)]))
+            await ctx.tick()
+    simulate(dut, bench)
+    assert [tag for tag, _ in latched] == [0, 1]
+    for g, (_, sums) in enumerate(latched):
+        assert sums == expect[g].tolist()
+
+
+@pytest.mark.parametrize("width", [9, 17, 26])
+def test_requantizer_bit_exact(width):
+    rng = np.random.default_rng(width)
+    lo, hi = -(1 << (width - 2)), (1 << (width - 2)) - 1             # acc + bias must fit `width`
+    count = 400
+    acc = rng.integers(lo, hi + 1, count)
+    bias = rng.integers(lo, hi + 1, count)
+    mult = rng.integers(0, 1 << MULT_BITS, count)
+    shift = rng.integers(0, SHIFT_MAX + 1, count)
+    relu = rng.integers(0, 2, count)
+    # extremes: largest |acc|, largest M, every shift edge, zero
+    edges = [(lo, lo, (1 << MULT_BITS) - 1, s) for s in (0, 1, 2, 31, 32, 62, 63)] + \
+            [(hi, hi, (1 << MULT_BITS) - 1, s) for s in (0, 1, 15, 16, 63)] + [(0, 0, 0, 0), (-1, 0, 1, 1)]
+    for i, (a, b, m, s) in enumerate(edges):
+        acc[i], bias[i], mult[i], shift[i] = a, b, m, s
+    dut = Requantizer(acc_bits=width, tag_bits=1)
+    got = []
+
+    async def bench(ctx):
+        for i in range(count):
+            for name, value in (("acc", acc[i]), ("bias", bias[i]), ("mult", mult[i]),
+                                ("shift", shift[i]), ("relu", relu[i])):
+                ctx.set(getattr(dut, name), int(value))
+            ctx.set(dut.valid, 1)
+            await ctx.tick()
+            got.append(ctx.get(dut.y))
+    simulate(dut, bench)
+    expect = [int(requantize(a + b, m, s, bool(r))) for a, b, m, s, r in zip(acc, bias, mult, shift, relu)]
+    assert got == expect
+
+
+def base_config(**changes):
+    params = {"lanes": 4, "coding": Coding(8, 2), "code_bits": 8, "weight_depth": 64, "act_depth": 16,
+              "param_depth": 64, "layer_depth": 4, "acc_bits": 16}
+    params.update(changes)
+    return HardwareConfig(**params)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"lanes": 0}, "lanes"),
+    ({"lanes": 300}, "lanes"),
+    ({"coding": Coding(8, 0), "code_bits": 1}, "K must be at least 1"),
+    ({"code_bits": 5}, "ROM decodes 8-bit codes"),
+    ({"weight_depth": 0}, "weight depth"),
+    ({"act_depth": 1 << 30}, "act depth"),
+    ({"acc_bits": 4}, "accumulator width"),
+    ({"acc_bits": 64}, "accumulator width"),
+    ({"dense": True, "codebook_depth": 16}, "dense baseline has no decoder table"),
+])
+def test_invalid_parameters_raise(changes, message):
+    with pytest.raises(TernacError, match=message):
+        Accelerator(base_config(**changes))
+
+
+def test_latencies_match_cycle_model():
+    dut = Accelerator(base_config())
+    Fragment.get(dut, None)                 # elaboration checks the blocks' latencies
+    assert dut.settle == ISSUE_TO_LATCH + 4 + DRAIN_TO_WRITE
