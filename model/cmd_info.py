@@ -18,7 +18,7 @@ def run(args, say):
     bits = {row["name"]: row for row in bits_per_weight(net)["per_layer"]}
     network_bits = bits_per_weight(net)
     cycles = predict_cycles(net, geometry)
-    layer_cycles = dict(zip([layer.name for layer in net.ternary_layers], cycles.layers))
+    layer_cycles = dict(cycles.layers)
     say(f"{args.net}: input {tuple(net.input_shape)} (scale {net.input_scale:.6g}), "
         f"coding {geometry.coding}, {geometry.code_bits}-bit codes, {geometry.lanes} lanes")
     say(f"{'layer':>10} {'kind':>8} {'in':>14} {'out':>14} {'codes b/w':>10} {'all-in b/w':>10} "

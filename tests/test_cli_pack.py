@@ -80,3 +80,14 @@ def test_energy_table(tmp_path, capsys):
     assert ratios["fp32"] > ratios["int8"] > ratios["ternary-dense"] > 1.0
     for design in report["designs"].values():
         assert all(a["count"] >= 0 and a["note"] for a in design["actions"])
+
+
+def test_info_reports_cycles_and_widths(tmp_path, capsys):
+    torch.save(random_mlp([784, 256, 256, 10]), tmp_path / "mlp.pt")
+    run_cli(capsys, "pack", tmp_path / "mlp.pt", "--coding", "8,2", "--lanes", "8", "--out", tmp_path / "n.tern")
+    code, info = run_cli(capsys, "info", tmp_path / "n.tern")
+    assert code == 0
+    assert [layer["acc_bits"] for layer in info["layers"] if "acc_bits" in layer] == [17, 16, 16]
+    assert info["bits_per_weight"]["codes"] == 1.0
+    assert info["utilization"] >= 0.90                       # issue target: >= 90 % of P*N MACs/cycle
+    assert info["predicted_cycles"] == 4364
