@@ -67,6 +67,22 @@ OUTPUT_ENV = "TERNAC_COSIM_OUTPUT"
 
 # Amaranth's Verilog trips Verilator lint warnings (WIDTHEXPAND, CASEINCOMPLETE, ...).
 _VERILATOR_ARGS = ("-Wno-fatal",)
+# Yosys makes every `always @*` block depend on a dummy `reg ... = 0` so that it runs once at
+# time 0. Under cocotb's default -g2012 Icarus applies declaration initializers without an
+# event, so combinational logic whose inputs never change after time 0 (an FSM held in its
+# reset state) stays X. -g2005 (given after -g2012, so it wins) restores the time-0 event.
+_ICARUS_ARGS = ("-g2005",)
+# cocotb's Icarus waveform module declares a SystemVerilog `string`, which -g2005 rejects:
+# this one does the same in Verilog-2005 (the run always passes +dumpfile_path).
+_ICARUS_DUMP_MODULE = """module cocotb_iverilog_dump();
+reg [8*4096-1:0] dumpfile_path;
+initial begin
+    if ($value$plusargs("dumpfile_path=%s", dumpfile_path))
+        $dumpfile(dumpfile_path);
+    $dumpvars(0, {toplevel});
+end
+endmodule
+"""
 _TIMESCALE = ("1ns", "1ps")
 _LOG_TAIL_LINES = 40
 
@@ -266,7 +282,7 @@ def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves
 
     setup_simulator(sim)
     waves = "fst" if _waves_requested(waves) else None
-    build_args = [*(_VERILATOR_ARGS if sim == "verilator" else ()), *build_args]
+    build_args = [*(_VERILATOR_ARGS if sim == "verilator" else _ICARUS_ARGS), *build_args]
     if waves and sim == "verilator":
         if verilator_fst_support():
             build_args.append("--trace-fst")  # cocotb's own default is VCD
@@ -293,10 +309,16 @@ def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves
         _atomic_write(design.verilog, text)
         log = directory / "build.log"
         try:
+            sources, args = [design.verilog], list(build_args)
+            if waves and sim == "icarus":
+                dump = directory / "iverilog_dump.v"
+                _atomic_write(dump, _ICARUS_DUMP_MODULE.format(toplevel=toplevel))
+                sources.append(dump)
+                args += ["-s", "cocotb_iverilog_dump"]
             get_runner(sim).build(
-                sources=[design.verilog], hdl_toplevel=toplevel, build_dir=directory,
-                build_args=build_args, timescale=_TIMESCALE, waves=bool(waves), always=True,
-                log_file=log)
+                sources=sources, hdl_toplevel=toplevel, build_dir=directory,
+                build_args=args, timescale=_TIMESCALE,
+                waves=bool(waves) and sim != "icarus", always=True, log_file=log)
         except (RuntimeError, SystemExit) as error:
             raise CosimError(
                 f"{sim} build of {toplevel} {_config_key(config)} failed ({error}); "

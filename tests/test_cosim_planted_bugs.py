@@ -1,0 +1,287 @@
+"""The co-simulation catches planted bugs: each mutant accelerator must fail the scoreboard.
+
+Three mutants of the production RTL, built in this process only (nothing test-only lives in
+``rtl/``), each run on Icarus through the ordinary accelerator test bench:
+
+* ``decoder``: one entry of the default-codebook decoder ROM has one bit flipped (the sign of
+  the first non-zero of the code the test layer uses most);
+* ``accumulate``: lane 0 of the MAC array drops one accumulate per lane group (the partial
+  sum of the group's last input word);
+* ``rounding``: the requantizer truncates instead of rounding half up.
+
+Every mutant must raise :exc:`CosimFailure` whose message is the scoreboard's, naming the
+first wrong value. Beyond "it failed", each test predicts the mutant's exact outputs with a
+mutated copy of the integer arithmetic (single-layer network, so the effect is exact) and
+checks the RTL produced exactly those: the planted bug is what the scoreboard saw.
+"""
+
+import re
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Module, Mux, Signal, signed
+from conftest import random_network
+from ternac.cosim.accelerator_sim import (
+    TOPLEVEL,
+    build_accelerator,
+    capacity_config,
+    config_from_dict,
+    config_to_dict,
+    golden_infer_step,
+    golden_load_step,
+    golden_outputs,
+    random_inputs,
+    run_rtl_program,
+)
+from ternac.cosim.runner import CosimFailure, build_design
+from ternac.model.arith import ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_BITS, requantize
+from ternac.model.codebook import Codebook
+from ternac.model.hwimage import default_table
+from ternac.rtl import accelerator, mac_array
+from ternac.rtl.accelerator import Accelerator
+from ternac.rtl.requant import Requantizer
+
+SIM = "icarus"          # compiles in seconds: three mutant builds stay cheap
+#: Same as the P=8 (8,2) geometry of test_cosim_accelerator.py, so the clean run shares its build.
+CONFIG = capacity_config(lanes=8, coding=(8, 2), act_depth=16, weight_depth=512, param_depth=512)
+SCOREBOARD_MESSAGE = re.compile(
+    r"accelerator_program: accelerator: (\d+) of (\d+) values differ \(layer 0: \d+\); "
+    r"first at sample (\d+), layer 0, neuron (\d+): expected (-?\d+), got (-?\d+)")
+
+
+# -- the mutants (Amaranth, elaborated in this process only) ----------------------------------
+
+class FlippedDecoderAccelerator(Accelerator):
+    """The default-codebook ROM with bit ``bit`` of entry ``code`` flipped."""
+
+    def __init__(self, config, *, code, bit, **kwargs):
+        self._flip = (code, bit)
+        super().__init__(config, **kwargs)
+
+    def _make_array(self):
+        array = super()._make_array()
+        table = list(array._table)
+        assert table == default_table(self.config.coding)       # the production ROM contents
+        code, bit = self._flip
+        table[code] ^= 1 << bit
+        array._table = table
+        return array
+
+
+@contextmanager
+def _patched(module, name, value):
+    """Replace ``module.name`` for the duration of one elaboration, in this process only."""
+    original = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield original
+    finally:
+        setattr(module, name, original)
+
+
+def _dropping_accumulate(m, *, sums_in, valid, first, last, tag, component):
+    # Lane 0 adds nothing for a group's last word (unless it is also the first).
+    sums_in = list(sums_in)
+    sums_in[0] = Mux(last & ~first, 0, sums_in[0])
+    _PRODUCTION_ACCUMULATE(m, sums_in=sums_in, valid=valid, first=first, last=last, tag=tag,
+                           component=component)
+
+
+_PRODUCTION_ACCUMULATE = mac_array.accumulate
+
+
+class _DroppingArray(mac_array.TernaryMacArray):
+    def elaborate(self, platform):
+        with _patched(mac_array, "accumulate", _dropping_accumulate):
+            return super().elaborate(platform)
+
+
+class DroppedAccumulateAccelerator(Accelerator):
+    def _make_array(self):
+        array = super()._make_array()
+        assert type(array) is mac_array.TernaryMacArray
+        array.__class__ = _DroppingArray
+        return array
+
+
+class MutantRequantizer(Requantizer):
+    """:meth:`Requantizer.elaborate` copied, with ``truncate`` dropping the rounding increment.
+
+    With ``truncate=False`` it must generate exactly the production Verilog
+    (:func:`test_mutant_requantizer_copy_is_production_when_not_mutated`), so the copy cannot
+    silently drift from ``rtl/requant.py``.
+    """
+
+    def __init__(self, *, truncate, **kwargs):
+        self._truncate = truncate
+        super().__init__(**kwargs)
+
+    def elaborate(self, platform):
+        m = Module()
+        product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1))
+        shift, relu, zero = Signal.like(self.shift), Signal(), Signal()
+        m.d.sync += [
+            product.eq((self.acc + self.bias) * self.mult),
+            shift.eq(self.shift), relu.eq(self.relu), zero.eq(self.zero),
+            self.out_valid.eq(self.valid), self.out_tag.eq(self.tag),
+        ]
+        halved = product >> (shift - 1)[:SHIFT_BITS]          # unused when S == 0
+        if self._truncate:
+            rounded = Mux(shift == 0, product, halved >> 1)   # the planted bug: no "+ 1"
+        else:
+            rounded = Mux(shift == 0, product, (halved + 1) >> 1)
+        y = Mux(relu & (rounded < 0), 0, rounded)
+        m.d.comb += self.y.eq(Mux(zero, 0, Mux(y > ACT_MAX, ACT_MAX, Mux(y < ACT_MIN, ACT_MIN, y))))
+        return m
+
+
+class TruncatingAccelerator(Accelerator):
+    """The accelerator with :class:`MutantRequantizer` in place of the requantizer."""
+
+    def __init__(self, config, *, truncate=True, **kwargs):
+        self._truncate = truncate
+        super().__init__(config, **kwargs)
+
+    def elaborate(self, platform):
+        def requantizer(**kwargs):
+            return MutantRequantizer(truncate=self._truncate, **kwargs)
+
+        with _patched(accelerator, "Requantizer", requantizer) as original:
+            assert original is Requantizer
+            return super().elaborate(platform)
+
+
+def mutant_accelerator(hardware, mutation, **params):
+    """Factory for the runner: ``mutation`` names the planted bug."""
+    cls = {"decoder": FlippedDecoderAccelerator, "accumulate": DroppedAccumulateAccelerator,
+           "rounding": TruncatingAccelerator}[mutation]
+    return cls(config_from_dict(hardware), **params)
+
+
+# -- the mutants' arithmetic, predicted here (single-layer networks) ---------------------------
+
+def _layer_weights(layer, patterns):
+    w = patterns[layer.codes.astype(np.int64)].reshape(layer.out_features, -1)
+    return w[:, :layer.in_features].astype(np.int64)
+
+
+def predicted_mutant_outputs(layer, x, *, patterns=None, drop_lane0_last_word=False,
+                             truncate=False, lanes=8):
+    x = np.asarray(x, dtype=np.int64)
+    book = layer.codebook.patterns if patterns is None else patterns
+    acc = x @ _layer_weights(layer, book).T + layer.bias.astype(np.int64)
+    if drop_lane0_last_word and layer.subvectors > 1:
+        start = (layer.subvectors - 1) * layer.coding.n
+        last = x[:, start:] @ _layer_weights(layer, book)[:, start:].T
+        lane0 = np.arange(layer.out_features) % lanes == 0
+        acc[:, lane0] -= last[:, lane0]
+    if not truncate:
+        return requantize(acc, layer.mult, layer.shift, layer.relu)
+    y = (acc * layer.mult.astype(np.int64)) >> layer.shift.astype(np.int64)
+    if layer.relu:
+        y = np.maximum(y, 0)
+    return np.clip(y, ACT_MIN, ACT_MAX).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def layer_case():
+    # One 64 -> 24 layer (8 input words, 3 lane groups), no ReLU: every bug shows directly.
+    net = random_network([64, 24], seed=11)
+    x = random_inputs(net, 6, seed=12)
+    return net, x
+
+
+def run_mutant(net, x, mutation, **params):
+    design = build_design(mutant_accelerator,
+                          {"hardware": config_to_dict(CONFIG), "mutation": mutation, **params},
+                          sim=SIM, toplevel=TOPLEVEL)
+    steps = [golden_load_step(net, CONFIG), golden_infer_step(net, CONFIG, x)]
+    return lambda: run_rtl_program(design, steps, name=f"planted-{mutation}")
+
+
+def check_caught(net, x, run, predicted):
+    """The run fails on the scoreboard, naming the first value where the bug shows."""
+    golden = golden_outputs(net, x)
+    assert (predicted != golden).any(), "the planted bug must be observable on these inputs"
+    with pytest.raises(CosimFailure) as info:
+        run()
+    message = str(info.value)
+    match = SCOREBOARD_MESSAGE.search(message)
+    assert match, message
+    differ, checked, sample, neuron, expected, got = map(int, match.groups())
+    first = tuple(np.argwhere(predicted != golden)[0])
+    assert (sample, neuron) == first
+    assert (expected, got) == (golden[first], predicted[first])
+    assert differ == np.count_nonzero(predicted != golden) and checked == golden.size
+    output = info.value.result.output
+    assert output["problems"] == []                       # timing is untouched: values only
+    np.testing.assert_array_equal(np.array(output["steps"][-1]["outputs"]), predicted)
+    return message
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+@pytest.mark.cosim
+def test_clean_design_passes(layer_case):
+    # The same program on the production RTL passes: the failures below are the bugs'.
+    net, x = layer_case
+    design = build_accelerator(CONFIG, sim=SIM)
+    result = run_rtl_program(design, [golden_load_step(net, CONFIG),
+                                      golden_infer_step(net, CONFIG, x)])
+    np.testing.assert_array_equal(np.array(result.output["steps"][-1]["outputs"]),
+                                  golden_outputs(net, x))
+
+
+@pytest.mark.cosim
+def test_flipped_decoder_entry_is_caught(layer_case):
+    net, x = layer_case
+    layer = net.ternary_layers[0]
+    codes, counts = np.unique(layer.codes[layer.codes != 0], return_counts=True)
+    code = int(codes[np.argmax(counts)])                 # the code this layer uses most
+    coding = layer.coding
+    book = Codebook.default(coding).patterns.copy()
+    lane = int(np.flatnonzero(book[code])[0])
+    book[code, lane] *= -1                                # slot 0's "negative" bit flipped
+    bit = coding.index_bits                               # slot 0: index, negative, valid
+    assert default_table(coding)[code] >> (coding.index_bits + 1) & 1  # slot 0 is valid
+    check_caught(net, x, run_mutant(net, x, "decoder", code=code, bit=bit),
+                 predicted_mutant_outputs(layer, x, patterns=book))
+
+
+@pytest.mark.cosim
+def test_dropped_accumulate_is_caught(layer_case):
+    net, x = layer_case
+    check_caught(net, x, run_mutant(net, x, "accumulate"),
+                 predicted_mutant_outputs(net.ternary_layers[0], x, drop_lane0_last_word=True))
+
+
+@pytest.mark.cosim
+def test_requantizer_rounding_perturbation_is_caught(layer_case):
+    net, x = layer_case
+    check_caught(net, x, run_mutant(net, x, "rounding"),
+                 predicted_mutant_outputs(net.ternary_layers[0], x, truncate=True))
+
+
+def _verilog_without_sources(design):
+    return re.sub(r'\(\* src = "[^"]*" \*\)', "", verilog.convert(design, name="top"))
+
+
+def test_mutant_requantizer_copy_is_production_when_not_mutated():
+    production = Requantizer(acc_bits=CONFIG.acc_bits, tag_bits=10)
+    copy = MutantRequantizer(truncate=False, acc_bits=CONFIG.acc_bits, tag_bits=10)
+    assert _verilog_without_sources(copy) == _verilog_without_sources(production)
+    mutant = MutantRequantizer(truncate=True, acc_bits=CONFIG.acc_bits, tag_bits=10)
+    assert _verilog_without_sources(mutant) != _verilog_without_sources(production)
+
+
+def test_mutants_differ_from_production_only_where_planted():
+    clean = _verilog_without_sources(Accelerator(CONFIG))
+    assert _verilog_without_sources(TruncatingAccelerator(CONFIG, truncate=False)) == clean
+    assert _verilog_without_sources(TruncatingAccelerator(CONFIG)) != clean
+    assert _verilog_without_sources(DroppedAccumulateAccelerator(CONFIG)) != clean
+    # The patches did not leak out of the elaboration.
+    assert mac_array.accumulate is _PRODUCTION_ACCUMULATE
+    assert accelerator.Requantizer is Requantizer
+    assert _verilog_without_sources(Accelerator(CONFIG)) == clean
