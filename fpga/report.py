@@ -1,0 +1,156 @@
+"""FPGA utilization and Fmax table: ``python -m ternac.fpga.report [--json] [--quick]``.
+
+Runs the builds of :data:`RUNS` (board, design, network) with :func:`ternac.fpga.build.build`,
+prints a table, writes ``build/fpga/report.json`` and the markdown table into
+``docs/fpga.md`` (between the ``fpga-table`` markers) with the command and the date.
+"""
+
+import argparse
+import datetime
+import json
+import platform as host_platform
+import sys
+import time
+from pathlib import Path
+
+from .build import BOARDS, SEED, build, build_root
+
+__all__ = ["QUICK", "RUNS", "main", "markdown_table", "run_all", "text_table"]
+
+#: Every build of the full report, in table order.
+RUNS = [
+    ("icebreaker", "ternary", "64-64-10"),
+    ("icebreaker", "dense", "64-64-10"),
+    ("ulx3s-85f", "ternary", "64-64-10"),
+    ("ulx3s-85f", "dense", "64-64-10"),
+    ("ulx3s-85f", "dense-lut", "64-64-10"),
+    ("icebreaker", "ternary", "784-256-256-10"),
+    ("ulx3s-85f", "ternary", "784-256-256-10"),
+    ("ulx3s-85f", "dense", "784-256-256-10"),
+]
+#: The small network only (``--quick``).
+QUICK = [run for run in RUNS if run[2] == "64-64-10"]
+
+BEGIN, END = "<!-- fpga-table:begin -->", "<!-- fpga-table:end -->"
+COLUMNS = ("board", "design", "network", "LUT", "FF", "EBR", "DSP", "Fmax MHz", "build s",
+           "GMAC/s", "inf/s", "cycles")
+
+
+def _cell(result, key):
+    """A resource count; for a design that does not fit, what Yosys asked for, marked ``*``."""
+    cap = result["capacity"].get(key)
+    if result["fits"]:
+        value = result.get(key)
+        return "-" if value is None else f"{value}"
+    value = result.get(key)
+    if value is None:                   # nextpnr stopped before packing: Yosys' count
+        value = result["yosys"].get("lut4" if key == "lut" else key)
+    if value is None:
+        return "-"
+    return f"{value}*" + (f" (of {cap})" if cap and value > cap else "")
+
+
+def row(result):
+    fits = result["fits"]
+    return [
+        result["board"], result["design"], result["net"],
+        _cell(result, "lut"), _cell(result, "ff"), _cell(result, "ebr"), _cell(result, "dsp"),
+        f"{result['fmax_mhz']:.1f}" if fits and result["fmax_mhz"] else "does not fit",
+        f"{result['build_seconds']:.0f}",
+        f"{result['gmacs_per_s']:.2f}" if fits and result["gmacs_per_s"] else "-",
+        f"{result['inferences_per_s']:,}" if fits and result["inferences_per_s"] else "-",
+        f"{result['cycles_per_inference']}",
+    ]
+
+
+def text_table(results):
+    rows = [list(COLUMNS)] + [row(r) for r in results]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = [f"  * {r['board']} {r['design']} {r['net']}: does not fit: {r['reason']}"
+             for r in results if not r["fits"]]
+    return "\n".join(lines + notes)
+
+
+def markdown_table(results, *, command, date):
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(
+        "---" if i < 3 else "---:" for i in range(len(COLUMNS))) + "|"]
+    lines += ["| " + " | ".join(row(r)) + " |" for r in results]
+    misfits = [r for r in results if not r["fits"]]
+    notes = [
+        "",
+        f"Measured {date} with `{command}` (host: {host_platform.machine()}, "
+        f"{host_platform.python_implementation()} {host_platform.python_version()}). "
+        f"nextpnr options: `--seed {SEED} --timing-allow-fail`, timing target "
+        + ", ".join(f"{b.target_mhz:g} MHz on {name}" for name, b in BOARDS.items())
+        + "; Yosys `synth_ice40 -dsp` / `synth_ecp5` (`-nodsp` for `dense-lut`: the baseline's "
+        "multipliers in LUTs). Build seconds are wall-clock on a shared 2-core machine.",
+    ]
+    if misfits:
+        notes.append("")
+        notes.append("`*`: does not fit; the count is what the design needs (nextpnr after packing, else Yosys).")
+        for r in misfits:
+            notes.append(f"- {r['board']} {r['design']} {r['net']}: {r['reason']}")
+    return "\n".join(lines + notes)
+
+
+def update_docs(path, table):
+    path = Path(path)
+    text = path.read_text() if path.is_file() else f"# FPGA builds\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
+def run_all(runs, *, say=print, root=None):
+    results = []
+    for board, design, net in runs:
+        result = build(board, design, net, root=root, say=say)
+        fmax = f"{result['fmax_mhz']:.1f} MHz" if result["fits"] else f"does not fit ({result['reason']})"
+        say(f"  {board} {design} {net}: {fmax}, {result['build_seconds']:.0f} s")
+        results.append(result)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m ternac.fpga.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    parser.add_argument("--quick", action="store_true", help="the 64-64-10 network only")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/fpga.md")
+    parser.add_argument("--from-json", metavar="REPORT.json",
+                        help="no builds: render the table of an earlier report.json")
+    args = parser.parse_args(argv)
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else print
+    root = build_root()
+    if args.from_json:
+        report = json.loads(Path(args.from_json).read_text())
+        results, date, command = report["builds"], report["date"], report["command"]
+    else:
+        runs = QUICK if args.quick else RUNS
+        started = time.monotonic()
+        results = run_all(runs, say=say)
+        date = datetime.date.today().isoformat()
+        command = "python -m ternac.fpga.report" + (" --quick" if args.quick else "")
+        report = {"date": date, "command": command, "seed": SEED,
+                  "total_seconds": round(time.monotonic() - started, 1), "builds": results}
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "report.json").write_text(json.dumps(report, indent=2))
+    if not args.no_docs:
+        docs = root.parent.parent / "docs" / "fpga.md"
+        if docs.parent.is_dir():
+            update_docs(docs, markdown_table(results, command=command, date=date))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print()
+        print(text_table(results))
+        print(f"\nwrote {root / 'report.json'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""FPGA flow: log/report parsers (fast), and a real iCE40 build (marked ``fpga``, slow)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ternac.fpga.build import (
+    BOARDS,
+    NETWORKS,
+    parse_nextpnr_log,
+    parse_nextpnr_report,
+    parse_yosys_stat,
+    synthetic_network,
+)
+from ternac.model.hwimage import hardware_config, memory_images
+from ternac.model.reference import golden_network
+
+DATA = Path(__file__).parent / "data"
+
+
+def _log_parts():
+    text = (DATA / "nextpnr_ice40.log").read_text()
+    ternary, dense = text.split("# --- dense baseline")
+    return ternary, dense
+
+
+def test_parse_nextpnr_log_utilization_and_fmax():
+    ternary, _ = _log_parts()
+    parsed = parse_nextpnr_log(ternary)
+    util = parsed["utilization"]
+    assert util["ICESTORM_LC"] == {"used": 4024, "available": 5280}
+    assert util["ICESTORM_RAM"] == {"used": 15, "available": 30}
+    assert util["ICESTORM_DSP"] == {"used": 1, "available": 8}
+    assert util["ICESTORM_SPRAM"]["used"] == 0
+    # The last Fmax line (after routing, printed as a Warning when it fails) wins.
+    assert parsed["fmax"] == {"cd_sync.clk": {"achieved": 15.27, "constraint": 50.0, "pass": False}}
+    assert parsed["error"] is None
+
+
+def test_parse_nextpnr_log_does_not_fit():
+    _, dense = _log_parts()
+    parsed = parse_nextpnr_log(dense)
+    assert parsed["utilization"]["ICESTORM_DSP"] == {"used": 65, "available": 8}
+    assert parsed["fmax"] == {}
+    assert "no BELs remaining" in parsed["error"]
+
+
+def test_parse_nextpnr_report_json():
+    report = {"utilization": {"ICESTORM_LC": {"used": 10, "available": 5280}},
+              "fmax": {"clk": {"achieved": 60.5, "constraint": 50.0}}}
+    parsed = parse_nextpnr_report(json.dumps(report))
+    assert parsed["utilization"]["ICESTORM_LC"]["used"] == 10
+    assert parsed["fmax"]["clk"] == {"achieved": 60.5, "constraint": 50.0, "pass": True}
+
+
+def test_parse_yosys_stat_both_formats():
+    new = ("       48 cells\n       24   $scopeinfo\n        1   SB_MAC16\n     5183 submodules\n"
+           "      518   SB_CARRY\n     3193   SB_LUT4\n\n4.60. Executing CHECK pass\n")
+    old = "   Number of cells:               12\n     SB_DFF                          4\n     SB_LUT4    8\n\n"
+    assert parse_yosys_stat("junk\n" + old + new) == {"$scopeinfo": 24, "SB_MAC16": 1, "SB_CARRY": 518,
+                                                      "SB_LUT4": 3193}
+    assert parse_yosys_stat(old) == {"SB_DFF": 4, "SB_LUT4": 8}
+    assert parse_yosys_stat("no statistics") == {}
+
+
+def test_synthetic_networks_map_and_run():
+    for sizes, coding, lanes in NETWORKS.values():
+        net = synthetic_network(sizes, coding, lanes)
+        config = hardware_config(net, lanes)
+        assert memory_images(net, config)               # fits its own configuration
+    small = synthetic_network([20, 13, 7], (8, 2), 8)   # fan-in not a multiple of N: padded codes
+    tail = small.layers[0].codebook.decode(small.layers[0].codes[:, -1])[:, 20 % 8:]
+    assert not tail.any()                               # the zero padding of each row stays zero
+    assert golden_network(small, np.ones((1, 20), dtype=np.int8)).shape == (1, 7)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real builds (minutes): make test-fpga
+
+
+@pytest.fixture(scope="module")
+def ice40_builds(tmp_path_factory):
+    from ternac.fpga.build import build
+    root = tmp_path_factory.mktemp("fpga")
+    return {design: build("icebreaker", design, "64-64-10", root=root) for design in ("ternary", "dense")}
+
+
+@pytest.mark.fpga
+def test_ice40_ternary_build_fits_with_fmax(ice40_builds):
+    r = ice40_builds["ternary"]
+    assert r["fits"], r["reason"]
+    assert 0 < r["lut"] <= BOARDS["icebreaker"].capacity["lut"]
+    assert r["fmax_mhz"] > 0 and r["inferences_per_s"] > 0
+    assert r["ebr"] > 0                                  # the memories are block RAM, not gone
+    assert json.loads((Path(r["build_dir"]) / "report.json").read_text())["fmax_mhz"] == r["fmax_mhz"]
+    # The MAC array has no multiplier: the only $mul is the requantizer's, and it is the only DSP.
+    assert r["muls_before_synth"] == {"top.core.requant": 1}
+    assert r["dsp"] <= 1
+
+
+@pytest.mark.fpga
+def test_ice40_dense_baseline_needs_more_dsps(ice40_builds):
+    ternary, dense = ice40_builds["ternary"], ice40_builds["dense"]
+    assert dense["muls_before_synth"]["top.core.array"] == 8 * 8     # P*N int8 multipliers
+    assert (not dense["fits"]) or dense["dsp"] > ternary["dsp"]
+    if not dense["fits"]:
+        assert dense["reason"] and dense["fmax_mhz"] is None
+        assert dense["yosys"]["dsp"] > BOARDS["icebreaker"].capacity["dsp"]
