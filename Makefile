@@ -39,5 +39,13 @@ test-fpga: venv
 demo: venv
 	$(BIN)/ternac demo
 
+# Measurements quoted in docs/ (long; each prints its figures and writes JSON).
+accuracy: venv
+	$(BIN)/ternac accuracy
+
+bench: venv
+	$(BIN)/python -m ternac.cosim.simspeed
+	$(BIN)/python -m ternac.fpga.report
+
 clean:
 	rm -rf build .pytest_cache

@@ -15,7 +15,6 @@ def configure(parser):
     parser.add_argument("--dataset", default="digits", help="digits (fast), mnist5k or fashion-mnist")
     parser.add_argument("--arch", default="mlp:64-64-10")
     parser.add_argument("--coding", default="8,2")
-    parser.add_argument("--lanes", type=int, default=8)
     parser.add_argument("--samples", type=int, default=100, help="test samples run on the simulated RTL")
 
 
@@ -25,7 +24,7 @@ def steps(args):
     sim = ["sim", net, "--dataset", args.dataset, "--samples", str(args.samples)]
     return [
         ("train", ["train", "--dataset", args.dataset, "--arch", args.arch, "--coding", args.coding,
-                   "--schedule", "gradual", "--lanes", str(args.lanes), "--out", net]),
+                   "--out", net]),
         ("info", ["info", net]),
         ("eval", ["eval", net, "--dataset", args.dataset]),
         ("verilog", ["verilog", "--net", net, "--out", str(out / "verilog")]),

@@ -15,8 +15,10 @@ __all__ = ["DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "CycleReport", "predict_cycles", 
 #: decoder table read, slot select and K-input sum.
 ISSUE_TO_LATCH = 3
 #: Cycles from a shadow-bank lane leaving the bank to the cycle its output byte is written:
-#: parameter memory read, then the multiplier register of the requantizer.
-DRAIN_TO_WRITE = 2
+#: parameter memory read (1), then the requantizer's 4 register stages (bias add, multiply,
+#: rounding shift, rounding increment; ``Requantizer.latency``); ReLU and saturation feed the
+#: byte write combinationally.
+DRAIN_TO_WRITE = 1 + 4
 
 
 @dataclass

@@ -34,8 +34,9 @@ def im2col(x, conv):
 def golden_accumulate(layer, columns):
     """Accumulators ``W @ x + bias`` (int64) for input columns (..., in_features)."""
     w = layer.weights().astype(np.float64)
-    acc = np.asarray(columns, dtype=np.float64) @ w.T
-    return acc.astype(np.int64) + layer.bias.astype(np.int64)
+    columns = np.asarray(columns, dtype=np.float64)
+    acc = columns.reshape(-1, columns.shape[-1]) @ w.T          # one 2-D GEMM: 3-D @ is slow
+    return acc.reshape(columns.shape[:-1] + (w.shape[0],)).astype(np.int64) + layer.bias.astype(np.int64)
 
 
 def _pool(layer, x):

@@ -1,0 +1,63 @@
+"""``ternac train``: train float, retrain ternary with the quantizer in the loop, write a .tern.
+
+The reported ternary accuracy is that of the integer reference executor on int8 test inputs.
+"""
+
+from .codebook import TernacError
+from .datasets import DATASETS
+from .network import save_network
+from .qat import SCHEDULES
+from .train import TrainOptions, train_network
+
+
+def configure(parser):
+    parser.add_argument("--dataset", required=True, choices=list(DATASETS))
+    parser.add_argument("--arch", help="architecture, e.g. mlp:784-256-256-10 or cnn:16-32 "
+                        "(with --model: the architecture of a state_dict)")
+    parser.add_argument("--model", metavar="PATH",
+                        help="start from this float model instead of training one: a torch.save-d "
+                             "nn.Module, a TorchScript file, or a state_dict (with --arch)")
+    parser.add_argument("--coding", default="8,2", help="(N,K) coding, e.g. 8,2 (default), 16,3, "
+                        "8,8 for dense ternary")
+    parser.add_argument("--codebook-bits", type=int, metavar="B",
+                        help="learn a per-layer codebook of 2**B patterns (e.g. 6 with --coding 8,2)")
+    parser.add_argument("--edge-coding", metavar="N,K",
+                        help="keep the first and last layers at a denser coding (higher precision), "
+                             "e.g. 8,8 (dense ternary); the .tern then mixes codings, which the golden "
+                             "model runs but the single-coding accelerator does not")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="oneshot",
+                        help="oneshot projection, gradual pruning, or stochastic partial quantization")
+    parser.add_argument("--out", metavar="NET.tern", help="write the integer network here")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--float-epochs", type=float,
+                        help="float training epochs (default per data set; 0 with --model)")
+    parser.add_argument("--epochs", type=float, help="ternary retraining epochs (default per data set)")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--lr", type=float, default=2e-3, help="float learning rate (Adam)")
+    parser.add_argument("--qat-lr", type=float, default=1e-3, help="retraining learning rate (Adam)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--float-cache", metavar="DIR", help="reuse float models trained before")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args, say):
+    if not args.arch and not args.model:
+        raise TernacError("give --arch (e.g. mlp:784-256-256-10) or --model PATH")
+    float_epochs = args.float_epochs
+    if float_epochs is None and args.model:
+        float_epochs = 0
+    opts = TrainOptions(dataset=args.dataset, arch=args.arch or "", coding=args.coding,
+                        codebook_bits=args.codebook_bits, schedule=args.schedule,
+                        edge_coding=args.edge_coding,
+                        float_epochs=float_epochs, qat_epochs=args.epochs, batch=args.batch,
+                        lr=args.lr, qat_lr=args.qat_lr, seed=args.seed, threads=args.threads,
+                        progress=not args.no_progress)
+    net, _, summary = train_network(opts, say=say, init=args.model, float_cache=args.float_cache)
+    if args.out:
+        save_network(net, args.out)
+        say(f"wrote {args.out}")
+        summary["out"] = args.out
+    say(f"float {100 * summary['float_accuracy']:.2f} %, ternary integer "
+        f"{100 * summary['integer_accuracy']:.2f} % at {summary['bits_per_weight_codes']:.3f} b/w "
+        f"(all-in {summary['bits_per_weight_all_in']:.3f}); training {summary['train_seconds']:.0f} s")
+    return summary
