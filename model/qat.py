@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .codebook import Codebook
-from .quantize import _subvectors, _topk_mask, learn_codebook, project, project_codebook
+from .quantize import _subvectors, codebook_step, learn_codebook, project, project_codebook
 
 __all__ = [
     "SCHEDULES",
@@ -200,24 +200,9 @@ def refine_codebook(weight, book, iterations=4):
     coding = book.coding
     w = torch.as_tensor(weight, dtype=torch.float32)
     for _ in range(iterations):
-        codes, _, scale = project_codebook(w, book)
-        units = (_subvectors(w, coding.n) / scale[:, None, None]).reshape(-1, coding.n)
-        flat = codes.reshape(-1)
+        book, empty, _ = codebook_step(w, book)
         patterns = book.patterns.copy()
         seen = {row.tobytes() for row in patterns}
-        empty = []
-        for entry in range(1, len(patterns)):
-            members = units[flat == entry]
-            if len(members) == 0:
-                empty.append(entry)
-                continue
-            mean = members.mean(dim=0)
-            keep = _topk_mask(mean[None], coding.k)[0] & (mean.abs() > 0.5)
-            new = (torch.sign(mean) * keep).to(torch.int8).numpy()
-            if new.any() and new.tobytes() not in seen:
-                seen.discard(patterns[entry].tobytes())
-                seen.add(new.tobytes())
-                patterns[entry] = new
         if empty:
             ternary, _ = project(w, coding)
             subs = _subvectors(ternary, coding.n).reshape(-1, coding.n).to(torch.int8)

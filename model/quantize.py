@@ -20,7 +20,12 @@ import torch
 from .codebook import Codebook, TernacError
 
 __all__ = [
-    "THRESHOLD_GRID", "project", "project_codebook", "learn_codebook", "encode_layer",
+    "THRESHOLD_GRID",
+    "codebook_step",
+    "encode_layer",
+    "learn_codebook",
+    "project",
+    "project_codebook",
     "reconstruction_error",
 ]
 
@@ -137,24 +142,39 @@ def learn_codebook(w, coding, bits, iterations=10):
             table.append(torch.as_tensor(row))
     book = Codebook.learned_table(coding, torch.stack(table).numpy())
     for _ in range(iterations):
-        codes, _, scale = project_codebook(w, book, scale, iterations=1)
-        units = (_subvectors(w, coding.n) / scale[:, None, None]).reshape(-1, coding.n)
-        flat = codes.reshape(-1)
-        patterns = book.patterns.copy()
-        seen = {row.tobytes() for row in patterns}
-        for entry in range(1, len(patterns)):
-            members = units[flat == entry]
-            if len(members) == 0:
-                continue
-            mean = members.mean(dim=0)
-            keep = _topk_mask(mean[None], coding.k)[0] & (mean.abs() > 0.5)
-            new = (torch.sign(mean) * keep).to(torch.int8).numpy()
-            if new.any() and new.tobytes() not in seen:
-                seen.discard(patterns[entry].tobytes())
-                seen.add(new.tobytes())
-                patterns[entry] = new
-        book = Codebook.learned_table(coding, patterns)
+        book, _, scale = codebook_step(w, book, scale)
     return book
+
+
+@torch.no_grad()
+def codebook_step(w, book, scale=None):
+    """One k-means step of a learned codebook on a weight matrix (O, I).
+
+    Assign every sub-vector (:func:`project_codebook`, one iteration), then move every entry
+    but 0 to the pattern with at most K non-zeros nearest its cluster mean in units of the row
+    scale (keep the largest entries above 1/2); a pattern already in the table is not
+    duplicated. Returns ``(new codebook, entries left without members, row scales)``.
+    """
+    coding = book.coding
+    codes, _, scale = project_codebook(w, book, scale, iterations=1)
+    units = (_subvectors(w, coding.n) / scale[:, None, None]).reshape(-1, coding.n)
+    flat = codes.reshape(-1)
+    patterns = book.patterns.copy()
+    seen = {row.tobytes() for row in patterns}
+    empty = []
+    for entry in range(1, len(patterns)):
+        members = units[flat == entry]
+        if len(members) == 0:
+            empty.append(entry)
+            continue
+        mean = members.mean(dim=0)
+        keep = _topk_mask(mean[None], coding.k)[0] & (mean.abs() > 0.5)
+        new = (torch.sign(mean) * keep).to(torch.int8).numpy()
+        if new.any() and new.tobytes() not in seen:
+            seen.discard(patterns[entry].tobytes())
+            seen.add(new.tobytes())
+            patterns[entry] = new
+    return Codebook.learned_table(coding, patterns), empty, scale
 
 
 def encode_layer(w, codebook):
