@@ -8,6 +8,7 @@ def configure(parser):
     parser.add_argument("net", help="a .tern network")
     parser.add_argument("--lanes", type=int, help="override the network's lane count")
     parser.add_argument("--actions", action="store_true", help="list every action count")
+    parser.add_argument("--plot", metavar="PNG", help="write a bar chart of compute and memory energy")
 
 
 def run(args, say):
@@ -24,4 +25,34 @@ def run(args, say):
                 say(f"{'':>16}{a['component']}: {a['action']} x{a['count']} @ {a['pj_each']:.4f} pJ ({a['note']})")
     if not args.actions:
         say("(--actions lists every count, width and assumption; --json always includes them)")
+    if args.plot:
+        plot_energy(report, args.plot, title=f"{args.net}: energy per inference, 45 nm")
+        say(f"plot: {args.plot}")
     return report
+
+
+def plot_energy(report, path, title):
+    """Grouped bars (compute, memory, total) per design on a log scale, ratio to ternac on top."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    designs = report["designs"]
+    parts = [("compute (adds, multiplies, table reads)", "compute_pj"), ("SRAM reads and writes", "memory_pj"),
+             ("total", "total_pj")]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    width = 0.27
+    for j, (label, key) in enumerate(parts):
+        xs = [i + (j - 1) * width for i in range(len(DESIGNS))]
+        ax.bar(xs, [designs[d][key] / 1e3 for d in DESIGNS], width, label=label)
+    for i, d in enumerate(DESIGNS):
+        ax.text(i + width, designs[d]["total_pj"] / 1e3, f"x{report['ratios_vs_ternac'][d]:.1f}",
+                ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(DESIGNS)), DESIGNS)
+    ax.set_yscale("log")
+    ax.set_ylabel("nJ per inference")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -31,7 +31,7 @@ from .arith import ACT_BITS
 from .network import TernaryLayer
 
 __all__ = ["HOROWITZ_45NM_PJ", "SRAM_64BIT_PJ", "DESIGNS", "Action", "energy_report", "sram_pj_per_bit",
-           "add_pj"]
+           "add_pj", "sram_basis"]
 
 HOROWITZ_45NM_PJ = {
     "add8": 0.03, "add32": 0.1, "mul8": 0.2, "mul32": 3.1,
@@ -65,6 +65,16 @@ def sram_pj_per_bit(size_bytes):
         (lo, elo), (hi, ehi) = ((s0, e0), (s1, e1)) if size_bytes <= s1 else ((s1, e1), (s2, e2))
         e = elo + (ehi - elo) * log(size_bytes / lo) / log(hi / lo)
     return e / 64
+
+
+def sram_basis(size_bytes):
+    """How :func:`sram_pj_per_bit` got its figure for this size (stated in every note)."""
+    lo, hi = SRAM_64BIT_PJ[0][0], SRAM_64BIT_PJ[-1][0]
+    if size_bytes <= lo:
+        return "8 KB figure, an upper bound"
+    if size_bytes >= hi:
+        return "1 MB figure, a lower bound"
+    return "interpolated in log(size)"
 
 
 def add_pj(bits):
@@ -101,8 +111,9 @@ def _design_actions(network, design, lanes):
     weight_buffer = (code_bits if design == "ternac" else weights * w_bits) // 8
     act_buffer = 2 * widest * a_bits // 8                               # ping-pong
     w_pj, a_pj = sram_pj_per_bit(weight_buffer), sram_pj_per_bit(act_buffer)
-    w_note = f"{weight_buffer} B weight SRAM, {w_pj * 64:.2f} pJ per 64-bit access (log-size interpolation)"
-    a_note = f"{act_buffer} B activation SRAM (ping-pong), {a_pj * 64:.2f} pJ per 64-bit access"
+    w_note = f"{weight_buffer} B weight SRAM, {w_pj * 64:.2f} pJ per 64-bit access ({sram_basis(weight_buffer)})"
+    a_note = (f"{act_buffer} B activation SRAM (ping-pong), {a_pj * 64:.2f} pJ per 64-bit access "
+              f"({sram_basis(act_buffer)})")
     actions = []
     for layer in layers:
         c = _layer_counts(layer, lanes)
