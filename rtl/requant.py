@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_BITS
 
-__all__ = ["PositionLayout", "Requantizer", "ShadowBank"]
+__all__ = ["PositionLayout", "Requantizer", "ShadowBank", "delayed"]
 
 
 class PositionLayout(data.StructLayout):
@@ -72,16 +72,38 @@ class ShadowBank(wiring.Component):
         return m
 
 
+def delayed(m, value, cycles, name):
+    """``value`` delayed by ``cycles`` registers (control carried alongside a pipelined datapath)."""
+    for i in range(cycles):
+        reg = Signal.like(value, name=f"{name}_{i + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
 class Requantizer(wiring.Component):
     """``y = sat8(relu((acc + bias) * M, rounded half up, >> S))``, bit-exact with ``arith.requantize``.
 
-    Cycle 1 adds the bias and multiplies by ``M`` (the only multiplier of the accelerator: one
-    ``(acc_bits+1) x 15`` product, a single DSP block on FPGA) into a register; cycle 2 is
-    combinational: shift with rounding, ReLU, saturation. Rounding uses
-    ``floor((v + 2**(S-1)) / 2**S) == (floor(v / 2**(S-1)) + 1) >> 1`` for ``S > 0``, so
-    no ``2**(S-1)`` constant as wide as the largest shift is needed.
+    Four register stages, each with at most one adder, multiplier, barrel shift or saturation
+    on its path (the requantizer used to set Fmax, ``docs/fpga.md``):
 
-    Latency: 1 cycle (``y`` is valid the cycle after ``acc``).
+    1. ``v0 = acc + bias``: ``acc_bits + 1`` bits (the bias add, on the parameter-memory
+       read data);
+    2. ``v = v0 * M``: one ``(acc_bits + 1) x 15`` signed-by-unsigned product,
+       ``acc_bits + 17`` bits -- the only multiplier of the accelerator, one DSP block on FPGA
+       while ``acc_bits + 1`` fits its port (16 bits on iCE40, 18 on ECP5), its inputs and
+       output registered;
+    3. ``h = (2 v) >> S``: the variable (arithmetic) shift, keeping one fraction bit:
+       ``h = floor(v / 2**(S-1))`` for ``S > 0``, ``2 v`` for ``S = 0``;
+    4. ``r = (h + 1) >> 1``: the rounding increment. ``r = floor((v + 2**(S-1)) / 2**S)``
+       for ``S > 0`` and ``v`` for ``S = 0``, without a ``2**(S-1)`` constant as wide as
+       the largest shift;
+
+    then, combinationally into the activation buffer's byte write: ReLU, saturation to int8
+    and the ``zero`` override. ``shift``, ``relu``, ``zero``, ``valid`` and ``tag`` are
+    delayed with the data. A new input may come every cycle.
+
+    Latency: 4 cycles (``y`` is valid 4 cycles after ``acc``).
 
     Attributes
     ----------
@@ -104,19 +126,28 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self):
-        return 1
+        return 4
 
     def elaborate(self, platform):
         m = Module()
-        product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1))
-        shift, relu, zero = Signal.like(self.shift), Signal(), Signal()
-        m.d.sync += [
-            product.eq((self.acc + self.bias) * self.mult),
-            shift.eq(self.shift), relu.eq(self.relu), zero.eq(self.zero),
-            self.out_valid.eq(self.valid), self.out_tag.eq(self.tag),
-        ]
-        halved = product >> (shift - 1)[:SHIFT_BITS]          # unused when S == 0
-        rounded = Mux(shift == 0, product, (halved + 1) >> 1)
-        y = Mux(relu & (rounded < 0), 0, rounded)
-        m.d.comb += self.y.eq(Mux(zero, 0, Mux(y > ACT_MAX, ACT_MAX, Mux(y < ACT_MIN, ACT_MIN, y))))
+        # Data registers have no reset (``valid`` qualifies them), so that they can go into the
+        # DSP block's input and output registers.
+        biased = Signal(signed(self._acc_bits + 1), reset_less=True)
+        mult = Signal.like(self.mult, reset_less=True)
+        m.d.sync += [biased.eq(self.acc + self.bias), mult.eq(self.mult)]          # stage 1
+        product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
+        m.d.sync += product.eq(biased * mult)                                      # stage 2
+        halved = Signal(signed(len(product) + 1), reset_less=True)
+        m.d.sync += halved.eq((product << 1) >> delayed(m, self.shift, 2, "shift"))  # stage 3
+        rounded = Signal(signed(len(product) + 1), reset_less=True)
+        m.d.sync += rounded.eq((halved + 1) >> 1)                                  # stage 4
+        relu = delayed(m, self.relu, self.latency, "relu")
+        zero = delayed(m, self.zero, self.latency, "zero")
+        m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.latency, "valid")),
+                     self.out_tag.eq(delayed(m, self.tag, self.latency, "tag"))]
+        # ReLU and saturation without a comparator: ``rounded`` fits int8 iff its bits from
+        # ACT_BITS-1 up are all equal, else it saturates towards its sign.
+        negative, top = rounded[-1], rounded[ACT_BITS - 1:]
+        clamped = Mux(~top.any() | top.all(), rounded[:ACT_BITS], Mux(negative, ACT_MIN, ACT_MAX))
+        m.d.comb += self.y.eq(Mux(zero | (relu & negative), 0, clamped))
         return m

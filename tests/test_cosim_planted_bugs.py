@@ -36,12 +36,12 @@ from ternac.cosim.accelerator_sim import (
     run_rtl_program,
 )
 from ternac.cosim.runner import CosimFailure, build_design
-from ternac.model.arith import ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_BITS, requantize
+from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, requantize
 from ternac.model.codebook import Codebook
 from ternac.model.hwimage import default_table
 from ternac.rtl import accelerator, mac_array
 from ternac.rtl.accelerator import Accelerator
-from ternac.rtl.requant import Requantizer
+from ternac.rtl.requant import Requantizer, delayed
 
 SIM = "icarus"          # compiles in seconds: three mutant builds stay cheap
 #: Same as the P=8 (8,2) geometry of test_cosim_accelerator.py, so the clean run shares its build.
@@ -120,20 +120,29 @@ class MutantRequantizer(Requantizer):
 
     def elaborate(self, platform):
         m = Module()
-        product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1))
-        shift, relu, zero = Signal.like(self.shift), Signal(), Signal()
-        m.d.sync += [
-            product.eq((self.acc + self.bias) * self.mult),
-            shift.eq(self.shift), relu.eq(self.relu), zero.eq(self.zero),
-            self.out_valid.eq(self.valid), self.out_tag.eq(self.tag),
-        ]
-        halved = product >> (shift - 1)[:SHIFT_BITS]          # unused when S == 0
+        # Data registers have no reset (``valid`` qualifies them), so that they can go into the
+        # DSP block's input and output registers.
+        biased = Signal(signed(self._acc_bits + 1), reset_less=True)
+        mult = Signal.like(self.mult, reset_less=True)
+        m.d.sync += [biased.eq(self.acc + self.bias), mult.eq(self.mult)]          # stage 1
+        product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
+        m.d.sync += product.eq(biased * mult)                                      # stage 2
+        halved = Signal(signed(len(product) + 1), reset_less=True)
+        m.d.sync += halved.eq((product << 1) >> delayed(m, self.shift, 2, "shift"))  # stage 3
+        rounded = Signal(signed(len(product) + 1), reset_less=True)
         if self._truncate:
-            rounded = Mux(shift == 0, product, halved >> 1)   # the planted bug: no "+ 1"
+            m.d.sync += rounded.eq(halved >> 1)                 # the planted bug: no "+ 1"
         else:
-            rounded = Mux(shift == 0, product, (halved + 1) >> 1)
-        y = Mux(relu & (rounded < 0), 0, rounded)
-        m.d.comb += self.y.eq(Mux(zero, 0, Mux(y > ACT_MAX, ACT_MAX, Mux(y < ACT_MIN, ACT_MIN, y))))
+            m.d.sync += rounded.eq((halved + 1) >> 1)                              # stage 4
+        relu = delayed(m, self.relu, self.latency, "relu")
+        zero = delayed(m, self.zero, self.latency, "zero")
+        m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.latency, "valid")),
+                     self.out_tag.eq(delayed(m, self.tag, self.latency, "tag"))]
+        # ReLU and saturation without a comparator: ``rounded`` fits int8 iff its bits from
+        # ACT_BITS-1 up are all equal, else it saturates towards its sign.
+        negative, top = rounded[-1], rounded[ACT_BITS - 1:]
+        clamped = Mux(~top.any() | top.all(), rounded[:ACT_BITS], Mux(negative, ACT_MIN, ACT_MAX))
+        m.d.comb += self.y.eq(Mux(zero | (relu & negative), 0, clamped))
         return m
 
 

@@ -129,7 +129,14 @@ def test_requantizer_bit_exact(width):
                 ctx.set(getattr(dut, name), int(value))
             ctx.set(dut.valid, 1)
             await ctx.tick()
-            got.append(ctx.get(dut.y))
+            if ctx.get(dut.out_valid):                  # one input per cycle, pipelined
+                got.append(ctx.get(dut.y))
+            assert len(got) == max(0, i + 2 - dut.latency)   # y of input i: `latency` ticks later
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.latency):
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append(ctx.get(dut.y))
     simulate(dut, bench)
     expect = [int(requantize(a + b, m, s, bool(r))) for a, b, m, s, r in zip(acc, bias, mult, shift, relu)]
     assert got == expect
