@@ -73,8 +73,9 @@ def test_pack_rejects_bad_files_and_codings(tmp_path, capsys):
 def test_energy_table(tmp_path, capsys):
     torch.save(random_mlp([784, 256, 256, 10]), tmp_path / "mlp.pt")
     run_cli(capsys, "pack", tmp_path / "mlp.pt", "--coding", "8,2", "--out", tmp_path / "n.tern")
-    code, report = run_cli(capsys, "energy", tmp_path / "n.tern")
+    code, report = run_cli(capsys, "energy", tmp_path / "n.tern", "--plot", tmp_path / "e.png")
     assert code == 0
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
     ratios = report["ratios_vs_ternac"]
     assert ratios["ternac"] == 1.0
     assert ratios["fp32"] > ratios["int8"] > ratios["ternary-dense"] > 1.0
