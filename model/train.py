@@ -126,7 +126,8 @@ def _fit(model, x, y, epochs, lr, batch, seed, forward=None, on_step=None, desc=
     gen = seeded_generator(seed)
     loss_fn = nn.CrossEntropyLoss()
     order = torch.empty(0, dtype=torch.long)
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, unit="step",
+    # disable=None: bars only on a terminal, never as carriage-return noise in a log
+    bar = tqdm(total=steps, desc=desc, disable=None if progress else True, leave=False, unit="step",
                dynamic_ncols=True)
     model.train()
     for step in range(steps):
