@@ -38,6 +38,7 @@ import time
 
 import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from ternac.model.pack import unpack_activations
 
 from .runner import load_data, save_output
 from .scoreboard import Scoreboard
@@ -46,15 +47,6 @@ from .streams import StreamSink, StreamSource, clock_and_reset
 CLOCK_NS = 10
 #: Cycles to keep watching ``act_out`` after the last expected word (extra beats are errors).
 QUIET_CYCLES = 8
-
-
-def unpack_word(word, n):
-    """The ``n`` signed bytes of an activation word, element ``i`` at bits ``[8i, 8i+8)``."""
-    values = []
-    for i in range(n):
-        byte = (word >> (8 * i)) & 0xFF
-        values.append(byte - 256 if byte >= 128 else byte)
-    return values
 
 
 class LayerProbe:
@@ -140,8 +132,8 @@ async def run_infer(dut, counter, step, scoreboard, problems):
             onchip = int(dut.cycles.value)
             beats = sink.beats[received:received + out_words[index]]
             received += len(beats)
-            actual = [v for beat in beats for v in unpack_word(beat.value, n)]
-            actual = actual[:len(expected[index])]
+            # the activation word layout has one definition: model/pack.py
+            actual = unpack_activations([beat.value for beat in beats], len(expected[index]), n).tolist()
             scoreboard.compare(sample, step["layer"], expected[index], actual)
             result["outputs"].append(actual)
             measured = (beats[-1].cycle - source.beats[first_in].cycle + 1) if beats else None
