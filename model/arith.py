@@ -11,9 +11,19 @@
 import numpy as np
 
 __all__ = [
-    "ACT_BITS", "ACT_MIN", "ACT_MAX", "MULT_BITS", "SHIFT_BITS", "SHIFT_MAX",
-    "nonzero_bound", "acc_bound", "acc_bits", "quantize_multiplier", "requantize",
-    "quantize_activations", "round_half_up",
+    "ACT_BITS",
+    "ACT_MAX",
+    "ACT_MIN",
+    "MULT_BITS",
+    "SHIFT_BITS",
+    "SHIFT_MAX",
+    "acc_bits",
+    "acc_bound",
+    "nonzero_bound",
+    "quantize_activations",
+    "quantize_multiplier",
+    "requantize",
+    "round_half_up",
 ]
 
 ACT_BITS = 8

@@ -33,8 +33,8 @@ def run(args, say):
                        acc_bits=layer.acc_bits, relu=layer.relu, cycles=layer_cycles.get(layer.name),
                        learned_codebook=layer.codebook.learned)
         rows.append(row)
-        say(f"{row['name']:>10} {row['kind']:>8} {str(tuple(row['in_shape'])):>14} {str(tuple(row['out_shape'])):>14} "
-            + (f"{row['codes_bpw']:>10.4f} {row['all_in_bpw']:>10.4f} {row['acc_bits']:>8} {str(row['cycles']):>8}"
+        say(f"{row['name']:>10} {row['kind']:>8} {tuple(row['in_shape'])!s:>14} {tuple(row['out_shape'])!s:>14} "
+            + (f"{row['codes_bpw']:>10.4f} {row['all_in_bpw']:>10.4f} {row['acc_bits']:>8} {row['cycles']!s:>8}"
                if "acc_bits" in row else ""))
     util = utilization(net, geometry)
     say(f"network: {network_bits['weights']} weights, {network_bits['codes']:.4f} code bits/weight, "

@@ -19,7 +19,7 @@ from math import comb
 
 import numpy as np
 
-__all__ = ["TernacError", "Coding", "Codebook", "MAX_CODE_BITS", "MAX_N"]
+__all__ = ["MAX_CODE_BITS", "MAX_N", "Codebook", "Coding", "TernacError"]
 
 MAX_N = 32
 MAX_CODE_BITS = 16

@@ -9,13 +9,13 @@ of every output channel (:mod:`arith`).
 import numpy as np
 import torch
 
-from .arith import ACT_MAX, acc_bound, quantize_multiplier, quantize_activations
+from .arith import ACT_MAX, acc_bound, quantize_activations, quantize_multiplier
 from .codebook import Codebook, TernacError
 from .importer import float_ops
 from .network import ConvGeometry, FlattenLayer, Network, PoolLayer, ReluLayer, TernaryLayer
 from .quantize import encode_layer, learn_codebook
 
-__all__ = ["quantize_network", "activation_scale", "float_forward", "quantize_inputs"]
+__all__ = ["activation_scale", "float_forward", "quantize_inputs", "quantize_network"]
 
 DEFAULT_PERCENTILE = 99.99
 

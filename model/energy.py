@@ -30,8 +30,16 @@ from math import log
 from .arith import ACT_BITS
 from .network import TernaryLayer
 
-__all__ = ["HOROWITZ_45NM_PJ", "SRAM_64BIT_PJ", "DESIGNS", "Action", "energy_report", "sram_pj_per_bit",
-           "add_pj", "sram_basis"]
+__all__ = [
+    "DESIGNS",
+    "HOROWITZ_45NM_PJ",
+    "SRAM_64BIT_PJ",
+    "Action",
+    "add_pj",
+    "energy_report",
+    "sram_basis",
+    "sram_pj_per_bit",
+]
 
 HOROWITZ_45NM_PJ = {
     "add8": 0.03, "add32": 0.1, "mul8": 0.2, "mul32": 3.1,

@@ -17,7 +17,7 @@ from torch import nn
 
 from .codebook import TernacError
 
-__all__ = ["FloatOp", "load_torch_model", "float_ops", "SUPPORTED"]
+__all__ = ["SUPPORTED", "FloatOp", "float_ops", "load_torch_model"]
 
 SUPPORTED = "Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, BatchNorm1d/2d (after Linear/Conv2d), Dropout"
 

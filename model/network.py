@@ -27,8 +27,16 @@ from .arith import acc_bits
 from .codebook import Codebook, Coding, TernacError
 
 __all__ = [
-    "ConvGeometry", "TernaryLayer", "PoolLayer", "ReluLayer", "FlattenLayer", "Network",
-    "save_network", "load_network", "MAGIC", "FORMAT_VERSION",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "ConvGeometry",
+    "FlattenLayer",
+    "Network",
+    "PoolLayer",
+    "ReluLayer",
+    "TernaryLayer",
+    "load_network",
+    "save_network",
 ]
 
 MAGIC = b"TERNAC\n\0"

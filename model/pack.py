@@ -18,8 +18,16 @@ import numpy as np
 from .arith import ACT_BITS
 from .codebook import Coding, TernacError
 
-__all__ = ["Geometry", "WeightImage", "pack_weights", "unpack_weights", "pack_codes", "unpack_codes",
-           "pack_activations", "unpack_activations"]
+__all__ = [
+    "Geometry",
+    "WeightImage",
+    "pack_activations",
+    "pack_codes",
+    "pack_weights",
+    "unpack_activations",
+    "unpack_codes",
+    "unpack_weights",
+]
 
 
 @dataclass(frozen=True)

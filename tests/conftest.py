@@ -1,18 +1,19 @@
 """Shared fixtures: small float models and their quantized networks (fast, deterministic)."""
 
+import itertools
+
 import pytest
 import torch
-from torch import nn
-
 from ternac.model.codebook import Coding
 from ternac.model.convert import quantize_network
+from torch import nn
 
 
 def random_mlp(sizes, seed=0):
     """A float nn.Sequential MLP with ReLU between layers and random (Kaiming) weights."""
     torch.manual_seed(seed)
     layers = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())

@@ -2,9 +2,14 @@
 
 import numpy as np
 import pytest
-
-from ternac.model.arith import (MULT_BITS, acc_bits, acc_bound, quantize_multiplier, requantize,
-                                round_half_up)
+from ternac.model.arith import (
+    MULT_BITS,
+    acc_bits,
+    acc_bound,
+    quantize_multiplier,
+    requantize,
+    round_half_up,
+)
 from ternac.model.codebook import Coding
 
 

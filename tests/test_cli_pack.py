@@ -4,10 +4,9 @@ import json
 
 import pytest
 import torch
-from torch import nn
-
 from conftest import random_mlp
 from ternac.model.cli import main
+from torch import nn
 
 
 def run_cli(capsys, *argv):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from ternac.model.codebook import Codebook, Coding, TernacError
 
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import random_network
 from ternac.model.codebook import TernacError
 from ternac.model.network import load_network, save_network

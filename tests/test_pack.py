@@ -3,10 +3,14 @@
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from ternac.model.codebook import Coding
-from ternac.model.pack import (Geometry, pack_activations, pack_codes, unpack_activations,
-                               unpack_codes)
+from ternac.model.pack import (
+    Geometry,
+    pack_activations,
+    pack_codes,
+    unpack_activations,
+    unpack_codes,
+)
 
 
 @st.composite

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from conftest import random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import float_forward, quantize_inputs, quantize_network
 from ternac.model.reference import golden_layer, golden_network, im2col
+from torch import nn
 
 
 def test_reference_agrees_with_float_pytorch_within_rounding():
