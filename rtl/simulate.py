@@ -18,7 +18,8 @@ class RtlRun:
     measured: list = field(default_factory=list)            # last out - first in + 1, seen outside
 
 
-def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=None):
+def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=None,
+                    timeout_cycles=1_000_000):
     """Simulate ``dut`` (an :class:`~ternac.rtl.accelerator.Accelerator`) on int8 ``inputs``.
 
     Parameters
@@ -31,6 +32,9 @@ def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=
     stall : float
         Probability that the source holds back a beat or the sink refuses one, per cycle;
         0 gives the always-ready conditions of the cycle model.
+    timeout_cycles : int
+        Cycles one inference may take before the run fails (a hung design must fail, not
+        stall the suite: this simulator manages a few thousand cycles per second).
     """
     n = dut.config.coding.n
     rng = np.random.default_rng(seed)
@@ -67,8 +71,8 @@ def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=
                     received.append(payload)
                     last_out = t
                 t += 1
-                if t > 1_000_000:
-                    raise TimeoutError("accelerator produced no output within a million cycles")
+                if t > timeout_cycles:
+                    raise TimeoutError(f"sample {b}: no complete output within {timeout_cycles} cycles")
             ctx.set(dut.act_in.valid, 0)
             ctx.set(dut.act_out.ready, 0)
             await ctx.tick()

@@ -33,11 +33,12 @@ def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0):
     else:
         dut, beats = Accelerator.for_network(network, config), []
     out_count = int(np.prod(network.output_shape))
-    run = run_rtl_network(dut, x, out_count=out_count, beats=beats, stall=stall, seed=seed)
+    expect = predict_cycles(network, Geometry.for_network(network)).total
+    run = run_rtl_network(dut, x, out_count=out_count, beats=beats, stall=stall, seed=seed,
+                          timeout_cycles=20 * expect + 10_000)   # same bound as the cocotb bench
     np.testing.assert_array_equal(run.outputs, golden_network(network, x).reshape(len(x), -1))
     assert run.cycles == run.measured                           # the counter sees what the host sees
     if stall == 0:
-        expect = predict_cycles(network, Geometry.for_network(network)).total
         assert run.cycles == [expect] * len(x)
     return run
 
