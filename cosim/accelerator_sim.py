@@ -4,18 +4,18 @@ This is the pytest-process half of the accelerator co-simulation; the simulator 
 :mod:`ternac.cosim.accelerator_tb`. The split keeps the two independent:
 
 * ``golden_*`` functions compute what the accelerator must produce -- int8 outputs from
-  :func:`ternac.model.reference.golden_network`, cycle counts from
-  :func:`ternac.model.cycles.predict_cycles`, load beats from
-  :func:`ternac.model.hwimage.load_beats` -- and package them as *steps* of a program;
+  :func:`ternac.model.reference.golden_network`; cycle counts and load beats from the
+  lowered network, :func:`ternac.model.hw.lower` -- and package them as *steps* of a bench
+  script;
 * ``run_rtl_*`` / ``sim_*`` functions build the Verilog (cached per configuration by
   :func:`ternac.cosim.runner.build_design`) and run a program on it. The test bench only
   drives streams, unpacks bytes and compares; it never calls the golden model.
 
 Typical use::
 
-    config = hardware_config(network, lanes=8)
-    design = build_accelerator(config, sim="verilator")          # no weights baked in
-    steps = [golden_load_step(network, config), golden_infer_step(network, config, x)]
+    program = lower(network, lanes=8)
+    design = build_accelerator(program.config, sim="verilator")  # no weights baked in
+    steps = [golden_load_step(program), golden_infer_step(network, program, x)]
     result = run_rtl_program(design, steps)                     # raises CosimFailure on a mismatch
 
 or, for one network end to end, :func:`sim_network`.
@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 from ternac.model.arith import acc_bits
 from ternac.model.codebook import Coding, TernacError
-from ternac.model.cycles import predict_cycles
-from ternac.model.hwimage import HardwareConfig, Target, hardware_config, load_beats, memory_images
+from ternac.model.hw import HardwareConfig, Target, lower
 from ternac.model.pack import pack_activations
 from ternac.model.reference import golden_network
 
@@ -44,8 +43,8 @@ from . import runner
 
 __all__ = [
     "TB", "TOPLEVEL", "SimRun",
-    "accelerator_design", "build_accelerator", "capacity_config", "config_from_dict",
-    "config_to_dict", "design_config", "golden_infer_step", "golden_load_step",
+    "accelerator_design", "build_accelerator", "capacity_config",
+    "design_config", "golden_infer_step", "golden_load_step",
     "golden_outputs", "golden_predicted", "golden_reset_step", "random_inputs",
     "run_rtl_program", "sim_network", "union_config",
 ]
@@ -55,25 +54,8 @@ TB = "ternac.cosim.accelerator_tb"
 #: Verilog name of the accelerator's top module.
 TOPLEVEL = "ternac_accelerator"
 
-_CONFIG_FIELDS = ("lanes", "code_bits", "weight_depth", "act_depth", "param_depth",
-                  "layer_depth", "acc_bits", "codebook_depth", "dense")
-
 
 # -- design ---------------------------------------------------------------------------------
-
-def config_to_dict(config):
-    """A :class:`HardwareConfig` as a JSON-serializable dict (the runner's cache key)."""
-    values = {name: getattr(config, name) for name in _CONFIG_FIELDS}
-    values["coding"] = [config.coding.n, config.coding.k]
-    return values
-
-
-def config_from_dict(values):
-    """Inverse of :func:`config_to_dict`."""
-    values = dict(values)
-    coding = Coding(*values.pop("coding"))
-    return HardwareConfig(coding=coding, **values)
-
 
 def union_config(configs):
     """The smallest configuration on which every network of ``configs`` fits.
@@ -87,12 +69,13 @@ def union_config(configs):
         if (config.lanes, config.coding, config.dense) != (first.lanes, first.coding, first.dense):
             raise TernacError(f"cannot merge configurations with different lanes/coding: "
                               f"{config} and {first}")
-    values = config_to_dict(first)
-    for name in _CONFIG_FIELDS[1:-1]:
+    values = first.to_dict()
+    for name in ("code_bits", "weight_depth", "act_depth", "param_depth", "layer_depth",
+                 "acc_bits", "codebook_depth"):
         values[name] = max(getattr(config, name) for config in configs)
     if not values["codebook_depth"]:
         values["code_bits"] = first.coding.code_bits
-    return config_from_dict(values)
+    return HardwareConfig.from_dict(values)
 
 
 def capacity_config(lanes, coding, *, act_depth, weight_depth, param_depth, layer_depth=4,
@@ -117,7 +100,7 @@ def image_to_json(image):
 
 def design_config(config, image=None):
     """The runner configuration (a dict of :func:`accelerator_design` arguments)."""
-    return {"hardware": config_to_dict(config),
+    return {"hardware": config.to_dict(),
             "image": image_to_json(image) if image else None}
 
 
@@ -125,19 +108,19 @@ def accelerator_design(hardware, image=None):
     """Factory for :func:`ternac.cosim.runner.build_design`: the Amaranth accelerator."""
     from ternac.rtl.accelerator import Accelerator
 
-    config = config_from_dict(hardware)
+    config = HardwareConfig.from_dict(hardware)
     image = {Target[name.upper()]: words for name, words in (image or {}).items()}
     return Accelerator(config, image=image or None)
 
 
-def build_accelerator(config, *, sim="verilator", network=None, waves=None,
+def build_accelerator(config, *, sim="verilator", program=None, waves=None,
                       factory=accelerator_design):
     """Generate and compile the accelerator for ``config`` (cached per configuration).
 
-    With ``network`` its memory images are baked into the Verilog; otherwise the memories
-    start empty and a program loads them through the ``load`` port.
+    With ``program`` (a network lowered onto ``config``) its memory images are baked into the
+    Verilog; otherwise the memories start empty and a bench script loads them through ``load``.
     """
-    image = memory_images(network, config) if network is not None else None
+    image = program.images if program is not None else None
     return runner.build_design(factory, design_config(config, image), sim=sim,
                                toplevel=TOPLEVEL, waves=waves)
 
@@ -174,30 +157,29 @@ def golden_outputs(network, x):
     return np.asarray(out).reshape(len(x), -1)
 
 
-def golden_predicted(network, config):
+def golden_predicted(program):
     """The cycle model of one inference as a dict: input, layers (list), output, total."""
-    report = predict_cycles(network, config.geometry)
-    return {"input": report.input, "layers": [cycles for _, cycles in report.layers],
-            "output": report.output, "total": report.total}
+    report = program.cycles.to_dict()
+    return {key: report[key] for key in ("input", "layers", "output", "total")}
 
 
-def golden_load_step(network, config, *, idle_probability=0.0, seed=0):
-    """A program step writing ``network`` into the accelerator through ``load``."""
-    return {"op": "load", "beats": load_beats(network, config),
+def golden_load_step(program, *, idle_probability=0.0, seed=0):
+    """A bench step writing the lowered network into the accelerator through ``load``."""
+    return {"op": "load", "beats": program.load_beats(),
             "idle_probability": idle_probability, "seed": seed}
 
 
-def golden_infer_step(network, config, x, *, idle_probability=0.0, max_idle=4,
+def golden_infer_step(network, program, x, *, idle_probability=0.0, max_idle=4,
                       stall_probability=0.0, seed=0, layer_cycles=False, first_sample=0,
                       check_cycles=None, progress_file=None):
-    """A program step running int8 inputs ``x`` (B, ...) with the golden outputs to expect.
+    """A bench step running int8 inputs ``x`` (B, ...) with the golden outputs to expect.
 
     ``check_cycles`` (default: when there is neither idle nor back-pressure) makes the bench
     assert every inference takes exactly the predicted cycles.
     """
     x = _as_int8_batch(network, x)
-    n = config.coding.n
-    predicted = golden_predicted(network, config)
+    n = program.config.coding.n
+    predicted = golden_predicted(program)
     stalls = bool(idle_probability or stall_probability)
     return {
         "op": "infer", "n": n, "layer": len(network.layers) - 1, "first_sample": first_sample,
@@ -213,18 +195,17 @@ def golden_infer_step(network, config, x, *, idle_probability=0.0, max_idle=4,
     }
 
 
-def golden_reset_step(network, config, x, *, after_cycles, hold=2, seed=0):
-    """A program step that starts an inference on one sample ``x`` and resets it while busy."""
-    x = _as_int8_batch(network, np.asarray(x).reshape(1, -1))
-    return {"op": "reset", "inputs": pack_activations(x[0], config.coding.n),
+def golden_reset_step(program, x, *, after_cycles, hold=2, seed=0):
+    """A bench step that starts an inference on one sample ``x`` and resets it while busy."""
+    return {"op": "reset", "inputs": program.input_stream(x),
             "after_cycles": after_cycles, "hold": hold, "seed": seed,
-            "timeout_cycles": 20 * golden_predicted(network, config)["total"] + 10_000}
+            "timeout_cycles": 20 * program.cycles.total + 10_000}
 
 
 # -- RTL side -------------------------------------------------------------------------------
 
 def run_rtl_program(design, steps, *, name=None, seed=None, label="accelerator"):
-    """Run a program (list of steps) on a built accelerator; returns the :class:`CosimResult`.
+    """Run a bench script (list of steps) on a built accelerator; returns the :class:`CosimResult`.
 
     ``result.output["steps"]`` has one entry per step (for ``infer``: ``outputs``,
     ``measured``, ``onchip``, ``layer_cycles``, ``sim_cycles``, ``wall_seconds``).
@@ -330,7 +311,7 @@ def sim_network(network, x, *, sim="verilator", lanes=None, config=None, bake=Fa
     lanes : int, optional
         Lanes of the accelerator (default: the network's); ignored with ``config``.
     config : HardwareConfig, optional
-        Accelerator configuration (default: :func:`hardware_config` of the network).
+        Accelerator configuration (default: the smallest that runs the network).
     bake : bool
         Bake the weights into the Verilog instead of loading them through the port.
     progress : callable, optional
@@ -342,16 +323,17 @@ def sim_network(network, x, *, sim="verilator", lanes=None, config=None, bake=Fa
     -------
     :class:`SimRun`
     """
-    config = config or hardware_config(network, lanes)
+    program = lower(network, config, lanes=lanes)
     x = _as_int8_batch(network, x)
     started = time.perf_counter()
-    design = build_accelerator(config, sim=sim, network=network if bake else None, waves=waves)
+    design = build_accelerator(program.config, sim=sim, program=program if bake else None,
+                               waves=waves)
     build_seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:
         progress_file = Path(tmp) / "progress"
         progress_file.touch()
-        steps = [] if bake else [golden_load_step(network, config, seed=seed)]
-        infer = golden_infer_step(network, config, x, layer_cycles=layer_cycles, seed=seed,
+        steps = [] if bake else [golden_load_step(program, seed=seed)]
+        infer = golden_infer_step(network, program, x, layer_cycles=layer_cycles, seed=seed,
                                   idle_probability=idle_probability,
                                   stall_probability=stall_probability,
                                   progress_file=progress_file if progress else None)

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 from ternac.model.codebook import TernacError
-from ternac.model.hwimage import hardware_config
+from ternac.model.hw import lower
 from ternac.model.network import load_network
 
 from .toolchain import SIMULATORS, ToolchainError
@@ -70,7 +70,7 @@ def run(args, say):
 
     net = load_network(args.net)
     x, labels = _samples(args, net)
-    config = hardware_config(net, args.lanes)
+    config = lower(net, lanes=args.lanes).config
     say(f"{args.net}: {len(x)} samples on {args.simulator}, {config.lanes} lanes, coding "
         f"{config.coding}, {config.code_bits}-bit codes"
         f"{', writable decoder table' if config.codebook_depth else ''}; weights "

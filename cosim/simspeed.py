@@ -43,11 +43,11 @@ def speed_network(seed=0):
 
 def measure_hdl(network, x, sim):
     """One cocotb run on ``sim``; returns a result row."""
-    from ternac.model.hwimage import hardware_config
+    from ternac.model.hw import lower
 
     from .accelerator_sim import build_accelerator, sim_network
 
-    config = hardware_config(network, 8)
+    config = lower(network, lanes=8).config
     started = time.perf_counter()
     design = build_accelerator(config, sim=sim)
     build_seconds = time.perf_counter() - started
@@ -67,24 +67,22 @@ def measure_hdl(network, x, sim):
 
 def measure_amaranth(network, x):
     from amaranth.sim import Simulator
-    from ternac.model.cycles import predict_cycles
-    from ternac.model.hwimage import hardware_config, memory_images
+    from ternac.model.hw import lower
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.simulate import run_rtl_network
 
     from .accelerator_sim import golden_outputs
 
-    config = hardware_config(network, 8)
-    image = memory_images(network, config)
+    program = lower(network, lanes=8)
     started = time.perf_counter()
-    Simulator(Accelerator(config, image=image))         # elaboration alone, for the split
+    Simulator(Accelerator.for_program(program))         # elaboration alone, for the split
     elaborate = time.perf_counter() - started
     started = time.perf_counter()
-    run = run_rtl_network(Accelerator(config, image=image), x, out_count=10)
+    run = run_rtl_network(Accelerator.for_program(program), x, out_count=10)
     total = time.perf_counter() - started
     sim_seconds = max(total - elaborate, 1e-9)
     cycles = sum(run.measured) + len(x)                # plus one idle tick after each inference
-    predicted = predict_cycles(network, config.geometry).total
+    predicted = program.cycles.total
     return {
         "simulator": "amaranth", "samples": len(x),
         "bit_exact": bool(np.array_equal(run.outputs, golden_outputs(network, x))),

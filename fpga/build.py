@@ -1,7 +1,7 @@
 """Build the accelerator (or its dense int8 baseline) for a real board with the open flow.
 
 ``build(board, design, net)`` wraps the :class:`~ternac.rtl.accelerator.Accelerator` (or
-:class:`~ternac.rtl.dense_baseline.DenseBaseline`) of ``hardware_config(net, lanes)`` in a
+:class:`~ternac.rtl.dense_baseline.DenseBaseline`) of ``lower(net).config`` in a
 pin harness (:class:`PinHarness`), runs ``platform.build(..., do_program=False)`` of an
 amaranth-boards platform with the YoWASP tools (Yosys, nextpnr, icepack/ecppack) into
 ``build/fpga/<board>-<design>-<net>/`` and returns (and writes as ``report.json``) the
@@ -33,8 +33,7 @@ from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io
 from ternac.model.codebook import Codebook, Coding, TernacError
-from ternac.model.cycles import predict_cycles
-from ternac.model.hwimage import hardware_config, memory_images
+from ternac.model.hw import lower
 from ternac.model.network import Network, TernaryLayer
 
 __all__ = [
@@ -226,11 +225,11 @@ class PinHarness(Elaboratable):
         return m
 
 
-def make_core(design, config, network):
+def make_core(design, program):
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.dense_baseline import DenseBaseline
     cls = Accelerator if design == "ternary" else DenseBaseline
-    return cls(config, image=memory_images(network, config))
+    return cls(program.config, image=program.images)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +410,8 @@ def build(board, design, net, *, seed=SEED, root=None, say=None):
         raise TernacError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     spec = BOARDS[board]
     network = network_by_name(net)
-    config = hardware_config(network, network.lanes, dense=design != "ternary")
+    program = lower(network, dense=design != "ternary")
+    config = program.config
     root = Path(root or build_root())
     out = root / f"{board}-{design}-{net}"
     if out.exists():
@@ -434,7 +434,7 @@ def build(board, design, net, *, seed=SEED, root=None, say=None):
     elif spec.family == "ecp5" and not use_dsp:
         overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
     platform = spec.make_platform()
-    top = PinHarness(make_core(design, config, network))
+    top = PinHarness(make_core(design, program))
     say(f"building {board} {design} {net} in {out} ...")
     start = time.monotonic()
     error = None
@@ -476,7 +476,7 @@ def build(board, design, net, *, seed=SEED, root=None, say=None):
 
     clock = min(parsed["fmax"].values(), key=lambda c: c["achieved"]) if parsed["fmax"] else None
     fmax = clock["achieved"] if clock and fits else None
-    cycles = predict_cycles(network, config.geometry)
+    cycles = program.cycles
     macs_per_cycle = config.lanes * config.coding.n
     result = {
         "board": board, "device": f"{platform.device}-{platform.package}", "family": spec.family,

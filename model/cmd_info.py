@@ -1,8 +1,8 @@
 """``ternac info NET.tern``: layers, shapes, bits per weight, accumulator widths, cycles."""
 
 from .bits import bits_per_weight
+from .codebook import TernacError
 from .network import TernaryLayer, load_network
-from .pack import Geometry
 
 
 def configure(parser):
@@ -10,38 +10,55 @@ def configure(parser):
     parser.add_argument("--lanes", type=int, help="predict cycles for this lane count instead")
 
 
+def _kind(layer):
+    if isinstance(layer, TernaryLayer):
+        return "conv2d" if layer.conv else "linear"
+    return getattr(layer, "mode", None) or layer.kind
+
+
 def run(args, say):
-    from .cycles import predict_cycles, utilization
+    from .hw import lower
 
     net = load_network(args.net)
-    geometry = Geometry.for_network(net, args.lanes)
-    bits = {row["name"]: row for row in bits_per_weight(net)["per_layer"]}
+    try:
+        program, problem = lower(net, lanes=args.lanes), None
+    except TernacError as error:
+        program, problem = None, str(error)
     network_bits = bits_per_weight(net)
-    cycles = predict_cycles(net, geometry)
-    layer_cycles = dict(cycles.layers)
-    say(f"{args.net}: input {tuple(net.input_shape)} (scale {net.input_scale:.6g}), "
-        f"coding {geometry.coding}, {geometry.code_bits}-bit codes, {geometry.lanes} lanes")
+    bits = {row["name"]: row for row in network_bits["per_layer"]}
+    passes = {}
+    if program:
+        report = program.cycles
+        passes = {d.name: (d, u) for d, u in zip(program.layers, report.layer_utilization())}
+    coding = sorted({str(layer.coding) for layer in net.ternary_layers})
+    say(f"{args.net}: input {tuple(net.input_shape)} (scale {net.input_scale:.6g}), coding "
+        f"{', '.join(coding)}" + (f", {program.config.lanes} lanes" if program else ""))
     say(f"{'layer':>10} {'kind':>8} {'in':>14} {'out':>14} {'codes b/w':>10} {'all-in b/w':>10} "
-        f"{'acc bits':>8} {'cycles':>8}")
+        f"{'acc bits':>8} {'cycles':>8} {'util':>6}")
     rows = []
     for layer in net.layers:
-        row = {"name": layer.name, "kind": getattr(layer, "mode", None) or (
-            ("conv2d" if layer.conv else "linear") if isinstance(layer, TernaryLayer) else layer.kind),
-            "in_shape": list(layer.in_shape()), "out_shape": list(layer.out_shape())}
+        row = {"name": layer.name, "kind": _kind(layer),
+               "in_shape": list(layer.in_shape()), "out_shape": list(layer.out_shape())}
+        line = f"{row['name']:>10} {row['kind']:>8} {tuple(row['in_shape'])!s:>14} {tuple(row['out_shape'])!s:>14} "
         if isinstance(layer, TernaryLayer):
+            desc, util = passes.get(layer.name, (None, None))
             row.update(codes_bpw=bits[layer.name]["codes"], all_in_bpw=bits[layer.name]["all_in"],
-                       acc_bits=layer.acc_bits, relu=layer.relu, cycles=layer_cycles.get(layer.name),
-                       learned_codebook=layer.codebook.learned)
+                       acc_bits=layer.acc_bits, relu=layer.relu, learned_codebook=layer.codebook.learned,
+                       cycles=desc.cycles if desc else None, utilization=util)
+            line += (f"{row['codes_bpw']:>10.4f} {row['all_in_bpw']:>10.4f} {row['acc_bits']:>8} "
+                     + (f"{desc.cycles:>8} {util:>6.1%}" if desc else f"{'-':>8} {'-':>6}"))
         rows.append(row)
-        say(f"{row['name']:>10} {row['kind']:>8} {tuple(row['in_shape'])!s:>14} {tuple(row['out_shape'])!s:>14} "
-            + (f"{row['codes_bpw']:>10.4f} {row['all_in_bpw']:>10.4f} {row['acc_bits']:>8} {row['cycles']!s:>8}"
-               if "acc_bits" in row else ""))
-    util = utilization(net, geometry)
+        say(line)
     say(f"network: {network_bits['weights']} weights, {network_bits['codes']:.4f} code bits/weight, "
         f"{network_bits['all_in']:.4f} all-in (x{network_bits['fp32_ratio']:.1f} vs fp32)")
-    say(f"predicted cycles per inference: {cycles.total} ({util:.1%} of {geometry.lanes}x{geometry.coding.n} "
-        f"dense-equivalent MACs per cycle)")
-    return {"net": args.net, "coding": [geometry.coding.n, geometry.coding.k], "code_bits": geometry.code_bits,
-            "lanes": geometry.lanes, "layers": rows,
-            "bits_per_weight": {"codes": network_bits["codes"], "all_in": network_bits["all_in"]},
-            "predicted_cycles": cycles.total, "utilization": util}
+    summary = {"net": args.net, "coding": coding, "layers": rows, "mappable": program is not None,
+               "bits_per_weight": {"codes": network_bits["codes"], "all_in": network_bits["all_in"]}}
+    if program is None:
+        say(f"accelerator: {problem}")
+        return {**summary, "reason": problem, "predicted_cycles": None, "utilization": None}
+    cfg, report = program.config, program.cycles
+    say(f"predicted cycles per inference: {report.total} ({report.utilization:.1%} of {cfg.lanes}x"
+        f"{cfg.coding.n} dense-equivalent MACs per cycle)")
+    return {**summary, "lanes": cfg.lanes, "code_bits": cfg.code_bits, "hardware": cfg.to_dict(),
+            "predicted_cycles": report.total, "utilization": report.utilization,
+            "cycles": report.to_dict()}

@@ -4,8 +4,9 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from ternac.model import cycles
-from ternac.model.hwimage import LOAD_BITS, Target, default_table, memory_images
+from ternac.model.hw import cycles
+from ternac.model.hw.config import LOAD_BITS, Target
+from ternac.model.hw.lower import default_table
 
 from .buffers import ActivationBuffers, LoadPort
 from .mac_array import TernaryMacArray
@@ -31,18 +32,18 @@ class Accelerator(wiring.Component):
     int8, the last zero-padded), runs every layer from the layer-descriptor table with the
     activations ping-ponging between two on-chip buffers, and streams the last layer's
     output words out on ``act_out``. Weights, parameters, descriptors and (if writable) the
-    decoder table are written beforehand through ``load`` (protocol in ``model/hwimage.py``)
+    decoder table are written beforehand through ``load`` (protocol in ``model/hw/config.py``)
     or baked in with ``image``.
 
-    Timing: :func:`ternac.model.cycles.predict_cycles`, exactly; ``cycles`` holds the count
+    Timing: the program's :class:`~ternac.model.hw.cycles.CycleReport`, exactly; ``cycles`` holds the count
     of the last inference (first ``act_in`` to last ``act_out`` handshake, both included).
 
     Parameters
     ----------
     config : HardwareConfig
     image : dict, optional
-        Initial memory contents per :class:`~ternac.model.hwimage.Target`
-        (:func:`~ternac.model.hwimage.memory_images`).
+        Initial memory contents per :class:`~ternac.model.hw.config.Target`
+        (:attr:`AcceleratorProgram.images <ternac.model.hw.lower.AcceleratorProgram>`).
 
     Attributes
     ----------
@@ -70,9 +71,9 @@ class Accelerator(wiring.Component):
         self._position = PositionLayout(config.max_outputs + config.lanes, config.coding.n)
 
     @classmethod
-    def for_network(cls, network, config):
-        """An accelerator with ``network`` baked into its memories."""
-        return cls(config, image=memory_images(network, config))
+    def for_program(cls, program):
+        """An accelerator with a lowered network baked into its memories."""
+        return cls(program.config, image=program.images)
 
     @property
     def config(self):
@@ -112,7 +113,7 @@ class Accelerator(wiring.Component):
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size)
         if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
                 or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE):
-            raise AssertionError("RTL latencies differ from the cycle model (model/cycles.py)")
+            raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs.
         m.d.comb += [loader.load.payload.eq(self.load.payload),
                      loader.load.valid.eq(self.load.valid & ~seq.busy),

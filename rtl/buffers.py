@@ -5,13 +5,13 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS
-from ternac.model.hwimage import ADDRESS_BITS, LOAD_BITS, Target
+from ternac.model.hw.config import ADDRESS_BITS, LOAD_BITS, Target
 
 __all__ = ["ActivationBuffers", "LoadPort"]
 
 
 class LoadPort(wiring.Component):
-    """Decode the ``load`` stream (``model/hwimage.py``) into memory writes.
+    """Decode the ``load`` stream (``model/hw/config.py``) into memory writes.
 
     Two header beats (``target << 28 | address``, then a word count) are followed by the
     words, each ``ceil(width / 32)`` beats, least significant first; the word width depends
@@ -26,7 +26,7 @@ class LoadPort(wiring.Component):
     busy : Out(1)
         A transfer is between its header and its last word.
     addr : Out(28), data : Out(widest word), we : Out(4)
-        Write request, one ``we`` bit per :class:`~ternac.model.hwimage.Target`.
+        Write request, one ``we`` bit per :class:`~ternac.model.hw.config.Target`.
     """
 
     def __init__(self, config):

@@ -8,15 +8,14 @@ from amaranth.hdl import Value
 from amaranth.lib import wiring
 from ternac.model.arith import acc_bits
 from ternac.model.codebook import Coding, TernacError
-from ternac.model.cycles import DRAIN_TO_WRITE, ISSUE_TO_LATCH, predict_cycles
-from ternac.model.hwimage import (
+from ternac.model.hw import (
+    DRAIN_TO_WRITE,
+    ISSUE_TO_LATCH,
     HardwareConfig,
     Target,
     default_table,
-    hardware_config,
-    layer_plan,
-    load_beats,
-    memory_images,
+    lower,
+    size_config,
 )
 from ternac.model.network import load_network
 
@@ -49,9 +48,7 @@ def _config(args, network):
     if network is not None:
         if args.coding and Coding.parse(args.coding) != network.coding:
             raise TernacError(f"--coding {args.coding} differs from the network's {network.coding}")
-        base = hardware_config(network, args.lanes, dense=args.dense)
-        params = {**vars(base), **overrides}
-        return HardwareConfig(**params)
+        return size_config(network, args.lanes, dense=args.dense).replace(**overrides)
     missing = [flag for flag, value in (("--lanes", args.lanes), ("--coding", args.coding),
                                         ("--weight-depth", args.weight_depth)) if value is None]
     if missing:
@@ -79,13 +76,16 @@ def _hex(path, words, width):
     path.write_text("".join(f"{w:0{digits}x}\n" for w in words))
 
 
-def write_verilog(config, out, *, network=None, bake=False, name=None):
-    """Write ``<name>.v``, memory images and ``manifest.json`` to ``out``; returns the manifest."""
+def write_verilog(config, out, *, program=None, bake=False, name=None):
+    """Write ``<name>.v``, memory images and ``manifest.json`` to ``out``; returns the manifest.
+
+    With ``program`` (a lowered network on ``config``) also its load stream, memory images
+    and cycles; ``bake`` puts the images into the memories' initial values.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = name or ("ternac_dense" if config.dense else "ternac_accel")
-    images = memory_images(network, config) if network is not None else None
-    dut = Accelerator(config, image=images if bake else None)
+    dut = Accelerator(config, image=program.images if bake else None)
     files = {}
     (out / f"{name}.v").write_text(verilog.convert(dut, name=name))
     files["verilog"] = f"{name}.v"
@@ -108,19 +108,15 @@ def write_verilog(config, out, *, network=None, bake=False, name=None):
                  "param_fields": config.param_fields(), "layer_fields": config.layer_fields()},
         "files": files,
     }
-    if network is not None:
-        beats = load_beats(network, config)
-        _hex(out / "load.hex", beats, 32)
+    if program is not None:
+        _hex(out / "load.hex", program.load_beats(), 32)
         files["load"] = "load.hex"
-        for target, words in images.items():
+        for target, words in program.images.items():
             if words:
                 _hex(out / f"{target.name.lower()}.hex", words, config.word_bits(target))
                 files[target.name.lower()] = f"{target.name.lower()}.hex"
-        report = predict_cycles(network, config.geometry)
-        manifest["network"] = {
-            "layers": [vars(d) for d in layer_plan(network, config)], "load_beats": len(beats),
-            "cycles": {"input": report.input, "layers": report.layers, "output": report.output,
-                       "total": report.total, "utilization": report.utilization}}
+        summary = program.summary()
+        manifest["network"] = {key: summary[key] for key in ("layers", "load_beats", "cycles")}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -130,7 +126,8 @@ def run(args, say):
     if args.bake and network is None:
         raise TernacError("--bake needs --net")
     config = _config(args, network)
-    manifest = write_verilog(config, args.out, network=network, bake=args.bake, name=args.name)
+    program = lower(network, config) if network is not None else None
+    manifest = write_verilog(config, args.out, program=program, bake=args.bake, name=args.name)
     say(f"wrote {args.out}/{manifest['files']['verilog']} (top {manifest['top']}): P={config.lanes}, "
         f"coding {config.coding}, {config.weight_depth} weight words, accumulator {config.acc_bits} bits")
     if network is not None:

@@ -22,7 +22,7 @@ class Sequencer(wiring.Component):
     activation word ``v`` of lane group ``g``; a group's last word waits until the shadow
     bank has been free for P cycles), ``SETTLE`` (``settle`` cycles until the last group's
     bytes are written, meanwhile the next descriptor is already read) and ``OUTPUT`` (one
-    output word per cycle to ``act_out``). The cycle model (``model/cycles.py``) counts
+    output word per cycle to ``act_out``). The cycle model (``model/hw/cycles.py``) counts
     exactly these states.
 
     Parameters

@@ -28,7 +28,7 @@ def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=
     out_count : int
         Values of the network output (the last output word is zero-padded).
     beats : list of int
-        ``load`` stream sent first (:func:`~ternac.model.hwimage.load_beats`).
+        ``load`` stream sent first (:meth:`AcceleratorProgram.load_beats <ternac.model.hw.lower.AcceleratorProgram>`).
     stall : float
         Probability that the source holds back a beat or the sink refuses one, per cycle;
         0 gives the always-ready conditions of the cycle model.

@@ -35,7 +35,7 @@ from ternac.cosim.accelerator_sim import (
 )
 from ternac.model import cli
 from ternac.model.codebook import TernacError
-from ternac.model.hwimage import hardware_config, layer_plan
+from ternac.model.hw import lower, size_config
 from ternac.model.network import load_network, save_network
 from ternac.model.reference import golden_predict
 
@@ -78,7 +78,7 @@ def geometry_networks(name, kind):
     for i, sizes in enumerate(chosen):
         net = random_network(sizes, coding=spec["coding"], lanes=spec["lanes"], seed=100 + i,
                              codebook_bits=codebook_bits)
-        layer_plan(net, config)         # fits the build
+        lower(net, config)         # fits the build
         nets.append(net)
     return config, nets
 
@@ -87,8 +87,8 @@ def program_for(networks, config, *, samples=6, layer_cycles=True, seed=0):
     steps, inputs = [], []
     for i, net in enumerate(networks):
         x = random_inputs(net, samples, seed=seed + i)
-        steps += [golden_load_step(net, config),
-                  golden_infer_step(net, config, x, layer_cycles=layer_cycles, seed=seed + i)]
+        steps += [golden_load_step(lower(net, config)),
+                  golden_infer_step(net, lower(net, config), x, layer_cycles=layer_cycles, seed=seed + i)]
         inputs.append(x)
     return steps, inputs
 
@@ -100,7 +100,7 @@ def check_program_output(output, networks, inputs, config):
     assert output["mismatches"] == 0 and not output["problems"]
     for step, net, x in zip(infers, networks, inputs):
         np.testing.assert_array_equal(np.array(step["outputs"]), golden_outputs(net, x))
-        predicted = golden_predicted(net, config)
+        predicted = golden_predicted(lower(net, config))
         assert step["measured"] == step["onchip"] == [predicted["total"]] * len(x)
         phases = [predicted["input"], *predicted["layers"], predicted["output"]]
         assert step["layer_cycles"] == [phases] * len(x)
@@ -181,10 +181,10 @@ def digits_samples(digits_net_path):
 def test_trained_digits_100_samples(digits_samples, sim, bake):
     net, x, labels = digits_samples
     # Verilator: loaded through the port (the build `ternac sim` uses); Icarus: baked in.
-    config = hardware_config(net)
+    config = size_config(net)
     run = sim_network(net, x, sim=sim, config=config, bake=bake, strict=True)
     assert run.bit_exact and run.mismatches == 0 and run.samples == 100
-    assert run.cycles_exact and run.measured == [golden_predicted(net, config)["total"]] * 100
+    assert run.cycles_exact and run.measured == [golden_predicted(lower(net, config))["total"]] * 100
     rtl_accuracy = np.mean(run.outputs.argmax(axis=1) == labels)
     reference_accuracy = np.mean(golden_predict(net, x.reshape((100,) + tuple(net.input_shape)))
                                  == labels)
@@ -197,14 +197,14 @@ def test_backpressure_and_idle_cycles():
     config, nets = geometry_networks(ICARUS_GEOMETRY, "networks")
     net = nets[1]                                    # 100-64-32-10: several output words
     x = random_inputs(net, 8, seed=5)
-    steps = [golden_load_step(net, config, idle_probability=0.3, seed=1),
-             golden_infer_step(net, config, x, seed=2),
-             golden_infer_step(net, config, x, idle_probability=0.4, max_idle=5,
+    steps = [golden_load_step(lower(net, config), idle_probability=0.3, seed=1),
+             golden_infer_step(net, lower(net, config), x, seed=2),
+             golden_infer_step(net, lower(net, config), x, idle_probability=0.4, max_idle=5,
                                stall_probability=0.6, layer_cycles=True, seed=3),
-             golden_infer_step(net, config, x, stall_probability=0.9, seed=4)]
+             golden_infer_step(net, lower(net, config), x, stall_probability=0.9, seed=4)]
     out = run_rtl_program(build_accelerator(config, sim="verilator"), steps).output
     free, *stalled = out["steps"][1:]
-    total = golden_predicted(net, config)["total"]
+    total = golden_predicted(lower(net, config))["total"]
     assert free["measured"] == [total] * len(x)
     for step in stalled:
         # Nothing lost, duplicated or reordered (the bench also checks for extra beats).
@@ -212,7 +212,7 @@ def test_backpressure_and_idle_cycles():
         assert step["onchip"] == step["measured"]
         assert all(m > total for m in step["measured"])         # it did stall
     # Stalls stretch the input and output phases only; the layers keep their cycles.
-    phases = golden_predicted(net, config)
+    phases = golden_predicted(lower(net, config))
     assert all(row[1:-1] == phases["layers"] for row in stalled[0]["layer_cycles"])
     assert out["checked"] == 3 * golden_outputs(net, x).size
 
@@ -223,16 +223,16 @@ def test_reset_mid_inference():
     # (no reload) must be exact, in values and in cycles.
     config, nets = geometry_networks(ICARUS_GEOMETRY, "networks")
     net = nets[1]
-    total = golden_predicted(net, config)["total"]
+    total = golden_predicted(lower(net, config))["total"]
     x = random_inputs(net, 4, seed=9)
-    steps = [golden_load_step(net, config)]
+    steps = [golden_load_step(lower(net, config))]
     for i, after in enumerate([1, total // 2, total - 2]):
-        steps += [golden_reset_step(net, config, x[i], after_cycles=after),
-                  golden_infer_step(net, config, x, first_sample=4 * i, layer_cycles=True)]
+        steps += [golden_reset_step(lower(net, config), x[i], after_cycles=after),
+                  golden_infer_step(net, lower(net, config), x, first_sample=4 * i, layer_cycles=True)]
     out = run_rtl_program(build_accelerator(config, sim="verilator"), steps).output
     resets = [step for step in out["steps"] if step["op"] == "reset"]
     assert [step["busy_after"] for step in resets] == [0, 0, 0]
-    assert resets[0]["inputs_taken"] < len(golden_infer_step(net, config, x[:1])["inputs"][0])
+    assert resets[0]["inputs_taken"] < len(golden_infer_step(net, lower(net, config), x[:1])["inputs"][0])
     assert resets[2]["discarded_outputs"] >= 1               # reset during the output phase
     expected = golden_outputs(net, x).tolist()
     for step in out["steps"][2::2]:
@@ -243,10 +243,10 @@ def test_port_load_replaces_baked_network():
     # Network A baked in at elaboration, network B then written through the load port.
     config, nets = geometry_networks(ICARUS_GEOMETRY, "layers")
     a, b = nets[0], nets[3]
-    design = build_accelerator(config, sim="icarus", network=a)
+    design = build_accelerator(config, sim="icarus", program=lower(a, config))
     xa, xb = random_inputs(a, 3, seed=1), random_inputs(b, 3, seed=2)
-    steps = [golden_infer_step(a, config, xa), golden_load_step(b, config),
-             golden_infer_step(b, config, xb)]
+    steps = [golden_infer_step(a, lower(a, config), xa), golden_load_step(lower(b, config)),
+             golden_infer_step(b, lower(b, config), xb)]
     out = run_rtl_program(design, steps).output
     assert out["steps"][0]["outputs"] == golden_outputs(a, xa).tolist()
     assert out["steps"][2]["outputs"] == golden_outputs(b, xb).tolist()
@@ -256,7 +256,7 @@ def test_mismatch_is_reported_not_hidden():
     # Expectations of another network: the scoreboard must name the first differing value.
     config, nets = geometry_networks(ICARUS_GEOMETRY, "layers")
     x = random_inputs(nets[0], 2)
-    step = golden_infer_step(nets[0], config, x)
+    step = golden_infer_step(nets[0], lower(nets[0], config), x)
     wrong = golden_outputs(nets[0], x)
     wrong[1, 2] ^= 1
     step["expected"] = wrong.astype(int).tolist()
@@ -264,7 +264,7 @@ def test_mismatch_is_reported_not_hidden():
             r"1 of \d+ values differ .* first at sample 1, layer 0, neuron 2: "
             rf"expected {wrong[1, 2]}, got {wrong[1, 2] ^ 1}")):
         run_rtl_program(build_accelerator(config, sim="icarus"),
-                        [golden_load_step(nets[0], config), step])
+                        [golden_load_step(lower(nets[0], config)), step])
 
 
 # -- ternac sim ----------------------------------------------------------------------------
@@ -319,11 +319,11 @@ def test_ternac_sim_errors(tmp_path, capsys):
 
 def test_union_config_holds_every_network():
     nets = [random_network(sizes, seed=i) for i, sizes in enumerate([[20, 13, 7], [64, 40]])]
-    config = union_config([hardware_config(net) for net in nets])
+    config = union_config([size_config(net) for net in nets])
     for net in nets:
-        layer_plan(net, config)
+        lower(net, config)
     with pytest.raises(TernacError, match="different lanes"):
-        union_config([hardware_config(nets[0]), hardware_config(nets[0], lanes=4)])
+        union_config([size_config(nets[0]), size_config(nets[0], lanes=4)])
 
 
 def test_simspeed_amaranth_smoke(tmp_path):

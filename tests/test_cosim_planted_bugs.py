@@ -27,8 +27,6 @@ from ternac.cosim.accelerator_sim import (
     TOPLEVEL,
     build_accelerator,
     capacity_config,
-    config_from_dict,
-    config_to_dict,
     golden_infer_step,
     golden_load_step,
     golden_outputs,
@@ -38,7 +36,7 @@ from ternac.cosim.accelerator_sim import (
 from ternac.cosim.runner import CosimFailure, build_design
 from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, requantize
 from ternac.model.codebook import Codebook
-from ternac.model.hwimage import default_table
+from ternac.model.hw import HardwareConfig, default_table, lower
 from ternac.rtl import accelerator, mac_array
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.requant import Requantizer, delayed
@@ -166,7 +164,7 @@ def mutant_accelerator(hardware, mutation, **params):
     """Factory for the runner: ``mutation`` names the planted bug."""
     cls = {"decoder": FlippedDecoderAccelerator, "accumulate": DroppedAccumulateAccelerator,
            "rounding": TruncatingAccelerator}[mutation]
-    return cls(config_from_dict(hardware), **params)
+    return cls(HardwareConfig.from_dict(hardware), **params)
 
 
 # -- the mutants' arithmetic, predicted here (single-layer networks) ---------------------------
@@ -204,9 +202,9 @@ def layer_case():
 
 def run_mutant(net, x, mutation, **params):
     design = build_design(mutant_accelerator,
-                          {"hardware": config_to_dict(CONFIG), "mutation": mutation, **params},
+                          {"hardware": CONFIG.to_dict(), "mutation": mutation, **params},
                           sim=SIM, toplevel=TOPLEVEL)
-    steps = [golden_load_step(net, CONFIG), golden_infer_step(net, CONFIG, x)]
+    steps = [golden_load_step(lower(net, CONFIG)), golden_infer_step(net, lower(net, CONFIG), x)]
     return lambda: run_rtl_program(design, steps, name=f"planted-{mutation}")
 
 
@@ -237,8 +235,8 @@ def test_clean_design_passes(layer_case):
     # The same program on the production RTL passes: the failures below are the bugs'.
     net, x = layer_case
     design = build_accelerator(CONFIG, sim=SIM)
-    result = run_rtl_program(design, [golden_load_step(net, CONFIG),
-                                      golden_infer_step(net, CONFIG, x)])
+    result = run_rtl_program(design, [golden_load_step(lower(net, CONFIG)),
+                                      golden_infer_step(net, lower(net, CONFIG), x)])
     np.testing.assert_array_equal(np.array(result.output["steps"][-1]["outputs"]),
                                   golden_outputs(net, x))
 

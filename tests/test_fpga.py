@@ -13,7 +13,7 @@ from ternac.fpga.build import (
     parse_yosys_stat,
     synthetic_network,
 )
-from ternac.model.hwimage import hardware_config, memory_images
+from ternac.model.hw import lower
 from ternac.model.reference import golden_network
 
 DATA = Path(__file__).parent / "data"
@@ -67,8 +67,7 @@ def test_parse_yosys_stat_both_formats():
 def test_synthetic_networks_map_and_run():
     for sizes, coding, lanes in NETWORKS.values():
         net = synthetic_network(sizes, coding, lanes)
-        config = hardware_config(net, lanes)
-        assert memory_images(net, config)               # fits its own configuration
+        assert lower(net, lanes=lanes).images           # fits its own configuration
     small = synthetic_network([20, 13, 7], (8, 2), 8)   # fan-in not a multiple of N: padded codes
     tail = small.layers[0].codebook.decode(small.layers[0].codes[:, -1])[:, 20 % 8:]
     assert not tail.any()                               # the zero padding of each row stays zero

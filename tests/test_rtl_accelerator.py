@@ -7,9 +7,7 @@ import torch
 from conftest import random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
-from ternac.model.cycles import predict_cycles, utilization
-from ternac.model.hwimage import hardware_config, layer_plan, load_beats
-from ternac.model.pack import Geometry
+from ternac.model.hw import lower, size_config
 from ternac.model.reference import golden_network
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.dense_baseline import DenseBaseline
@@ -27,13 +25,13 @@ def random_inputs(network, count, seed=0):
 
 def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0):
     """Run ``x`` through the RTL and compare outputs and cycles with the golden model."""
-    config = hardware_config(network, dense=dense)
+    program = lower(network, dense=dense)
     if load:
-        dut, beats = (DenseBaseline if dense else Accelerator)(config), load_beats(network, config)
+        dut, beats = (DenseBaseline if dense else Accelerator)(program.config), program.load_beats()
     else:
-        dut, beats = Accelerator.for_network(network, config), []
+        dut, beats = Accelerator.for_program(program), []
     out_count = int(np.prod(network.output_shape))
-    expect = predict_cycles(network, Geometry.for_network(network)).total
+    expect = program.cycles.total
     run = run_rtl_network(dut, x, out_count=out_count, beats=beats, stall=stall, seed=seed,
                           timeout_cycles=20 * expect + 10_000)   # same bound as the cocotb bench
     np.testing.assert_array_equal(run.outputs, golden_network(network, x).reshape(len(x), -1))
@@ -73,7 +71,7 @@ def test_back_pressure_and_gaps_keep_results():
 
 def test_learned_codebook_through_writable_table():
     network = random_network([30, 12, 5], coding=(8, 2), lanes=4, seed=2, codebook_bits=4)
-    assert hardware_config(network).codebook_depth == 32
+    assert size_config(network).codebook_depth == 32
     run_rtl_checked(network, random_inputs(network, 2), stall=0.2)
 
 
@@ -95,22 +93,21 @@ def test_unsupported_layers_and_misfits_raise():
     torch.manual_seed(0)
     conv = quantize_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3)),
                             Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
-    with pytest.raises(TernacError, match=r"layer .* \(conv2d\) cannot run on the accelerator"):
-        hardware_config(conv)
+    with pytest.raises(TernacError, match=r"not mappable: layer .* \(conv2d\)"):
+        size_config(conv)
     network = random_network([40, 20, 5], lanes=4)
-    config = hardware_config(network)
-    small = type(config)(**{**vars(config), "act_depth": 3})
+    config = size_config(network)
     with pytest.raises(TernacError, match="activation words"):
-        layer_plan(network, small)
+        lower(network, config.replace(act_depth=3))
     with pytest.raises(TernacError, match="weight buffer"):
-        layer_plan(network, type(config)(**{**vars(config), "weight_depth": 10}))
+        lower(network, config.replace(weight_depth=10))
 
 
 def test_utilization_784_256_256_10_model_and_rtl():
     """The acceptance network: P=8, (8,2). Cycle model and RTL agree; >= 90 % of P*N MACs/cycle."""
     network = random_network([784, 256, 256, 10], coding=(8, 2), lanes=8, seed=0)
-    report = predict_cycles(network, Geometry.for_network(network))
-    assert report.macs == 268800 and report.macs / 64 == 4200
+    report = lower(network).cycles
+    assert sum(report.macs) == 268800 and sum(report.macs) / 64 == 4200
     assert report.total == 4373         # 98 + 3152 + 1040 + 80 + 3 (docs/architecture.md)
-    assert utilization(network, Geometry.for_network(network)) >= 0.96
+    assert report.utilization >= 0.96
     run_rtl_checked(network, random_inputs(network, 1), load=False)

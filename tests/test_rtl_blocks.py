@@ -6,8 +6,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 from ternac.model.arith import MULT_BITS, SHIFT_MAX, acc_bits, requantize
 from ternac.model.codebook import Codebook, Coding, TernacError, canonical_patterns
-from ternac.model.cycles import DRAIN_TO_WRITE, ISSUE_TO_LATCH
-from ternac.model.hwimage import HardwareConfig
+from ternac.model.hw import DRAIN_TO_WRITE, ISSUE_TO_LATCH, HardwareConfig
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.decoder import SparseDecoder
 from ternac.rtl.mac_array import TernaryMacArray

@@ -11,7 +11,7 @@ from amaranth.back import rtlil
 from conftest import random_network
 from ternac.model.cli import main
 from ternac.model.codebook import Codebook, Coding
-from ternac.model.hwimage import hardware_config
+from ternac.model.hw import size_config
 from ternac.model.network import save_network
 from ternac.rtl.dense_baseline import DenseMacArray
 from ternac.rtl.mac_array import TernaryMacArray
@@ -72,7 +72,7 @@ def test_cli_writes_verilog_images_manifest(generated, capsys):
     names = {port["name"] for port in manifest["ports"]}
     assert {"act_in__payload", "act_out__ready", "load__valid", "cycles", "busy"} <= names
     assert manifest["top"] not in names
-    assert manifest["config"]["acc_bits"] == hardware_config(
+    assert manifest["config"]["acc_bits"] == size_config(
         random_network([40, 24, 10], coding=(8, 2), lanes=4)).acc_bits
     assert manifest["network"]["cycles"]["total"] > 0
     for name in manifest["files"].values():

@@ -1,0 +1,22 @@
+"""Everything hardware-derived: the accelerator's configuration, the lowering of a network
+onto it (:func:`lower`, the only code that maps a network onto hardware) and the cycle model."""
+
+from .config import ADDRESS_BITS, LOAD_BITS, HardwareConfig, Target, field_width, pack_fields
+from .cycles import DRAIN_TO_WRITE, ISSUE_TO_LATCH, CycleReport
+from .lower import (
+    AcceleratorProgram,
+    LayerDescriptor,
+    default_table,
+    fused_layers,
+    lower,
+    mapping_problem,
+    size_config,
+    transfer_beats,
+)
+
+__all__ = [
+    "ADDRESS_BITS", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "LOAD_BITS",
+    "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Target",
+    "default_table", "field_width", "fused_layers", "lower", "mapping_problem", "pack_fields",
+    "size_config", "transfer_beats",
+]

@@ -1,0 +1,215 @@
+"""One accelerator instance's parameters: memory sizes, word and field widths, load targets.
+
+The RTL (``ternac.rtl``) is built from a :class:`HardwareConfig`; :func:`ternac.model.hw.lower`
+sizes one for a network and maps the network onto it. This module holds only what the
+configuration itself defines: the width of every memory word and descriptor field, and the
+``load`` stream's framing.
+
+Load protocol (``load`` stream, 32-bit beats). A transfer is two header beats, then data::
+
+    beat 0   target << 28 | address       target: 0 weights, 1 params, 2 layers, 3 codebook
+    beat 1   count                        number of memory words that follow
+    data     count * ceil(word_bits / 32) beats, each word least significant beat first
+
+Word layouts, all LSB first:
+
+* weights: ``pack.pack_weights`` words (P codes); the dense baseline stores P*N int8 weights
+  instead, weight ``i`` of lane ``p`` at bits ``[8*(p*N+i), 8*(p*N+i)+8)``;
+* params (one per output neuron, ``G*P`` per layer): bias (signed, ``acc_bits``), M (15 bits),
+  S (6 bits);
+* layers (one descriptor per layer): the fields of :meth:`HardwareConfig.layer_fields`;
+* codebook (writable decoder table only): ``Codebook.slot_table`` entries.
+
+Field widths follow one rule: a field is as wide as the largest value it holds
+(:func:`field_width`). An address into a memory of depth ``D`` holds at most ``D - 1``; a count
+of words holds at most ``D``.
+"""
+
+from dataclasses import dataclass, fields
+from enum import IntEnum
+
+from ..arith import ACT_BITS, MULT_BITS, SHIFT_BITS, acc_bits
+from ..codebook import Coding, TernacError
+from ..pack import Geometry
+
+__all__ = [
+    "ADDRESS_BITS",
+    "LOAD_BITS",
+    "HardwareConfig",
+    "Target",
+    "field_width",
+    "pack_fields",
+]
+
+LOAD_BITS = 32
+ADDRESS_BITS = 28
+MAX_DEPTH = 1 << 24
+MAX_ACC_BITS = 40
+
+
+class Target(IntEnum):
+    """Memory selected by a load header (bits 31..28 of beat 0)."""
+
+    WEIGHTS = 0
+    PARAMS = 1
+    LAYERS = 2
+    CODEBOOK = 3
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """Parameters of one accelerator instance; invalid combinations raise :class:`TernacError`.
+
+    Parameters
+    ----------
+    lanes : int
+        P, output neurons computed in parallel.
+    coding : Coding
+        (N, K): N activations per word, K adder/subtractors per lane.
+    code_bits : int
+        Width of a stored code (the default codebook's width unless the table is writable).
+    weight_depth, act_depth, param_depth, layer_depth : int
+        Words in the weight buffer, in each of the two activation buffers, in the parameter
+        memory (one per output neuron) and in the layer-descriptor table.
+    acc_bits : int
+        Accumulator width (``arith.acc_bits`` of the largest fan-in).
+    codebook_depth : int
+        0 for the default codebook as a ROM; otherwise the entries of a writable decoder table.
+    dense : bool
+        The int8 multiply-accumulate baseline instead of the ternary array.
+    """
+
+    lanes: int
+    coding: Coding
+    code_bits: int
+    weight_depth: int
+    act_depth: int
+    param_depth: int
+    layer_depth: int
+    acc_bits: int
+    codebook_depth: int = 0
+    dense: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.coding, Coding):
+            raise TernacError(f"coding must be a Coding, got {self.coding!r}")
+        Geometry(self.lanes, self.coding, self.code_bits)           # lanes and code width
+        if self.coding.k < 1:
+            raise TernacError(f"coding {self.coding}: K must be at least 1 for the accelerator")
+        for name in ("weight_depth", "act_depth", "param_depth", "layer_depth"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and 1 <= value <= MAX_DEPTH):
+                raise TernacError(f"{name.replace('_', ' ')} must be an integer in 1..{MAX_DEPTH}, got {value!r}")
+        low = acc_bits(self.coding.n, self.coding)
+        if not low <= self.acc_bits <= MAX_ACC_BITS:
+            raise TernacError(f"accumulator width must be in {low}..{MAX_ACC_BITS} bits for coding "
+                              f"{self.coding}, got {self.acc_bits}")
+        if not (isinstance(self.codebook_depth, int) and 0 <= self.codebook_depth <= MAX_DEPTH):
+            raise TernacError(f"codebook depth must be in 0..{MAX_DEPTH}, got {self.codebook_depth!r}")
+        if self.dense and self.codebook_depth:
+            raise TernacError("the dense baseline has no decoder table: codebook depth must be 0")
+        if not self.dense and not self.codebook_depth and self.code_bits != self.coding.code_bits:
+            raise TernacError(f"the default {self.coding} codebook ROM decodes {self.coding.code_bits}-bit "
+                              f"codes, not {self.code_bits}-bit ones (a learned codebook needs a "
+                              f"writable table: give a codebook depth)")
+
+    @property
+    def geometry(self):
+        return Geometry(self.lanes, self.coding, self.code_bits)
+
+    @property
+    def weight_bits(self):
+        """Width of one weight-buffer word: P codes, or P*N int8 weights for the baseline."""
+        return self.lanes * (self.coding.n * ACT_BITS if self.dense else self.code_bits)
+
+    @property
+    def act_bits(self):
+        return self.coding.n * ACT_BITS
+
+    @property
+    def table_bits(self):
+        return self.coding.k * self.coding.slot_bits
+
+    @property
+    def max_outputs(self):
+        """Largest padded output count (``G*P``) an activation buffer can take."""
+        return self.act_depth * self.coding.n
+
+    def param_fields(self):
+        """Parameter word fields (name, width, signed), LSB first."""
+        return [("bias", self.acc_bits, True), ("mult", MULT_BITS, False), ("shift", SHIFT_BITS, False)]
+
+    def layer_fields(self):
+        """Layer-descriptor fields (name, width, signed), LSB first; widths by :func:`field_width`."""
+        layout = [
+            ("weight_base", field_width(self.weight_depth - 1), False),    # address
+            ("words", field_width(self.act_depth), False),                 # count, 1..act_depth
+            ("groups", field_width(-(-self.max_outputs // self.lanes)), False),
+            ("out_features", field_width(self.max_outputs), False),
+            ("out_words", field_width(self.act_depth), False),
+            ("param_base", field_width(self.param_depth - 1), False),      # address
+        ]
+        if self.codebook_depth:
+            layout.append(("codebook_base", field_width(self.codebook_depth - 1), False))
+        return layout + [("relu", 1, False), ("last", 1, False)]
+
+    def word_bits(self, target):
+        fields = {Target.PARAMS: self.param_fields, Target.LAYERS: self.layer_fields}.get(target)
+        if fields:
+            return sum(width for _, width, _ in fields())
+        return self.weight_bits if target == Target.WEIGHTS else self.table_bits
+
+    def depth(self, target):
+        return {Target.WEIGHTS: self.weight_depth, Target.PARAMS: self.param_depth,
+                Target.LAYERS: self.layer_depth, Target.CODEBOOK: self.codebook_depth}[target]
+
+    def beats_per_word(self, target):
+        return -(-self.word_bits(target) // LOAD_BITS)
+
+    def to_dict(self):
+        """The parameters as a JSON-able dict (the one serialisation: manifests, cache keys)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["coding"] = [self.coding.n, self.coding.k]
+        return values
+
+    @classmethod
+    def from_dict(cls, values):
+        """Inverse of :meth:`to_dict`; derived keys (as in :meth:`summary`) are ignored."""
+        names = {f.name for f in fields(cls)}
+        values = {key: value for key, value in values.items() if key in names}
+        coding = values["coding"]
+        return cls(**{**values, "coding": coding if isinstance(coding, Coding) else Coding(*coding)})
+
+    def replace(self, **changes):
+        """A copy with some parameters changed (validated again)."""
+        return HardwareConfig.from_dict({**self.to_dict(), **changes})
+
+    def summary(self):
+        """:meth:`to_dict` plus the derived word widths."""
+        return {**self.to_dict(), "weight_bits": self.weight_bits, "act_bits": self.act_bits,
+                "word_bits": {t.name.lower(): self.word_bits(t) for t in Target}}
+
+
+def field_width(largest):
+    """Bits of an unsigned field whose largest value is ``largest`` (at least one bit)."""
+    return max(1, int(largest).bit_length())
+
+
+def pack_fields(layout, values):
+    """One word from ``values`` laid out as ``layout`` ((name, width, signed), LSB first).
+
+    Missing values are 0. A value outside its field's range raises :class:`TernacError`
+    naming the field: nothing is masked silently.
+    """
+    word, offset = 0, 0
+    for name, width, signed in layout:
+        value = int(values.get(name, 0))
+        low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+        if not low <= value <= high:
+            raise TernacError(f"{name}={value} does not fit its {width}-bit "
+                              f"{'signed' if signed else 'unsigned'} field ({low}..{high})")
+        word |= (value & ((1 << width) - 1)) << offset
+        offset += width
+    return word
+
+

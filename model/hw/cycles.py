@@ -1,0 +1,83 @@
+"""The accelerator's cycle model: exact clock cycles of one inference (``docs/architecture.md``).
+
+The one place the cycle formula lives. :func:`ternac.model.hw.lower` applies it to each pass
+of a program; the RTL meets it cycle for cycle (its ``cycles`` counter equals
+:attr:`CycleReport.total`, which the RTL tests check), and ``Accelerator`` refuses to build
+if its blocks' latencies differ from the constants here.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "CycleReport", "input_cycles", "layer_cycles",
+           "output_cycles"]
+
+#: Cycles from issuing a (weight word, activation word) read to the cycle in which its sum is
+#: accumulated (and, for a group's last word, latched into the shadow bank): memory read,
+#: decoder table read, slot select and K-input sum.
+ISSUE_TO_LATCH = 3
+#: Cycles from a shadow-bank lane leaving the bank to the cycle its output byte is written:
+#: parameter memory read (1), then the requantizer's 4 register stages (bias add, multiply,
+#: rounding shift, rounding increment; ``Requantizer.latency``); ReLU and saturation feed the
+#: byte write combinationally.
+DRAIN_TO_WRITE = 1 + 4
+
+
+def input_cycles(words):
+    """Cycles of the input phase: one ``act_in`` word per cycle."""
+    return words
+
+
+def layer_cycles(words, groups, lanes):
+    """Cycles of one layer pass, from its first issued step to the next pass's first step.
+
+    ``V + (G-1) * max(V, P)``: one (word, group) step per cycle, a group's last word waiting
+    until the shadow bank has drained the previous group (P cycles); then
+    ``ISSUE_TO_LATCH + P + DRAIN_TO_WRITE``: latch, drain P lanes, write the last byte.
+    """
+    return words + (groups - 1) * max(words, lanes) + ISSUE_TO_LATCH + lanes + DRAIN_TO_WRITE
+
+
+def output_cycles(words):
+    """Cycles of the output phase: one buffer read, then one ``act_out`` word per cycle."""
+    return words + 1
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """Predicted cycles of one inference.
+
+    ``total = input + sum(layers) + output`` is ``t_last_out - t_first_in + 1``: the cycles
+    from the first ``act_in`` handshake to the last ``act_out`` handshake, both included,
+    with a source that always has data and a sink that is always ready.
+    """
+
+    input: int
+    layers: tuple           # (name, cycles) per accelerator pass
+    output: int
+    macs: tuple             # dense-equivalent multiply-accumulates per pass
+    lanes: int
+    n: int
+
+    @property
+    def total(self):
+        return self.input + sum(cycles for _, cycles in self.layers) + self.output
+
+    @property
+    def peak(self):
+        """Dense-equivalent MACs the array can do per cycle: ``P * N``."""
+        return self.lanes * self.n
+
+    @property
+    def utilization(self):
+        """Achieved over peak dense-equivalent MACs over the whole inference."""
+        return sum(self.macs) / (self.peak * self.total)
+
+    def layer_utilization(self):
+        """Per pass: its MACs over ``P * N`` times its cycles."""
+        return [macs / (self.peak * cycles) for macs, (_, cycles) in zip(self.macs, self.layers)]
+
+    def to_dict(self):
+        return {"input": self.input, "layers": [c for _, c in self.layers], "output": self.output,
+                "total": self.total, "utilization": self.utilization,
+                "layer_names": [name for name, _ in self.layers],
+                "layer_utilization": self.layer_utilization()}

@@ -1,0 +1,284 @@
+"""Lowering: the one step that maps a network onto the accelerator.
+
+:func:`lower` turns a :class:`~ternac.model.network.Network` (which holds no hardware choice)
+and a :class:`~ternac.model.hw.config.HardwareConfig` into an :class:`AcceleratorProgram`:
+the passes the accelerator runs (operator fusion, flatten elimination), every loop bound and
+memory base (the layer descriptors), the memory images, the ``load`` stream and the exact
+cycle count. Everything downstream -- ``ternac info``/``verilog``/``sim``/``fpga``, the RTL
+runners, the energy model -- consumes a program, never a network.
+
+Adding a layer type touches the importer, the golden op, this module (fusion and
+descriptor), one RTL block and its tests.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codebook import Codebook, TernacError
+from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
+from ..pack import Geometry, pack_activations, pack_codes
+from .config import ADDRESS_BITS, LOAD_BITS, HardwareConfig, Target, pack_fields
+from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles
+
+__all__ = [
+    "AcceleratorProgram",
+    "LayerDescriptor",
+    "default_table",
+    "fused_layers",
+    "lower",
+    "mapping_problem",
+    "size_config",
+    "transfer_beats",
+]
+
+
+@dataclass(frozen=True)
+class LayerDescriptor:
+    """One accelerator pass: where its data lives, its loop bounds and its cycles."""
+
+    name: str
+    in_features: int
+    out_features: int
+    words: int              # V: input words = sub-vectors per output row
+    groups: int             # G: lane groups, ceil(O / P)
+    out_words: int          # ceil(O / N)
+    weight_base: int
+    param_base: int
+    codebook_base: int
+    relu: bool
+    last: bool
+    cycles: int
+
+    def fields(self):
+        """Values of the descriptor word's fields (:meth:`HardwareConfig.layer_fields`)."""
+        return {"weight_base": self.weight_base, "words": self.words, "groups": self.groups,
+                "out_features": self.out_features, "out_words": self.out_words,
+                "param_base": self.param_base, "codebook_base": self.codebook_base,
+                "relu": int(self.relu), "last": int(self.last)}
+
+
+@dataclass(frozen=True)
+class AcceleratorProgram:
+    """A network lowered onto one accelerator configuration.
+
+    Attributes
+    ----------
+    config : HardwareConfig
+    layers : tuple of LayerDescriptor
+        The passes, in order (the layer table).
+    images : dict
+        Initial contents per :class:`Target`: lists of words from address 0.
+    cycles : CycleReport
+        Exact cycles of one inference.
+    in_features, out_features : int
+        Values per input vector and per output vector.
+    """
+
+    config: HardwareConfig
+    layers: tuple
+    images: dict = field(repr=False)
+    cycles: CycleReport
+    in_features: int
+    out_features: int
+
+    @property
+    def input_words(self):
+        return -(-self.in_features // self.config.coding.n)
+
+    @property
+    def output_words(self):
+        return -(-self.out_features // self.config.coding.n)
+
+    def load_beats(self):
+        """The ``load`` stream that writes every memory: one transfer per non-empty image."""
+        beats = []
+        for target, words in self.images.items():
+            if words:
+                beats += transfer_beats(self.config, target, 0, words)
+        return beats
+
+    def input_stream(self, x):
+        """The ``act_in`` words of one int8 input vector."""
+        return pack_activations(np.asarray(x).reshape(-1), self.config.coding.n)
+
+    def summary(self):
+        """JSON-able description: configuration, passes and cycles."""
+        return {"config": self.config.summary(),
+                "layers": [{k: v for k, v in vars(d).items()} for d in self.layers],
+                "cycles": self.cycles.to_dict(), "load_beats": len(self.load_beats())}
+
+
+def transfer_beats(config, target, address, words):
+    """One ``load`` transfer: header, count, then each word as little-endian 32-bit beats."""
+    per_word = config.beats_per_word(target)
+    beats = [int(target) << ADDRESS_BITS | address, len(words)]
+    for word in words:
+        beats += [(word >> (LOAD_BITS * j)) & ((1 << LOAD_BITS) - 1) for j in range(per_word)]
+    return beats
+
+
+# -- fusion ---------------------------------------------------------------------------------
+
+def _fuse(network):
+    """``(passes, problems)``: the passes as ``[TernaryLayer, relu]`` and every unmappable layer."""
+    passes, problems = [], []
+    for layer in network.layers:
+        if isinstance(layer, TernaryLayer):
+            if layer.conv is not None:
+                problems.append(f"layer {layer.name} (conv2d): convolutions run in the golden model "
+                                f"only (the RTL has no convolution address generator yet)")
+            passes.append([layer, bool(layer.relu)])
+        elif isinstance(layer, ReluLayer):
+            # max(sat(y), 0) == sat(max(y, 0)): a ReLU fuses into the requantizer before it.
+            if passes:
+                passes[-1][1] = True
+            else:
+                problems.append(f"layer {layer.name} (relu): a ReLU is fused into the requantizer "
+                                f"of a preceding ternary layer, and there is none")
+        elif isinstance(layer, PoolLayer):
+            problems.append(f"layer {layer.name} ({layer.mode}pool): pooling runs in the golden "
+                            f"model only (no pooling pass in the RTL yet)")
+        elif not isinstance(layer, FlattenLayer):
+            # Activations are stored C-major, as torch.flatten orders them: Flatten is free.
+            problems.append(f"layer {layer.name} ({layer.kind}) has no accelerator mapping")
+    if not passes and not problems:
+        problems.append("the network has no ternary layer to run on the accelerator")
+    return passes, problems
+
+
+def fused_layers(network):
+    """The network as the accelerator runs it: a list of ``(TernaryLayer, relu)``.
+
+    Raises :class:`TernacError` listing every layer that cannot be mapped.
+    """
+    passes, problems = _fuse(network)
+    if problems:
+        raise TernacError("not mappable: " + "; ".join(problems))
+    return [tuple(p) for p in passes]
+
+
+def mapping_problem(network, lanes=None):
+    """``None`` if :func:`lower` maps ``network`` (with ``lanes``), else the reason as text."""
+    try:
+        lower(network, lanes=lanes)
+    except TernacError as error:
+        return str(error)
+    return None
+
+
+# -- sizing ---------------------------------------------------------------------------------
+
+def _shape(layer, lanes, n):
+    """``(V, G, output words of the padded groups)`` of one pass."""
+    v, g = layer.subvectors, -(-layer.out_features // lanes)
+    return v, g, -(-g * lanes // n)
+
+
+def size_config(network, lanes=None, *, dense=False):
+    """The smallest :class:`HardwareConfig` that runs ``network`` with ``lanes`` lanes.
+
+    ``lanes`` defaults to the network's packing hint ``network.lanes``.
+    """
+    layers = fused_layers(network)
+    geometry = Geometry.for_network(network, lanes)
+    p, n = geometry.lanes, geometry.coding.n
+    learned = any(layer.codebook.learned for layer, _ in layers) and not dense
+    shapes = [_shape(layer, p, n) for layer, _ in layers]
+    return HardwareConfig(
+        lanes=p, coding=geometry.coding,
+        code_bits=geometry.code_bits if learned else geometry.coding.code_bits,
+        weight_depth=sum(v * g for v, g, _ in shapes),
+        act_depth=max(max(v, words) for v, _, words in shapes),
+        param_depth=sum(g * p for _, g, _ in shapes),
+        layer_depth=len(layers),
+        acc_bits=max(layer.acc_bits for layer, _ in layers),
+        codebook_depth=sum(len(layer.codebook) for layer, _ in layers) if learned else 0,
+        dense=dense)
+
+
+# -- lowering -------------------------------------------------------------------------------
+
+def _check_layer(layer, config, v, words_out):
+    where = f"layer {layer.name}"
+    if layer.coding != config.coding:
+        raise TernacError(f"{where} uses coding {layer.coding}, the accelerator is built for {config.coding}")
+    if not config.dense:
+        if layer.codebook.learned and not config.codebook_depth:
+            raise TernacError(f"{where} has a learned codebook: the accelerator needs a writable "
+                              f"decoder table (codebook depth > 0), it has the default ROM")
+        if layer.codebook.code_bits > config.code_bits:
+            raise TernacError(f"{where} needs {layer.codebook.code_bits}-bit codes, the weight buffer "
+                              f"stores {config.code_bits}-bit codes")
+    if max(v, words_out) > config.act_depth:
+        raise TernacError(f"{where} needs {max(v, words_out)} activation words ({layer.in_features} "
+                          f"inputs, {words_out * config.coding.n} padded outputs, N={config.coding.n}), "
+                          f"each activation buffer holds {config.act_depth}")
+    if layer.acc_bits > config.acc_bits:
+        raise TernacError(f"{where} needs a {layer.acc_bits}-bit accumulator, the accelerator has "
+                          f"{config.acc_bits} bits")
+    bound = 1 << (config.acc_bits - 1)
+    if np.any(layer.bias < -bound) or np.any(layer.bias >= bound):
+        raise TernacError(f"{where}: a bias does not fit the {config.acc_bits}-bit accumulator")
+
+
+def _dense_weight_words(layer, config):
+    """Baseline weight words of one layer: P*N int8 weights, same order as the codes."""
+    p, n = config.lanes, config.coding.n
+    g, v = -(-layer.out_features // p), layer.subvectors
+    w = np.zeros((g * p, v * n), dtype=np.int64)
+    w[:layer.out_features, :layer.in_features] = layer.weights()
+    blocks = (w & 0xFF).reshape(g, p, v, n).transpose(0, 2, 1, 3).reshape(g * v, p * n)
+    return [sum(int(b) << (8 * i) for i, b in enumerate(row)) for row in blocks]
+
+
+def default_table(coding):
+    """Slot table of the default codebook (the decoder ROM contents)."""
+    return Codebook.default(coding).slot_table()
+
+
+def lower(network, config=None, *, lanes=None, dense=False):
+    """Map ``network`` onto ``config`` (default: :func:`size_config` of the network).
+
+    Raises :class:`TernacError` naming what cannot be mapped or does not fit.
+    """
+    layers = fused_layers(network)
+    config = config or size_config(network, lanes, dense=dense)
+    p, n = config.lanes, config.coding.n
+    if len(layers) > config.layer_depth:
+        raise TernacError(f"network has {len(layers)} layers, the layer table holds {config.layer_depth}")
+    descriptors, images = [], {target: [] for target in Target}
+    weight = param = table = 0
+    for i, (layer, relu) in enumerate(layers):
+        v, g, words_out = _shape(layer, p, n)
+        _check_layer(layer, config, v, words_out)
+        desc = LayerDescriptor(layer.name, layer.in_features, layer.out_features, v, g,
+                               -(-layer.out_features // n), weight, param, table, relu,
+                               i == len(layers) - 1, layer_cycles(v, g, p))
+        descriptors.append(desc)
+        images[Target.WEIGHTS] += (_dense_weight_words(layer, config) if config.dense
+                                   else pack_codes(layer.codes, config.geometry))
+        for o in range(g * p):
+            values = ({"bias": layer.bias[o], "mult": layer.mult[o], "shift": layer.shift[o]}
+                      if o < layer.out_features else {})
+            images[Target.PARAMS].append(pack_fields(config.param_fields(), values))
+        if config.codebook_depth:
+            images[Target.CODEBOOK] += layer.codebook.slot_table()
+            table += len(layer.codebook)
+        weight, param = weight + g * v, param + g * p
+    for target, name in ((Target.WEIGHTS, "weight buffer"), (Target.PARAMS, "parameter memory"),
+                         (Target.CODEBOOK, "codebook table")):
+        if len(images[target]) > config.depth(target):
+            raise TernacError(f"network needs {len(images[target])} {name} words, the accelerator "
+                              f"has {config.depth(target)}")
+    # Descriptors last: a base past its memory is reported above as a misfit, not a field overflow.
+    images[Target.LAYERS] = [pack_fields(config.layer_fields(), d.fields()) for d in descriptors]
+    first, last = layers[0][0], layers[-1][0]
+    report = CycleReport(
+        input=input_cycles(descriptors[0].words),
+        layers=tuple((d.name, d.cycles) for d in descriptors),
+        output=output_cycles(descriptors[-1].out_words),
+        macs=tuple(layer.in_features * layer.out_features for layer, _ in layers),
+        lanes=p, n=n)
+    return AcceleratorProgram(config, tuple(descriptors), images, report,
+                              first.in_features, last.out_features)
