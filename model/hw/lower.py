@@ -81,6 +81,7 @@ class AcceleratorProgram:
     cycles: CycleReport
     in_features: int
     out_features: int
+    _nonzeros: tuple = field(default=(), repr=False)    # non-zero weights per pass
 
     @property
     def input_words(self):
@@ -97,6 +98,26 @@ class AcceleratorProgram:
             if words:
                 beats += transfer_beats(self.config, target, 0, words)
         return beats
+
+    def actions(self):
+        """Per-inference action counts of the accelerator, by name (the energy model's basis).
+
+        ``weight_words_read``/``act_words_read``: one of each per issued step (``V*G`` per
+        pass); ``decoder_lookups``: P codes per weight word; ``nonzero_slots``: slots that add
+        or subtract (non-zero weights, padding lanes excluded); ``idle_slots``: the other
+        ``P*K`` slots of each step; ``requantizations`` and ``bytes_written``: one per lane of
+        each group (``G*P`` per pass, padding lanes written as 0); ``input_words`` and
+        ``output_words``: the stream beats.
+        """
+        steps = sum(d.words * d.groups for d in self.layers)
+        p, k = self.config.lanes, self.config.coding.k
+        lanes = sum(d.groups * p for d in self.layers)
+        nonzero = sum(self._nonzeros)
+        return {"weight_words_read": steps, "act_words_read": steps,
+                "decoder_lookups": 0 if self.config.dense else steps * p,
+                "nonzero_slots": nonzero, "idle_slots": steps * p * k - nonzero,
+                "requantizations": lanes, "bytes_written": lanes,
+                "input_words": self.input_words, "output_words": self.output_words}
 
     def input_stream(self, x):
         """The ``act_in`` words of one int8 input vector."""
@@ -280,5 +301,6 @@ def lower(network, config=None, *, lanes=None, dense=False):
         output=output_cycles(descriptors[-1].out_words),
         macs=tuple(layer.in_features * layer.out_features for layer, _ in layers),
         lanes=p, n=n)
+    nonzeros = tuple(int(np.count_nonzero(layer.weights())) for layer, _ in layers)
     return AcceleratorProgram(config, tuple(descriptors), images, report,
-                              first.in_features, last.out_features)
+                              first.in_features, last.out_features, nonzeros)

@@ -1,0 +1,104 @@
+"""The lowering step (model/hw): one program per network, owning every hardware-derived number."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_network
+from ternac.model.codebook import Coding, TernacError
+from ternac.model.convert import quantize_network
+from ternac.model.hw import (
+    ADDRESS_BITS,
+    LOAD_BITS,
+    HardwareConfig,
+    Target,
+    lower,
+    mapping_problem,
+    pack_fields,
+    size_config,
+)
+from ternac.model.hw.cycles import layer_cycles
+from torch import nn
+
+
+def _parse_beats(config, beats):
+    """Decode a load stream back into {target: {address: word}} (an independent reader)."""
+    memories, i = {t: {} for t in Target}, 0
+    while i < len(beats):
+        target, address, count = Target(beats[i] >> ADDRESS_BITS), beats[i] & ((1 << ADDRESS_BITS) - 1), beats[i + 1]
+        i += 2
+        per_word = config.beats_per_word(target)
+        for j in range(count):
+            chunk = beats[i + j * per_word: i + (j + 1) * per_word]
+            memories[target][address + j] = sum(b << (LOAD_BITS * n) for n, b in enumerate(chunk))
+        i += count * per_word
+    return memories
+
+
+@pytest.mark.parametrize("sizes,coding,lanes", [([784, 256, 256, 10], (8, 2), 8),
+                                                ([37, 5, 9, 3], (5, 3), 2),
+                                                ([100, 33, 10], (16, 3), 4)])
+def test_program_matches_cycle_formula_and_images(sizes, coding, lanes):
+    net = random_network(sizes, coding=coding, lanes=lanes)
+    program = lower(net)
+    cfg = program.config
+    assert cfg == size_config(net)
+    assert [d.cycles for d in program.layers] == [layer_cycles(d.words, d.groups, lanes) for d in program.layers]
+    assert program.cycles.total == (program.layers[0].words + sum(d.cycles for d in program.layers)
+                                    + program.layers[-1].out_words + 1)
+    memories = _parse_beats(cfg, program.load_beats())
+    for target, words in program.images.items():
+        assert [memories[target][a] for a in range(len(words))] == words
+    assert program.layers[-1].last and not any(d.last for d in program.layers[:-1])
+    json.dumps(program.summary())                                   # JSON-able as is
+
+
+def test_784_256_256_10_is_the_documented_program():
+    program = lower(random_network([784, 256, 256, 10]))
+    assert [(d.words, d.groups, d.cycles) for d in program.layers] == [
+        (98, 32, 3152), (32, 32, 1040), (32, 2, 80)]                # docs/architecture.md table
+    assert program.cycles.total == 4373
+    assert program.cycles.utilization == pytest.approx(268800 / (64 * 4373))
+
+
+def test_actions_add_up():
+    net = random_network([40, 20, 5], lanes=4)
+    program = lower(net)
+    actions = program.actions()
+    steps = sum(d.words * d.groups for d in program.layers)
+    assert actions["weight_words_read"] == steps
+    assert actions["nonzero_slots"] + actions["idle_slots"] == steps * 4 * net.coding.k
+    assert actions["nonzero_slots"] == sum(int(np.count_nonzero(layer.weights())) for layer in net.ternary_layers)
+
+
+def test_unmappable_network_names_every_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 3))
+    net = quantize_network(model, Coding(8, 2), torch.randn(8, 1, 6, 6), lanes=4)
+    problem = mapping_problem(net)
+    assert problem.startswith("not mappable: ") and "(conv2d)" in problem and "(maxpool)" in problem
+    with pytest.raises(TernacError, match="not mappable"):
+        lower(net)
+
+
+def test_config_round_trip_and_replace():
+    cfg = size_config(random_network([20, 13, 7]))
+    assert HardwareConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert HardwareConfig.from_dict(cfg.summary()) == cfg             # derived keys ignored
+    assert cfg.replace(act_depth=64).act_depth == 64
+    with pytest.raises(TernacError, match="act depth"):
+        cfg.replace(act_depth=0)
+
+
+@pytest.mark.parametrize("value,signed,ok", [(7, False, True), (8, False, False), (-1, False, False),
+                                             (3, True, True), (-4, True, True), (4, True, False),
+                                             (-5, True, False)])
+def test_pack_fields_refuses_out_of_range(value, signed, ok):
+    layout = [("low", 2, False), ("x", 3, signed)]
+    if ok:
+        word = pack_fields(layout, {"low": 1, "x": value})
+        assert word & 3 == 1 and (word >> 2) == value & 7
+    else:
+        with pytest.raises(TernacError, match=r"x=.* does not fit its 3-bit"):
+            pack_fields(layout, {"x": value})
