@@ -7,6 +7,7 @@ from .bits import bits_per_weight
 from .codebook import Coding, TernacError
 from .convert import quantize_network
 from .importer import float_ops, load_torch_model
+from .layout import coded_matrix
 from .network import save_network
 from .quantize import reconstruction_error
 
@@ -70,7 +71,7 @@ def run(args, say):
     bits = bits_per_weight(net)
     errors = {}
     for op, layer in zip([op for op in ops if op.kind in ("linear", "conv2d")], net.ternary_layers):
-        errors[layer.name] = reconstruction_error(op.weight.flatten(1).numpy(), layer.weights(), layer.scale)
+        errors[layer.name] = reconstruction_error(coded_matrix(op.weight, args.coding.n).numpy(), layer.weights(), layer.scale)
     say(f"packed {args.model} at coding {args.coding}, {args.lanes} lanes -> {args.out}")
     for row in bits["per_layer"]:
         say(f"  {row['name']:>12}: {row['weights']:>8} weights, {row['codes']:.4f} code bits/weight, "

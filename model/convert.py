@@ -12,6 +12,7 @@ import torch
 from .arith import ACT_MAX, acc_bound, quantize_activations, quantize_multiplier
 from .codebook import Codebook, TernacError
 from .importer import float_ops
+from .layout import channel_words, coded_matrix, uncoded_weight
 from .network import ConvGeometry, FlattenLayer, Network, PoolLayer, ReluLayer, TernaryLayer
 from .quantize import encode_layer, learn_codebook
 
@@ -78,7 +79,7 @@ def quantize_network(model, coding, calibration, *, input_shape=None, lanes=8,
         if op.kind in ("linear", "conv2d"):
             book = next(books, None) if codebooks else None
             if book is None:
-                book = learn_codebook(op.weight.flatten(1), coding, codebook_bits) if codebook_bits \
+                book = learn_codebook(coded_matrix(op.weight, coding.n), coding, codebook_bits) if codebook_bits \
                     else Codebook.default(coding)
             layer, x = _ternary_layer(op, x, shape, book, scale_in, fuse_relu, percentile)
             scale_in = layer.out_scale
@@ -106,8 +107,10 @@ def _ternary_layer(op, x, shape, book, in_scale, relu, percentile):
     if op.kind == "conv2d":
         if len(shape) != 3 or shape[0] != weight.shape[1]:
             raise TernacError(f"layer {op.name} (Conv2d, {weight.shape[1]} input channels) gets input {shape}")
-        conv = ConvGeometry(shape[0], shape[1], shape[2], op.kernel, op.stride, op.padding)
-        matrix = weight.reshape(weight.shape[0], -1)
+        n = book.coding.n
+        conv = ConvGeometry(shape[0], shape[1], shape[2], op.kernel, op.stride, op.padding,
+                            padded_channels=channel_words(shape[0], n) * n)
+        matrix = coded_matrix(weight, n)
     else:
         if int(np.prod(shape)) != weight.shape[1]:
             raise TernacError(f"layer {op.name} (Linear, {weight.shape[1]} inputs) gets {int(np.prod(shape))} values")
@@ -117,7 +120,8 @@ def _ternary_layer(op, x, shape, book, in_scale, relu, percentile):
     if conv is None:
         y = x.reshape(len(x), -1) @ deq.T + bias
     else:
-        y = torch.nn.functional.conv2d(x, deq.reshape(weight.shape), bias, op.stride, op.padding)
+        y = torch.nn.functional.conv2d(x, uncoded_weight(deq, weight.shape, book.coding.n), bias,
+                                       op.stride, op.padding)
     if relu:
         y = torch.relu(y)
     out_scale = activation_scale(y, percentile)

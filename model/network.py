@@ -46,7 +46,12 @@ _HEAD = struct.Struct("<8sII")
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """A Conv2d layer's geometry; its im2col column order is (in channel, ky, kx)."""
+    """A Conv2d layer's geometry and the column order of its coded weights.
+
+    With ``padded_channels`` (Cp, a multiple of N) the columns run ``(ky, kx, c)`` over the
+    zero-padded channels (``model/layout.py``), the order the accelerator reads. Without it
+    (files of format version 1) they run ``(c, ky, kx)``, which only the golden model runs.
+    """
 
     in_channels: int
     in_h: int
@@ -54,6 +59,7 @@ class ConvGeometry:
     kernel: tuple
     stride: tuple
     padding: tuple
+    padded_channels: int | None = None
 
     @property
     def out_h(self):
@@ -65,7 +71,8 @@ class ConvGeometry:
 
     @property
     def fan_in(self):
-        return self.in_channels * self.kernel[0] * self.kernel[1]
+        """Columns of the coded weight matrix (padding columns included)."""
+        return (self.padded_channels or self.in_channels) * self.kernel[0] * self.kernel[1]
 
 
 @dataclass(eq=False)

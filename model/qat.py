@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .codebook import Codebook
+from .layout import coded_matrix, uncoded_weight
 from .quantize import _subvectors, codebook_step, learn_codebook, project, project_codebook
 
 __all__ = [
@@ -92,24 +93,25 @@ class LayerQuantizer:
 
     def quantized(self, weight):
         """``alpha * T`` of the weight (no gradient), shape of ``weight``."""
-        matrix = weight.detach().flatten(1)
+        n = self.structure.n
+        matrix = coded_matrix(weight.detach(), n)
         if self.codebook is not None:
             _, ternary, scale = project_codebook(matrix, self.codebook)
         else:
             ternary, scale = project(matrix, self.structure)
-        return (ternary * scale[:, None]).reshape(weight.shape)
+        return uncoded_weight(ternary * scale[:, None], weight.shape, n)
 
     def __call__(self, weight, generator=None):
         q = self.quantized(weight)
         ste = weight + (q - weight).detach()
         if self.fraction >= 1.0:
             return ste
-        rows = weight.shape[0]
         n = self.structure.n
-        subs = -(-weight[0].numel() // n)
+        rows, columns = coded_matrix(weight.detach(), n).shape
+        subs = -(-columns // n)
         draw = torch.rand(rows, subs, 1, generator=generator) < self.fraction
-        mask = draw.expand(rows, subs, n).reshape(rows, -1)[:, : weight[0].numel()]
-        return torch.where(mask.reshape(weight.shape), ste, weight)
+        mask = draw.expand(rows, subs, n).reshape(rows, -1)[:, :columns]
+        return torch.where(uncoded_weight(mask, weight.shape, n), ste, weight)
 
 
 def qat_forward(model, x, quantizers):
@@ -264,7 +266,7 @@ class Schedule:
             structure = self.coding if k == self.coding.k else Structure(self.coding.n, k)
             book = None
             if self.codebook_bits and len(self.stages) == 1:
-                book = learn_codebook(m.weight.detach().flatten(1), self.coding, self.codebook_bits)
+                book = learn_codebook(coded_matrix(m.weight.detach(), self.coding.n), self.coding, self.codebook_bits)
             quantizers.append(LayerQuantizer(structure, book))
         return quantizers
 
@@ -282,11 +284,11 @@ class Schedule:
             for q, m in free:
                 q.structure = self.coding if k == self.coding.k else Structure(self.coding.n, k)
                 if self.codebook_bits and stage == len(self.stages) - 1:
-                    q.codebook = learn_codebook(m.weight.detach().flatten(1), self.coding, self.codebook_bits)
+                    q.codebook = learn_codebook(coded_matrix(m.weight.detach(), self.coding.n), self.coding, self.codebook_bits)
             event = f"sparsity step: at most {k} non-zeros per {self.coding.n} weights"
         if step in self.refit_steps:
             for q, m in free:
-                q.codebook = refine_codebook(m.weight.detach().flatten(1), q.codebook)
+                q.codebook = refine_codebook(coded_matrix(m.weight.detach(), self.coding.n), q.codebook)
         fraction = self.fraction_at(step)
         for q in quantizers:
             q.fraction = fraction
@@ -296,7 +298,7 @@ class Schedule:
 def fraction_nonzero_ok(model, coding):
     """True when every sub-vector of the quantized weights has at most K non-zeros."""
     for m in weight_layers(model):
-        ternary, _ = project(m.weight.detach().flatten(1), coding)
+        ternary, _ = project(coded_matrix(m.weight.detach(), coding.n), coding)
         counts = _subvectors(ternary, coding.n).ne(0).sum(-1)
         if int(counts.max()) > coding.k:
             return False
@@ -307,7 +309,7 @@ def sparsity(model, coding):
     """Share of zero weights after the (N, K) projection."""
     zeros = total = 0
     for m in weight_layers(model):
-        ternary, _ = project(m.weight.detach().flatten(1), coding)
+        ternary, _ = project(coded_matrix(m.weight.detach(), coding.n), coding)
         zeros += int((ternary == 0).sum())
         total += ternary.numel()
     return zeros / max(total, 1)

@@ -15,20 +15,24 @@ __all__ = ["golden_accumulate", "golden_layer", "golden_network", "golden_predic
 
 
 def im2col(x, conv):
-    """Columns of a (B, C, H, W) int tensor for ``conv``: (B, out_h*out_w, C*kh*kw).
+    """Columns of a (B, C, H, W) int tensor for ``conv``: (B, out_h*out_w, fan_in).
 
-    Column order (in channel, ky, kx) matches ``torch.nn.Conv2d.weight.reshape(O, -1)``;
-    rows run over output positions row-major (oy, then ox). Padding inserts int8 zeros.
+    Column order is the coded weights' (``ConvGeometry``, ``model/layout.py``): ``(ky, kx, c)``
+    over zero-padded channels, or ``(c, ky, kx)`` for a version-1 file. Rows run over output
+    positions row-major (oy, then ox). Spatial padding inserts int8 zeros.
     """
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel, conv.stride, conv.padding
-    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     b, c = x.shape[:2]
-    cols = np.empty((b, conv.out_h, conv.out_w, c, kh, kw), dtype=x.dtype)
+    cp = conv.padded_channels or c
+    x = np.pad(x, ((0, 0), (0, cp - c), (ph, ph), (pw, pw)))
+    cols = np.empty((b, conv.out_h, conv.out_w, cp, kh, kw), dtype=x.dtype)
     for ky in range(kh):
         for kx in range(kw):
             cols[..., ky, kx] = x[:, :, ky: ky + sh * conv.out_h: sh, kx: kx + sw * conv.out_w: sw] \
                 .transpose(0, 2, 3, 1)
-    return cols.reshape(b, conv.out_h * conv.out_w, c * kh * kw)
+    if conv.padded_channels:
+        cols = cols.transpose(0, 1, 2, 4, 5, 3)                          # (ky, kx, c)
+    return cols.reshape(b, conv.out_h * conv.out_w, conv.fan_in)
 
 
 def golden_accumulate(layer, columns):

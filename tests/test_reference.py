@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from ternac.model.layout import uncoded_weight
 from conftest import random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import float_forward, quantize_inputs, quantize_network
@@ -40,10 +41,12 @@ def test_reference_matches_torch_ops_exactly_on_integers():
     outs = golden_network(net, x, trace=True)
     xin = torch.as_tensor(x, dtype=torch.float64)
     conv = net.layers[0]
-    acc = torch.nn.functional.conv2d(xin, torch.as_tensor(conv.weights(), dtype=torch.float64).reshape(5, 3, 3, 3),
+    weight = uncoded_weight(torch.as_tensor(conv.weights(), dtype=torch.float64), (5, 3, 3, 3), 8)
+    acc = torch.nn.functional.conv2d(xin, weight,
                                      torch.as_tensor(conv.bias, dtype=torch.float64), stride=2, padding=1)
     cols = im2col(x, conv.conv)
-    assert cols.shape == (16, 36, 27)
+    assert cols.shape == (16, 36, 3 * 3 * 8)              # (ky, kx, c) over channels padded to N
+    assert not cols.reshape(16, 36, 9, 8)[..., 3:].any()  # the padding channels read zeros
     from ternac.model.arith import requantize
     expect = requantize(acc.numpy().astype(np.int64), conv.mult[:, None, None], conv.shift[:, None, None], True)
     assert (outs[0] == expect).all()
