@@ -78,7 +78,7 @@ def measure_amaranth(network, x):
     Simulator(Accelerator.for_program(program))         # elaboration alone, for the split
     elaborate = time.perf_counter() - started
     started = time.perf_counter()
-    run = run_rtl_network(Accelerator.for_program(program), x, out_count=10)
+    run = run_rtl_network(Accelerator.for_program(program), x, program=program)
     total = time.perf_counter() - started
     sim_seconds = max(total - elaborate, 1e-9)
     cycles = sum(run.measured) + len(x)                # plus one idle tick after each inference

@@ -1,6 +1,6 @@
 """The accelerator: runs every layer of a packed network on chip, host out of the loop."""
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -156,10 +156,13 @@ class Accelerator(wiring.Component):
         ]
 
         # MAC array: control follows the memory read by one cycle.
+        # A tap in the zero padding around a feature map reads a zero word.
+        act_zero = Signal()
         ctrl = [(array.valid, seq.issue), (array.first, seq.first), (array.last, seq.last),
-                (array.tag, seq.position.as_value())]
+                (array.tag, seq.position.as_value()), (act_zero, seq.act_zero)]
         m.d.sync += [dst.eq(src) for dst, src in ctrl]
-        m.d.comb += [array.weights.eq(weight_rp.data), array.acts.eq(acts.read_data)]
+        m.d.comb += [array.weights.eq(weight_rp.data),
+                     array.acts.eq(Mux(act_zero, 0, acts.read_data))]
 
         # Shadow bank -> parameter read -> requantizer -> byte write into the other buffer.
         m.d.comb += [shadow.sums.eq(array.sums), shadow.latch.eq(array.latch),
@@ -174,6 +177,8 @@ class Accelerator(wiring.Component):
             requant.zero.eq(pos.index >= seq.cur.out_features),
         ]
         out_pos = data.View(self._position, requant.out_tag)
-        m.d.comb += [acts.byte_en.eq(requant.out_valid), acts.byte_addr.eq(out_pos.word),
+        # Lanes past the pixel's words (the last group's padding lanes) are not written.
+        in_pixel = out_pos.index < seq.cur.pixel_bytes
+        m.d.comb += [acts.byte_en.eq(requant.out_valid & in_pixel), acts.byte_addr.eq(out_pos.word),
                      acts.byte_lane.eq(out_pos.byte), acts.byte_data.eq(requant.y)]
         return m

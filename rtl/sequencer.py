@@ -1,6 +1,6 @@
 """Sequencer: runs a whole inference from the layer-descriptor table."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,25 +11,33 @@ __all__ = ["Sequencer", "layer_layout"]
 
 def layer_layout(config):
     """The descriptor word as a struct (fields of ``HardwareConfig.layer_fields``)."""
-    return data.StructLayout({name: width for name, width, _ in config.layer_fields()})
+    return data.StructLayout({name: signed(width) if is_signed else width
+                              for name, width, is_signed in config.layer_fields()})
 
 
 class Sequencer(wiring.Component):
-    """Streams the input in, issues every (weight word, activation word) step, streams the logits out.
+    """Streams the input in, walks every pass's (weight word, activation word) steps, streams the output out.
 
     States: ``IDLE`` (waiting for the first input word), ``INPUT`` (one input word per
-    cycle into buffer 0), ``RUN`` (one step per cycle: weight word ``base + g*V + v`` and
-    activation word ``v`` of lane group ``g``; a group's last word waits until the shadow
-    bank has been free for P cycles), ``SETTLE`` (``settle`` cycles until the last group's
-    bytes are written, meanwhile the next descriptor is already read) and ``OUTPUT`` (one
-    output word per cycle to ``act_out``). The cycle model (``model/hw/cycles.py``) counts
-    exactly these states.
+    cycle into buffer 0), ``RUN`` (one step per cycle), ``SETTLE`` (``settle`` cycles until
+    the pass's last bytes are written, meanwhile the next descriptor is already read) and
+    ``OUTPUT`` (one output word per cycle to ``act_out``). The cycle model
+    (``model/hw/cycles.py``) counts exactly these states.
+
+    ``RUN`` is a convolution walk (``model/hw/lower.py``, ``Walk``): for each output pixel
+    ``(oy, ox)``, for each lane group ``g``, for each kernel tap ``(ky, kx)`` and channel word
+    ``c``: weight word ``base + g*V + v`` and activation word ``addr``. ``addr`` is kept as a
+    running sum of the descriptor's increments (``origin``, ``x_step``, ``y_step``,
+    ``ky_jump``), so there is no multiplier; a tap outside the input map (zero padding) reads
+    word 0 and raises ``act_zero``, which zeroes that word on its way to the array. A group's
+    last word waits until the shadow bank has been free for P cycles. A Linear pass is the
+    walk of a 1x1 kernel over a 1x1 map.
 
     Parameters
     ----------
     config : HardwareConfig
     settle : int
-        Cycles from a layer's last issue to the write of its last output byte.
+        Cycles from a pass's last issue to the write of its last output byte.
     """
 
     def __init__(self, config, *, settle):
@@ -45,6 +53,7 @@ class Sequencer(wiring.Component):
             "issue": Out(1), "first": Out(1), "last": Out(1),
             "position": Out(PositionLayout(config.max_outputs + config.lanes, config.coding.n)),
             "weight_addr": Out(range(config.weight_depth)), "act_addr": Out(range(a)),
+            "act_zero": Out(1),
             "load_busy": In(1),
             "busy": Out(1), "cycles": Out(32),
         })
@@ -53,27 +62,52 @@ class Sequencer(wiring.Component):
         m = Module()
         cfg = self._config
         lanes, cur = cfg.lanes, self.cur
-        v = Signal(range(cfg.act_depth + 1))
+        a = cfg.act_depth
+        v = Signal(range(a + 1))
         group = Signal.like(cur.groups)
         since = Signal(range(lanes + 1), init=lanes)     # cycles since a group's last word issued
-        count = Signal(range(cfg.act_depth + 1))
+        count = Signal(range(a + 1))
         settle = Signal(range(max(1, self._settle)))
         counter = Signal(32)
-        sent = Signal(range(cfg.act_depth + 1))
+        sent = Signal(range(a + 1))
         primed = Signal()               # descriptor 0 has been read since reset
         m.d.sync += primed.eq(1)
 
+        # The walk: tap (ky, kx), channel word c, output pixel (oy, ox) and its window's
+        # top-left input coordinate (iy0, ix0), running activation addresses.
+        c, kx, ky = (Signal(range(a + 1), name=n) for n in ("c", "kx", "ky"))
+        ox, oy = Signal(range(a + 1), name="ox"), Signal(range(a + 1), name="oy")
+        coord = signed(cfg.address_bits)
+        iy0, ix0 = Signal(coord, name="iy0"), Signal(coord, name="ix0")
+        addr, win, row_win = (Signal(coord, name=n) for n in ("addr", "win", "row_win"))
+        pix_word = Signal.like(self.position.word)
+
         def start_layer(desc):
             return [cur.eq(desc), v.eq(0), group.eq(0), self.position.eq(0),
-                    self.weight_addr.eq(desc.weight_base)]
+                    self.weight_addr.eq(desc.weight_base),
+                    c.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), pix_word.eq(0),
+                    iy0.eq(-desc.pad_y), ix0.eq(-desc.pad_x),
+                    addr.eq(desc.origin), win.eq(desc.origin), row_win.eq(desc.origin)]
 
         last_word = v == cur.words - 1
         can_issue = ~last_word | (since == lanes)
-        m.d.comb += [self.act_addr.eq(v), self.first.eq(v == 0), self.last.eq(last_word)]
+        iy, ix = iy0 + ky, ix0 + kx
+        inside = (iy >= 0) & (iy < cur.in_h) & (ix >= 0) & (ix < cur.in_w)
+        m.d.comb += [self.act_addr.eq(Mux(inside, addr, 0)), self.act_zero.eq(~inside),
+                     self.first.eq(v == 0), self.last.eq(last_word)]
         with m.If(self.busy):
             m.d.sync += counter.eq(counter + 1)
         with m.If(since != lanes):
             m.d.sync += since.eq(since + 1)
+
+        def next_step():
+            """One issued step: the next channel word, then tap (later assignments win)."""
+            m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1), c.eq(c + 1),
+                         addr.eq(addr + 1)]
+            with m.If(c == cur.channel_words - 1):
+                m.d.sync += [c.eq(0), kx.eq(kx + 1)]
+                with m.If(kx == cur.kernel_w - 1):
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), addr.eq(addr + 1 + cur.ky_jump)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -83,25 +117,41 @@ class Sequencer(wiring.Component):
                     m.d.sync += start_layer(self.layer)
                     m.d.sync += [count.eq(1), counter.eq(1), self.layer_addr.eq(1 % cfg.layer_depth)]
                     m.next = "INPUT"
-                    with m.If(self.layer.words == 1):
+                    with m.If(self.layer.in_words == 1):
                         m.next = "RUN"
             with m.State("INPUT"):
                 m.d.comb += [self.busy.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
                              self.in_en.eq(self.in_valid)]
                 with m.If(self.in_valid):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count == cur.words - 1):
+                    with m.If(count == cur.in_words - 1):
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.issue.eq(can_issue)]
                 with m.If(can_issue):
-                    m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1)]
+                    next_step()
                     with m.If(last_word):
-                        m.d.sync += [v.eq(0), since.eq(1), group.eq(group + 1),
+                        # The group is done: the next group of this pixel restarts the window.
+                        m.d.sync += [v.eq(0), c.eq(0), kx.eq(0), ky.eq(0), addr.eq(win),
+                                     since.eq(1), group.eq(group + 1),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
                         with m.If(group == cur.groups - 1):
-                            m.d.sync += settle.eq(self._settle - 1)
-                            m.next = "SETTLE"
+                            # The pixel is done: the next output pixel, from weight word 0.
+                            next_word = pix_word + cur.pixel_words
+                            m.d.sync += [group.eq(0), self.weight_addr.eq(cur.weight_base),
+                                         pix_word.eq(next_word), self.position.index.eq(0),
+                                         self.position.word.eq(next_word), self.position.byte.eq(0)]
+                            with m.If(ox == cur.out_w - 1):
+                                m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(iy0 + cur.stride_y),
+                                             ix0.eq(-cur.pad_x), row_win.eq(row_win + cur.y_step),
+                                             win.eq(row_win + cur.y_step),
+                                             addr.eq(row_win + cur.y_step)]
+                                with m.If(oy == cur.out_h - 1):
+                                    m.d.sync += settle.eq(self._settle - 1)
+                                    m.next = "SETTLE"
+                            with m.Else():
+                                m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x),
+                                             win.eq(win + cur.x_step), addr.eq(win + cur.x_step)]
             with m.State("SETTLE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += settle.eq(settle - 1)

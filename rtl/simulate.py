@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.sim import Simulator
-from ternac.model.pack import pack_activations, unpack_activations
+from ternac.model.pack import unpack_activations
 
 __all__ = ["RtlRun", "run_rtl_network"]
 
@@ -18,15 +18,15 @@ class RtlRun:
     measured: list = field(default_factory=list)            # last out - first in + 1, seen outside
 
 
-def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=None,
+def run_rtl_network(dut, inputs, *, program, beats=(), stall=0.0, seed=0, vcd=None,
                     timeout_cycles=1_000_000):
     """Simulate ``dut`` (an :class:`~ternac.rtl.accelerator.Accelerator`) on int8 ``inputs``.
 
     Parameters
     ----------
-    inputs : array (B, I) of int8
-    out_count : int
-        Values of the network output (the last output word is zero-padded).
+    inputs : array (B, ...) of int8
+    program : AcceleratorProgram
+        The lowered network: input layout, output words and where each output value lies.
     beats : list of int
         ``load`` stream sent first (:meth:`AcceleratorProgram.load_beats <ternac.model.hw.lower.AcceleratorProgram>`).
     stall : float
@@ -38,7 +38,8 @@ def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=
     """
     n = dut.config.coding.n
     rng = np.random.default_rng(seed)
-    result = RtlRun(np.zeros((len(inputs), out_count), dtype=np.int8))
+    positions = program.output_positions()
+    result = RtlRun(np.zeros((len(inputs), len(positions)), dtype=np.int8))
 
     def go():
         return stall == 0 or rng.random() >= stall
@@ -52,9 +53,9 @@ def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=
             _, _, ready = await ctx.tick().sample(dut.load.ready)
             i += valid and ready
         ctx.set(dut.load.valid, 0)
-        words_out = -(-out_count // n)
+        words_out = program.output_words
         for b, x in enumerate(inputs):
-            words = pack_activations(x, n)
+            words = program.input_stream(x)
             sent, received, t, first_in = 0, [], 0, None
             while len(received) < words_out:
                 valid = sent < len(words) and go()
@@ -76,7 +77,7 @@ def run_rtl_network(dut, inputs, *, out_count, beats=(), stall=0.0, seed=0, vcd=
             ctx.set(dut.act_in.valid, 0)
             ctx.set(dut.act_out.ready, 0)
             await ctx.tick()
-            result.outputs[b] = unpack_activations(received, out_count, n)
+            result.outputs[b] = unpack_activations(received, words_out * n, n)[positions]
             result.cycles.append(ctx.get(dut.cycles))
             result.measured.append(last_out - first_in + 1)
 

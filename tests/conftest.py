@@ -30,3 +30,18 @@ def random_network(sizes, coding=(8, 2), lanes=8, seed=0, codebook_bits=None):
 @pytest.fixture
 def small_network():
     return random_network([20, 13, 7])
+
+
+def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0, codebook_bits=None):
+    """A quantized random CNN: ``convs`` is a list of (out channels, kernel, stride, padding)
+    Conv2d layers with ReLU; with ``classes``, the last map is flattened into a Linear."""
+    torch.manual_seed(seed)
+    layers, (c, h, w) = [], input_shape
+    for out, k, s, p in convs:
+        layers += [nn.Conv2d(c, out, k, stride=s, padding=p), nn.ReLU()]
+        c, h, w = out, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    if classes:
+        layers += [nn.Flatten(), nn.Linear(c * h * w, classes)]
+    model = nn.Sequential(*layers).eval()
+    calib = torch.rand(64, *input_shape, generator=torch.Generator().manual_seed(seed))
+    return quantize_network(model, Coding(*coding), calib, lanes=lanes, codebook_bits=codebook_bits)

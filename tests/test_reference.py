@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from ternac.model.layout import uncoded_weight
 from conftest import random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import float_forward, quantize_inputs, quantize_network
+from ternac.model.layout import uncoded_weight
 from ternac.model.reference import golden_layer, golden_network, im2col
 from torch import nn
 

@@ -4,7 +4,7 @@ golden reference, every cycle count equal to the cycle model."""
 import numpy as np
 import pytest
 import torch
-from conftest import random_network
+from conftest import random_cnn, random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
 from ternac.model.hw import lower, size_config
@@ -30,9 +30,8 @@ def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0):
         dut, beats = (DenseBaseline if dense else Accelerator)(program.config), program.load_beats()
     else:
         dut, beats = Accelerator.for_program(program), []
-    out_count = int(np.prod(network.output_shape))
     expect = program.cycles.total
-    run = run_rtl_network(dut, x, out_count=out_count, beats=beats, stall=stall, seed=seed,
+    run = run_rtl_network(dut, x, program=program, beats=beats, stall=stall, seed=seed,
                           timeout_cycles=20 * expect + 10_000)   # same bound as the cocotb bench
     np.testing.assert_array_equal(run.outputs, golden_network(network, x).reshape(len(x), -1))
     assert run.cycles == run.measured                           # the counter sees what the host sees
@@ -93,7 +92,7 @@ def test_unsupported_layers_and_misfits_raise():
     torch.manual_seed(0)
     conv = quantize_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3)),
                             Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
-    with pytest.raises(TernacError, match=r"not mappable: layer .* \(conv2d\)"):
+    with pytest.raises(TernacError, match=r"not mappable: layer .* \(flatten\) of a 4x2x2 map"):
         size_config(conv)
     network = random_network([40, 20, 5], lanes=4)
     config = size_config(network)
@@ -111,3 +110,20 @@ def test_utilization_784_256_256_10_model_and_rtl():
     assert report.total == 4373         # 98 + 3152 + 1040 + 80 + 3 (docs/architecture.md)
     assert report.utilization >= 0.96
     run_rtl_checked(network, random_inputs(network, 1), load=False)
+
+
+#: Conv geometries: kernel 1..5, stride 1 and 2, padding 0..2, channels not a multiple of N,
+#: odd map sizes, a conv down to 1x1 then a Linear.
+CONV_CASES = [
+    ((3, 7, 7), [(5, 3, 1, 1)], None, 4),
+    ((1, 9, 7), [(4, 5, 2, 2), (10, 3, 1, 0)], None, 8),
+    ((12, 5, 5), [(6, 1, 1, 0), (7, 5, 1, 0)], 3, 4),
+    ((12, 5, 5), [(6, 3, 2, 1)], None, 4),
+    ((3, 6, 6), [(9, 3, 2, 0), (5, 2, 1, 0)], 4, 8),
+]
+
+
+@pytest.mark.parametrize("shape,convs,classes,lanes", CONV_CASES)
+def test_random_convolutions_bit_and_cycle_exact(shape, convs, classes, lanes):
+    network = random_cnn(shape, convs, classes, lanes=lanes, seed=len(convs))
+    run_rtl_checked(network, random_inputs(network, 2))

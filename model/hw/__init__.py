@@ -6,6 +6,7 @@ from .cycles import DRAIN_TO_WRITE, ISSUE_TO_LATCH, CycleReport
 from .lower import (
     AcceleratorProgram,
     LayerDescriptor,
+    Walk,
     default_table,
     fused_layers,
     lower,
@@ -16,7 +17,7 @@ from .lower import (
 
 __all__ = [
     "ADDRESS_BITS", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "LOAD_BITS",
-    "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Target",
+    "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Target", "Walk",
     "default_table", "field_width", "fused_layers", "lower", "mapping_problem", "pack_fields",
     "size_config", "transfer_beats",
 ]

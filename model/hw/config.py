@@ -35,6 +35,7 @@ from ..pack import Geometry
 __all__ = [
     "ADDRESS_BITS",
     "LOAD_BITS",
+    "KERNEL_BITS",
     "HardwareConfig",
     "Target",
     "field_width",
@@ -43,6 +44,8 @@ __all__ = [
 
 LOAD_BITS = 32
 ADDRESS_BITS = 28
+#: Width of a kernel size, stride or padding in a layer descriptor (at most 15).
+KERNEL_BITS = 4
 MAX_DEPTH = 1 << 24
 MAX_ACC_BITS = 40
 
@@ -140,18 +143,34 @@ class HardwareConfig:
         return [("bias", self.acc_bits, True), ("mult", MULT_BITS, False), ("shift", SHIFT_BITS, False)]
 
     def layer_fields(self):
-        """Layer-descriptor fields (name, width, signed), LSB first; widths by :func:`field_width`."""
+        """Layer-descriptor fields (name, width, signed), LSB first; widths by :func:`field_width`.
+
+        Every pass is a convolution walk (a Linear layer is a 1x1 convolution of a 1x1 map
+        with ``channel_words = V``); ``docs/architecture.md`` explains each field.
+        """
+        a = self.act_depth
         layout = [
             ("weight_base", field_width(self.weight_depth - 1), False),    # address
-            ("words", field_width(self.act_depth), False),                 # count, 1..act_depth
+            ("words", field_width(a), False),                              # V, 1..act_depth
             ("groups", field_width(-(-self.max_outputs // self.lanes)), False),
             ("out_features", field_width(self.max_outputs), False),
-            ("out_words", field_width(self.act_depth), False),
             ("param_base", field_width(self.param_depth - 1), False),      # address
         ]
         if self.codebook_depth:
             layout.append(("codebook_base", field_width(self.codebook_depth - 1), False))
+        layout += [(name, field_width(a), False) for name in (
+            "in_words", "out_words", "pixel_words", "channel_words", "in_w", "in_h", "out_w", "out_h")]
+        layout.append(("pixel_bytes", field_width(self.max_outputs), False))
+        layout += [(name, KERNEL_BITS, False) for name in (
+            "kernel_w", "kernel_h", "stride_x", "stride_y", "pad_x", "pad_y")]
+        layout += [(name, self.address_bits, True) for name in (
+            "origin", "x_step", "y_step", "ky_jump")]
         return layout + [("relu", 1, False), ("last", 1, False)]
+
+    @property
+    def address_bits(self):
+        """Signed width of the walk's activation addresses (a window may start before word 0)."""
+        return field_width(self.act_depth) + KERNEL_BITS + 2
 
     def word_bits(self, target):
         fields = {Target.PARAMS: self.param_fields, Target.LAYERS: self.layer_fields}.get(target)

@@ -11,19 +11,20 @@ Adding a layer type touches the importer, the golden op, this module (fusion and
 descriptor), one RTL block and its tests.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..codebook import Codebook, TernacError
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
-from .config import ADDRESS_BITS, LOAD_BITS, HardwareConfig, Target, pack_fields
+from .config import ADDRESS_BITS, KERNEL_BITS, LOAD_BITS, HardwareConfig, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles
 
 __all__ = [
     "AcceleratorProgram",
     "LayerDescriptor",
+    "Walk",
     "default_table",
     "fused_layers",
     "lower",
@@ -34,15 +35,63 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class Walk:
+    """The convolution walk of one pass (a Linear layer: a 1x1 kernel over a 1x1 map).
+
+    Feature maps are stored pixel by pixel, row-major, each pixel ``channel_words`` words of
+    N channels (``model/layout.py``): pixel ``(y, x)`` starts at word ``(y*in_w + x) * CW``.
+    """
+
+    in_w: int
+    in_h: int
+    channel_words: int      # CW
+    kernel_w: int
+    kernel_h: int
+    stride_x: int
+    stride_y: int
+    pad_x: int
+    pad_y: int
+    out_w: int
+    out_h: int
+
+    @classmethod
+    def of(cls, layer, n):
+        c = layer.conv
+        if c is None:
+            return cls(1, 1, layer.subvectors, 1, 1, 1, 1, 0, 0, 1, 1)
+        return cls(c.in_w, c.in_h, c.padded_channels // n, c.kernel[1], c.kernel[0], c.stride[1],
+                   c.stride[0], c.padding[1], c.padding[0], c.out_w, c.out_h)
+
+    @property
+    def pixels(self):
+        return self.out_w * self.out_h
+
+    def address_fields(self):
+        """Increments of the walk's running activation address (the RTL has no multiplier).
+
+        ``origin``: window of output pixel (0, 0); ``x_step``/``y_step``: window to the next
+        output column/row; ``ky_jump``: end of one kernel row's run of ``kernel_w * CW``
+        contiguous words to the start of the next.
+        """
+        cw, row = self.channel_words, self.in_w * self.channel_words
+        return {"origin": -(self.pad_y * self.in_w + self.pad_x) * cw,
+                "x_step": self.stride_x * cw, "y_step": self.stride_y * row,
+                "ky_jump": row - self.kernel_w * cw}
+
+
+@dataclass(frozen=True)
 class LayerDescriptor:
     """One accelerator pass: where its data lives, its loop bounds and its cycles."""
 
     name: str
     in_features: int
     out_features: int
-    words: int              # V: input words = sub-vectors per output row
+    words: int              # V: words per output pixel and lane group = kh * kw * CW
     groups: int             # G: lane groups, ceil(O / P)
-    out_words: int          # ceil(O / N)
+    pixel_words: int        # words of one output pixel, ceil(O / N)
+    in_words: int           # words of the whole input map
+    out_words: int          # words of the whole output map
+    walk: Walk
     weight_base: int
     param_base: int
     codebook_base: int
@@ -50,12 +99,14 @@ class LayerDescriptor:
     last: bool
     cycles: int
 
-    def fields(self):
+    def fields(self, n):
         """Values of the descriptor word's fields (:meth:`HardwareConfig.layer_fields`)."""
         return {"weight_base": self.weight_base, "words": self.words, "groups": self.groups,
-                "out_features": self.out_features, "out_words": self.out_words,
-                "param_base": self.param_base, "codebook_base": self.codebook_base,
-                "relu": int(self.relu), "last": int(self.last)}
+                "out_features": self.out_features, "param_base": self.param_base,
+                "codebook_base": self.codebook_base, "in_words": self.in_words,
+                "out_words": self.out_words, "pixel_words": self.pixel_words,
+                "pixel_bytes": self.pixel_words * n, **vars(self.walk),
+                **self.walk.address_fields(), "relu": int(self.relu), "last": int(self.last)}
 
 
 @dataclass(frozen=True)
@@ -71,25 +122,41 @@ class AcceleratorProgram:
         Initial contents per :class:`Target`: lists of words from address 0.
     cycles : CycleReport
         Exact cycles of one inference.
-    in_features, out_features : int
-        Values per input vector and per output vector.
     """
 
     config: HardwareConfig
     layers: tuple
     images: dict = field(repr=False)
     cycles: CycleReport
-    in_features: int
-    out_features: int
-    _nonzeros: tuple = field(default=(), repr=False)    # non-zero weights per pass
+    _nonzeros: tuple = field(default=(), repr=False)    # non-zero weight uses per pass
 
     @property
     def input_words(self):
-        return -(-self.in_features // self.config.coding.n)
+        return self.layers[0].in_words
 
     @property
     def output_words(self):
-        return -(-self.out_features // self.config.coding.n)
+        return self.layers[-1].out_words
+
+    def input_stream(self, x):
+        """The ``act_in`` words of one int8 input (a vector, or a (C, H, W) map for a conv).
+
+        A map is sent pixel by pixel, row-major, each pixel's channels zero-padded to whole
+        words (``docs/format.md``); a vector in its own order.
+        """
+        first, n = self.layers[0], self.config.coding.n
+        x = np.asarray(x)
+        if first.walk.in_w * first.walk.in_h > 1:
+            c = x.shape[-3] if x.ndim >= 3 else x.size // (first.walk.in_w * first.walk.in_h)
+            x = x.reshape(c, first.walk.in_h, first.walk.in_w).transpose(1, 2, 0)
+            x = np.pad(x, ((0, 0), (0, 0), (0, first.walk.channel_words * n - c)))
+        return pack_activations(x.reshape(-1), n)
+
+    def output_positions(self):
+        """Byte of the ``act_out`` stream holding each output value, in the golden (C, H, W) order."""
+        last, n = self.layers[-1], self.config.coding.n
+        o, pixels = np.meshgrid(np.arange(last.out_features), np.arange(last.walk.pixels), indexing="ij")
+        return (pixels * last.pixel_words * n + o).reshape(-1)
 
     def load_beats(self):
         """The ``load`` stream that writes every memory: one transfer per non-empty image."""
@@ -103,30 +170,27 @@ class AcceleratorProgram:
         """Per-inference action counts of the accelerator, by name (the energy model's basis).
 
         ``weight_words_read``/``act_words_read``: one of each per issued step (``V*G`` per
-        pass); ``decoder_lookups``: P codes per weight word; ``nonzero_slots``: slots that add
+        output pixel); ``decoder_lookups``: P codes per weight word; ``nonzero_slots``: slots that add
         or subtract (non-zero weights, padding lanes excluded); ``idle_slots``: the other
         ``P*K`` slots of each step; ``requantizations`` and ``bytes_written``: one per lane of
         each group (``G*P`` per pass, padding lanes written as 0); ``input_words`` and
         ``output_words``: the stream beats.
         """
-        steps = sum(d.words * d.groups for d in self.layers)
-        p, k = self.config.lanes, self.config.coding.k
-        lanes = sum(d.groups * p for d in self.layers)
+        p, n, k = self.config.lanes, self.config.coding.n, self.config.coding.k
+        steps = sum(d.words * d.groups * d.walk.pixels for d in self.layers)
+        lanes = sum(d.groups * p * d.walk.pixels for d in self.layers)
+        written = sum(min(d.groups * p, d.pixel_words * n) * d.walk.pixels for d in self.layers)
         nonzero = sum(self._nonzeros)
         return {"weight_words_read": steps, "act_words_read": steps,
                 "decoder_lookups": 0 if self.config.dense else steps * p,
                 "nonzero_slots": nonzero, "idle_slots": steps * p * k - nonzero,
-                "requantizations": lanes, "bytes_written": lanes,
+                "requantizations": lanes, "bytes_written": written,
                 "input_words": self.input_words, "output_words": self.output_words}
-
-    def input_stream(self, x):
-        """The ``act_in`` words of one int8 input vector."""
-        return pack_activations(np.asarray(x).reshape(-1), self.config.coding.n)
 
     def summary(self):
         """JSON-able description: configuration, passes and cycles."""
         return {"config": self.config.summary(),
-                "layers": [{k: v for k, v in vars(d).items()} for d in self.layers],
+                "layers": [asdict(d) for d in self.layers],
                 "cycles": self.cycles.to_dict(), "load_beats": len(self.load_beats())}
 
 
@@ -146,9 +210,13 @@ def _fuse(network):
     passes, problems = [], []
     for layer in network.layers:
         if isinstance(layer, TernaryLayer):
-            if layer.conv is not None:
-                problems.append(f"layer {layer.name} (conv2d): convolutions run in the golden model "
-                                f"only (the RTL has no convolution address generator yet)")
+            if layer.conv is not None and not layer.conv.padded_channels:
+                problems.append(f"layer {layer.name} (conv2d): its weights are coded in the "
+                                f"(c, ky, kx) order of format version 1; pack the network again")
+            elif layer.conv is not None and max(*layer.conv.kernel, *layer.conv.stride,
+                                                 *layer.conv.padding) >= 1 << KERNEL_BITS:
+                problems.append(f"layer {layer.name} (conv2d): kernel, stride and padding must be "
+                                f"below {1 << KERNEL_BITS}")
             passes.append([layer, bool(layer.relu)])
         elif isinstance(layer, ReluLayer):
             # max(sat(y), 0) == sat(max(y, 0)): a ReLU fuses into the requantizer before it.
@@ -160,8 +228,16 @@ def _fuse(network):
         elif isinstance(layer, PoolLayer):
             problems.append(f"layer {layer.name} ({layer.mode}pool): pooling runs in the golden "
                             f"model only (no pooling pass in the RTL yet)")
-        elif not isinstance(layer, FlattenLayer):
-            # Activations are stored C-major, as torch.flatten orders them: Flatten is free.
+        elif isinstance(layer, FlattenLayer):
+            # A 1x1 map, or the network input, is stored in torch.flatten's order already.
+            # A larger map is stored pixel by pixel, so a Linear reading it would need its
+            # columns regrouped: that layer is a convolution with a kernel the map's size.
+            c, h, w = (tuple(layer.shape) + (1, 1))[:3]
+            if passes and h * w > 1:
+                problems.append(f"layer {layer.name} (flatten) of a {c}x{h}x{w} map: a Linear after "
+                                f"it cannot read the map's pixel-by-pixel layout; write that Linear "
+                                f"as a Conv2d with a {h}x{w} kernel")
+        else:
             problems.append(f"layer {layer.name} ({layer.kind}) has no accelerator mapping")
     if not passes and not problems:
         problems.append("the network has no ternary layer to run on the accelerator")
@@ -190,10 +266,12 @@ def mapping_problem(network, lanes=None):
 
 # -- sizing ---------------------------------------------------------------------------------
 
-def _shape(layer, lanes, n):
-    """``(V, G, output words of the padded groups)`` of one pass."""
-    v, g = layer.subvectors, -(-layer.out_features // lanes)
-    return v, g, -(-g * lanes // n)
+def _pass_shape(layer, lanes, n):
+    """``(walk, V, G, words per output pixel, input map words, output map words)``."""
+    walk = Walk.of(layer, n)
+    pixel_words = -(-layer.out_features // n)
+    return (walk, layer.subvectors, -(-layer.out_features // lanes), pixel_words,
+            walk.in_w * walk.in_h * walk.channel_words, walk.pixels * pixel_words)
 
 
 def size_config(network, lanes=None, *, dense=False):
@@ -205,13 +283,13 @@ def size_config(network, lanes=None, *, dense=False):
     geometry = Geometry.for_network(network, lanes)
     p, n = geometry.lanes, geometry.coding.n
     learned = any(layer.codebook.learned for layer, _ in layers) and not dense
-    shapes = [_shape(layer, p, n) for layer, _ in layers]
+    shapes = [_pass_shape(layer, p, n) for layer, _ in layers]
     return HardwareConfig(
         lanes=p, coding=geometry.coding,
         code_bits=geometry.code_bits if learned else geometry.coding.code_bits,
-        weight_depth=sum(v * g for v, g, _ in shapes),
-        act_depth=max(max(v, words) for v, _, words in shapes),
-        param_depth=sum(g * p for _, g, _ in shapes),
+        weight_depth=sum(v * g for _, v, g, *_ in shapes),
+        act_depth=max(max(v, words_in, words_out) for _, v, _, _, words_in, words_out in shapes),
+        param_depth=sum(g * p for _, _, g, *_ in shapes),
         layer_depth=len(layers),
         acc_bits=max(layer.acc_bits for layer, _ in layers),
         codebook_depth=sum(len(layer.codebook) for layer, _ in layers) if learned else 0,
@@ -220,7 +298,7 @@ def size_config(network, lanes=None, *, dense=False):
 
 # -- lowering -------------------------------------------------------------------------------
 
-def _check_layer(layer, config, v, words_out):
+def _check_layer(layer, config, v, words_in, words_out):
     where = f"layer {layer.name}"
     if layer.coding != config.coding:
         raise TernacError(f"{where} uses coding {layer.coding}, the accelerator is built for {config.coding}")
@@ -231,10 +309,10 @@ def _check_layer(layer, config, v, words_out):
         if layer.codebook.code_bits > config.code_bits:
             raise TernacError(f"{where} needs {layer.codebook.code_bits}-bit codes, the weight buffer "
                               f"stores {config.code_bits}-bit codes")
-    if max(v, words_out) > config.act_depth:
-        raise TernacError(f"{where} needs {max(v, words_out)} activation words ({layer.in_features} "
-                          f"inputs, {words_out * config.coding.n} padded outputs, N={config.coding.n}), "
-                          f"each activation buffer holds {config.act_depth}")
+    if max(v, words_in, words_out) > config.act_depth:
+        raise TernacError(f"{where} needs {max(words_in, words_out)} activation words ({words_in} "
+                          f"in, {words_out} out, N={config.coding.n}), each activation buffer "
+                          f"holds {config.act_depth}")
     if layer.acc_bits > config.acc_bits:
         raise TernacError(f"{where} needs a {layer.acc_bits}-bit accumulator, the accelerator has "
                           f"{config.acc_bits} bits")
@@ -271,11 +349,11 @@ def lower(network, config=None, *, lanes=None, dense=False):
     descriptors, images = [], {target: [] for target in Target}
     weight = param = table = 0
     for i, (layer, relu) in enumerate(layers):
-        v, g, words_out = _shape(layer, p, n)
-        _check_layer(layer, config, v, words_out)
+        walk, v, g, pixel_words, words_in, words_out = _pass_shape(layer, p, n)
+        _check_layer(layer, config, v, words_in, words_out)
         desc = LayerDescriptor(layer.name, layer.in_features, layer.out_features, v, g,
-                               -(-layer.out_features // n), weight, param, table, relu,
-                               i == len(layers) - 1, layer_cycles(v, g, p))
+                               pixel_words, words_in, words_out, walk, weight, param, table, relu,
+                               i == len(layers) - 1, layer_cycles(v, walk.pixels * g, p))
         descriptors.append(desc)
         images[Target.WEIGHTS] += (_dense_weight_words(layer, config) if config.dense
                                    else pack_codes(layer.codes, config.geometry))
@@ -293,14 +371,18 @@ def lower(network, config=None, *, lanes=None, dense=False):
             raise TernacError(f"network needs {len(images[target])} {name} words, the accelerator "
                               f"has {config.depth(target)}")
     # Descriptors last: a base past its memory is reported above as a misfit, not a field overflow.
-    images[Target.LAYERS] = [pack_fields(config.layer_fields(), d.fields()) for d in descriptors]
-    first, last = layers[0][0], layers[-1][0]
+    images[Target.LAYERS] = [pack_fields(config.layer_fields(), d.fields(n)) for d in descriptors]
     report = CycleReport(
-        input=input_cycles(descriptors[0].words),
+        input=input_cycles(descriptors[0].in_words),
         layers=tuple((d.name, d.cycles) for d in descriptors),
         output=output_cycles(descriptors[-1].out_words),
-        macs=tuple(layer.in_features * layer.out_features for layer, _ in layers),
+        macs=tuple(_true_fan_in(layer) * layer.out_features * layer.positions() for layer, _ in layers),
         lanes=p, n=n)
-    nonzeros = tuple(int(np.count_nonzero(layer.weights())) for layer, _ in layers)
-    return AcceleratorProgram(config, tuple(descriptors), images, report,
-                              first.in_features, last.out_features, nonzeros)
+    nonzeros = tuple(int(np.count_nonzero(layer.weights())) * layer.positions() for layer, _ in layers)
+    return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros)
+
+
+def _true_fan_in(layer):
+    """Weights per output value, without the channel padding of the coded columns."""
+    c = layer.conv
+    return layer.in_features if c is None else c.in_channels * c.kernel[0] * c.kernel[1]
