@@ -34,8 +34,8 @@ from ..pack import Geometry
 
 __all__ = [
     "ADDRESS_BITS",
-    "LOAD_BITS",
     "KERNEL_BITS",
+    "LOAD_BITS",
     "HardwareConfig",
     "Target",
     "field_width",
