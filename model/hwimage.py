@@ -305,11 +305,17 @@ def dense_weight_words(layer, config):
 
 
 def _field_word(fields, values):
+    """Pack ``values`` into one word of ``fields`` (name, width, signed), LSB first.
+
+    A value outside its field's range (signed: two's complement) raises instead of being masked.
+    """
     word, offset = 0, 0
-    for name, width, _ in fields:
+    for name, width, signed in fields:
         value = int(values.get(name, 0))
-        if not -(1 << width) < value < (1 << width):
-            raise TernacError(f"{name}={value} does not fit its {width}-bit field")
+        low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+        if not low <= value <= high:
+            raise TernacError(f"{name}={value} does not fit its {width}-bit {'signed' if signed else 'unsigned'} "
+                              f"field ({low}..{high})")
         word |= (value & ((1 << width) - 1)) << offset
         offset += width
     return word
