@@ -40,6 +40,7 @@ __all__ = [
     "PoolLayer",
     "ReluLayer",
     "TernaryLayer",
+    "check_input_shape",
     "load_network",
     "save_network",
 ]
@@ -230,6 +231,24 @@ class Network:
     @property
     def weight_count(self):
         return sum(layer.in_features * layer.out_features for layer in self.ternary_layers)
+
+
+def check_input_shape(expects, gives, source):
+    """Raise :class:`TernacError` unless samples of shape ``gives`` fit a network's input.
+
+    Samples are reshaped to the network's input shape, so equal sizes fit (a 1x8x8 image feeds
+    a 64-input MLP). ``None`` in ``expects`` is a size the network does not fix (a Conv2d's
+    height and width when no Linear layer pins them). ``source`` names the samples' origin.
+    """
+    expects, gives = tuple(expects), tuple(gives)
+    if None in expects:
+        fits = len(expects) == len(gives) and all(e is None or e == g for e, g in zip(expects, gives))
+    else:
+        fits = int(np.prod(expects)) == int(np.prod(gives))
+    if not fits:
+        names = "CHW" if len(expects) == 3 else "?" * len(expects)
+        text = "x".join(names[i] if e is None else str(e) for i, e in enumerate(expects))
+        raise TernacError(f"the network expects {text}, {source} gives {'x'.join(map(str, gives))}")
 
 
 # ---------------------------------------------------------------------------------------------
