@@ -73,6 +73,14 @@ NETWORK = (
     Field("meta", "object", "provenance: source model, data set, accuracies (free form)", default={}),
 )
 
+# the sliding window of a pooling layer and of a Conv2d
+_WINDOW = (
+    Field("in_h", "int", "input height"),
+    Field("in_w", "int", "input width"),
+    Field("kernel", "int[2]", "(kh, kw)"),
+    Field("stride", "int[2]", "(sh, sw)"),
+)
+
 LAYERS = {
     "ternary": (
         Field("name", "str", "layer name, unique in the network"),
@@ -94,10 +102,7 @@ LAYERS = {
         Field("name", "str", "layer name"),
         Field("mode", "str", "max or avg (avg rounds half up)"),
         Field("channels", "int", "C"),
-        Field("in_h", "int", "input height"),
-        Field("in_w", "int", "input width"),
-        Field("kernel", "int[2]", "(kh, kw)"),
-        Field("stride", "int[2]", "(sh, sw)"),
+        *_WINDOW,
     ),
     "relu": (
         Field("name", "str", "layer name"),
@@ -118,10 +123,7 @@ RECORDS = {
     ),
     "conv": (
         Field("in_channels", "int", "C"),
-        Field("in_h", "int", "input height"),
-        Field("in_w", "int", "input width"),
-        Field("kernel", "int[2]", "(kh, kw)"),
-        Field("stride", "int[2]", "(sh, sw)"),
+        *_WINDOW,
         Field("padding", "int[2]", "(ph, pw), zeros"),
     ),
 }
