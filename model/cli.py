@@ -3,7 +3,12 @@
 Each subcommand lives in its own module, which defines ``configure(parser)`` and
 ``run(args, say) -> dict``: ``say(text)`` prints human-readable output (silenced under
 ``--json``), and the returned dict is the machine-readable summary printed with ``--json``.
-Progress goes to stderr. A :class:`TernacError` becomes a one-line message and exit code 2.
+Only the module of the command that runs is imported (``ternac info`` needs neither PyTorch
+nor Amaranth), so ``ternac --help`` lists the commands from :data:`COMMANDS` alone.
+
+Exit codes, decided here only: 0 done; 1 the command ran but its check failed (the summary
+says ``"ok": false`` and why in ``"failed"``; it is still printed); 2 a :class:`TernacError`
+(one line on stderr, ``{"error": ...}`` under ``--json``). Progress goes to stderr.
 """
 
 import argparse
@@ -38,22 +43,30 @@ def _load(name):
         raise
 
 
-def build_parser():
+def build_parser(command=None):
+    """The ``ternac`` parser; only ``command``'s module is imported, to add its arguments."""
     parser = argparse.ArgumentParser(prog="ternac", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        module = _load(name)
-        if module is None:
-            continue
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
-        module.configure(cmd)
-        cmd.set_defaults(_module=module)
+        if name == command:
+            module = _load(name)
+            if module is None:
+                parser.error(f"command {name} is not part of this installation")
+            cmd.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
+            module.configure(cmd)
+            cmd.set_defaults(_module=module)
     return parser
 
 
+def parse_args(argv):
+    """Parse a command line, importing only the named command's module."""
+    command = next((word for word in argv if not word.startswith("-")), None)
+    return build_parser(command if command in COMMANDS else None).parse_args(argv)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
 
     def say(text=""):
         if not args.json:
@@ -68,6 +81,9 @@ def main(argv=None):
         return 2
     if args.json:
         print(json.dumps(summary, default=_jsonable))
+    if summary.get("ok") is False:
+        print(f"ternac {args.command}: failed: {summary.get('failed', 'see the summary')}", file=sys.stderr)
+        return 1
     return 0
 
 

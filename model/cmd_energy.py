@@ -15,6 +15,9 @@ def run(args, say):
     net = load_network(args.net)
     report = energy_report(net, args.lanes)
     say(f"energy per inference, {args.net}, 45 nm (Horowitz 2014), {report['lanes']} lanes")
+    if not report["mappable"]:
+        say(f"note: the ternac accelerator cannot run this network ({report['reason']}); "
+            f"the ternac row estimates the same dataflow, not a mapped network")
     say(f"{'design':>14} {'total nJ':>10} {'compute nJ':>11} {'memory nJ':>10} {'x ternac':>9}")
     for d in DESIGNS:
         row = report["designs"][d]

@@ -3,7 +3,7 @@
 import time
 
 from .datasets import DATASETS, load_dataset
-from .network import load_network
+from .network import check_input_shape, load_network
 from .train import integer_accuracy
 
 
@@ -17,6 +17,7 @@ def configure(parser):
 def run(args, say):
     net = load_network(args.network)
     data = load_dataset(args.dataset)
+    check_input_shape(net.input_shape, data.input_shape, f"the data set {args.dataset}")
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]

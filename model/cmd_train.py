@@ -3,11 +3,14 @@
 The reported ternary accuracy is that of the integer reference executor on int8 test inputs.
 """
 
+from torch import nn
+from torch.nn.modules.utils import _pair
+
 from .codebook import TernacError
-from .datasets import DATASETS
-from .network import save_network
+from .datasets import DATASETS, load_dataset
+from .network import check_input_shape, save_network
 from .qat import SCHEDULES
-from .train import TrainOptions, train_network
+from .train import TrainOptions, load_initial_model, train_network
 
 
 def configure(parser):
@@ -52,6 +55,11 @@ def run(args, say):
                         float_epochs=float_epochs, qat_epochs=args.epochs, batch=args.batch,
                         lr=args.lr, qat_lr=args.qat_lr, seed=args.seed, threads=args.threads,
                         progress=not args.no_progress)
+    if args.model:
+        data = load_dataset(args.dataset)
+        model = load_initial_model(args.model, args.arch, data)
+        check_input_shape(model_input_shape(model, data.input_shape), data.input_shape,
+                          f"the data set {args.dataset}")
     net, _, summary = train_network(opts, say=say, init=args.model, float_cache=args.float_cache)
     if args.out:
         save_network(net, args.out)
@@ -61,3 +69,32 @@ def run(args, say):
         f"{100 * summary['integer_accuracy']:.2f} % at {summary['bits_per_weight_codes']:.3f} b/w "
         f"(all-in {summary['bits_per_weight_all_in']:.3f}); training {summary['train_seconds']:.0f} s")
     return summary
+
+
+def model_input_shape(model, shape):
+    """The per-sample input shape a float layer chain takes: ``(features,)`` before a leading
+    Linear; ``(C, H, W)`` before a leading Conv2d, with H, W those of ``shape`` if the chain's
+    first Linear accepts them, else the smallest square that it accepts (None if none does)."""
+    layers = [m for m in model.modules() if not list(m.children())]
+    first = next(m for m in layers if isinstance(m, (nn.Linear, nn.Conv2d)))
+    if isinstance(first, nn.Linear):
+        return (first.in_features,)
+
+    def fits(h, w):                 # does the first Linear after the convolutions get its width?
+        c = first.in_channels
+        for m in layers:
+            if isinstance(m, nn.Linear):
+                return c * h * w == m.in_features
+            if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                (kh, kw), (sh, sw) = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
+                ph, pw = _pair(getattr(m, "padding", 0))
+                h, w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+                c = getattr(m, "out_channels", c)
+                if h < 1 or w < 1:
+                    return False
+        return True
+
+    if len(shape) == 3 and fits(*shape[1:]):
+        return (first.in_channels, *shape[1:])
+    side = next((n for n in range(1, 1025) if fits(n, n)), None)
+    return (first.in_channels, side, side)

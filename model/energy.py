@@ -22,13 +22,20 @@ Assumptions, each stated in the action's note:
   charged as a 32-bit multiply (an upper bound), the same in every integer design.
 * The decoder table look-up is charged as an SRAM read of the table entry's width at the 8 KB
   figure (an upper bound: the table is a few hundred bytes of ROM).
+* Each of the two (ping-pong) activation buffers holds the largest activation tensor: the
+  input or any layer's output (C*H*W of a convolution's output, not its im2col fan-in).
+
+The report says whether the accelerator can run the network at all (``mappable``, and the
+``reason`` when not, e.g. a Conv2d layer): when it cannot, the ternac row is the estimate for
+the same dataflow, not for a mapped network.
 """
 
 from dataclasses import asdict, dataclass
-from math import log
+from math import log, prod
 
 from .arith import ACT_BITS
-from .network import TernaryLayer
+from .codebook import TernacError
+from .hw import mapping_problem
 
 __all__ = [
     "DESIGNS",
@@ -107,7 +114,7 @@ def _layer_counts(layer, lanes):
 
 def _design_actions(network, design, lanes):
     layers = network.ternary_layers
-    widest = max(max(layer.in_features for layer in layers), max(layer.out_features for layer in layers))
+    largest = max(prod(shape) for shape in [network.input_shape, *(layer.out_shape() for layer in network.layers)])
     weights = network.weight_count
     if design == "fp32":
         w_bits, a_bits = 32, 32
@@ -117,7 +124,7 @@ def _design_actions(network, design, lanes):
         w_bits, a_bits = (8 if design == "int8" else None), ACT_BITS
     code_bits = sum(layer.out_features * layer.subvectors * layer.codebook.code_bits for layer in layers)
     weight_buffer = (code_bits if design == "ternac" else weights * w_bits) // 8
-    act_buffer = 2 * widest * a_bits // 8                               # ping-pong
+    act_buffer = 2 * largest * a_bits // 8                              # ping-pong
     w_pj, a_pj = sram_pj_per_bit(weight_buffer), sram_pj_per_bit(act_buffer)
     w_note = f"{weight_buffer} B weight SRAM, {w_pj * 64:.2f} pJ per 64-bit access ({sram_basis(weight_buffer)})"
     a_note = (f"{act_buffer} B activation SRAM (ping-pong), {a_pj * 64:.2f} pJ per 64-bit access "
@@ -161,12 +168,14 @@ def _design_actions(network, design, lanes):
 def energy_report(network, lanes=None):
     """The four-design energy table for one inference of ``network``.
 
-    Returns ``{"designs": {design: {"total_pj", "compute_pj", "memory_pj", "actions": [...]}},
-    "ratios_vs_ternac": {design: x}}``.
+    Returns ``{"lanes", "mappable", "reason", "designs": {design: {"total_pj", "compute_pj",
+    "memory_pj", "actions": [...]}}, "ratios_vs_ternac": {design: x}}``; ``mappable`` says
+    whether the accelerator can run ``network`` (``reason``: why not).
     """
     lanes = lanes or network.lanes
-    if not any(isinstance(layer, TernaryLayer) for layer in network.layers):
-        return {"designs": {}, "ratios_vs_ternac": {}}
+    if not network.ternary_layers:
+        raise TernacError("the network has no ternary layer: there is nothing to estimate")
+    reason = mapping_problem(network, lanes)
     designs = {}
     for design in DESIGNS:
         actions = _design_actions(network, design, lanes)
@@ -175,5 +184,5 @@ def energy_report(network, lanes=None):
         designs[design] = {"total_pj": total, "memory_pj": memory, "compute_pj": total - memory,
                            "actions": [dict(asdict(a), pj=a.pj) for a in actions]}
     base = designs["ternac"]["total_pj"]
-    return {"lanes": lanes, "designs": designs,
+    return {"lanes": lanes, "mappable": reason is None, "reason": reason, "designs": designs,
             "ratios_vs_ternac": {d: designs[d]["total_pj"] / base for d in DESIGNS}}

@@ -14,8 +14,11 @@ A network is a chain of layers over int8 activations stored channel-major (C, H,
 
 The header lists the layers and, for every array, its dtype, shape, offset and size in the
 payload, plus the payload's length and CRC-32, so truncation and corruption are detected.
+Every record is written and read through the field tables of :mod:`.schema` (the one
+definition of the format); loading checks each field's type and each array's dtype and shape.
 """
 
+import copy
 import json
 import struct
 import zlib
@@ -23,8 +26,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import schema
 from .arith import acc_bits
 from .codebook import Codebook, Coding, TernacError
+from .schema import FORMAT_VERSION
 
 __all__ = [
     "FORMAT_VERSION",
@@ -35,12 +40,12 @@ __all__ = [
     "PoolLayer",
     "ReluLayer",
     "TernaryLayer",
+    "check_input_shape",
     "load_network",
     "save_network",
 ]
 
 MAGIC = b"TERNAC\n\0"
-FORMAT_VERSION = 1
 _HEAD = struct.Struct("<8sII")
 
 
@@ -105,6 +110,9 @@ class TernaryLayer:
         expect = (self.out_features, self.subvectors)
         if self.codes.shape != expect:
             raise TernacError(f"layer {self.name}: codes have shape {self.codes.shape}, expected {expect}")
+        if self.codes.size and int(self.codes.max()) >= len(self.codebook):
+            raise TernacError(f"layer {self.name}: code {int(self.codes.max())} is past the end of its "
+                              f"{len(self.codebook)}-entry codebook")
         if self.conv is not None and self.conv.fan_in != self.in_features:
             raise TernacError(f"layer {self.name}: conv fan-in {self.conv.fan_in} != in_features {self.in_features}")
 
@@ -189,9 +197,6 @@ class FlattenLayer:
         return (int(np.prod(self.shape)),)
 
 
-_LAYER_TYPES = {cls.kind: cls for cls in (TernaryLayer, PoolLayer, ReluLayer, FlattenLayer)}
-
-
 @dataclass(eq=False)
 class Network:
     """A quantized network: input geometry and scale, the layer chain, and metadata.
@@ -235,45 +240,96 @@ class Network:
         return sum(layer.in_features * layer.out_features for layer in self.ternary_layers)
 
 
-# ---------------------------------------------------------------------------------------------
-# .tern file
+def check_input_shape(expects, gives, source):
+    """Raise :class:`TernacError` unless samples of shape ``gives`` fit a network's input.
 
-def _layer_record(layer, arrays):
-    """JSON-able dict of one layer; its arrays go to ``arrays`` under unique names."""
-    record = {"kind": layer.kind}
-    for name, value in vars(layer).items():
-        if isinstance(value, np.ndarray):
-            key = f"{len(arrays)}:{layer.name}.{name}"
-            arrays[key] = value
-            record[name] = {"array": key}
-        elif isinstance(value, Codebook):
-            record[name] = {"n": value.coding.n, "k": value.coding.k, "learned": value.learned}
-            if value.learned:
-                key = f"{len(arrays)}:{layer.name}.codebook"
-                arrays[key] = value.patterns
-                record[name]["patterns"] = {"array": key}
-        elif isinstance(value, ConvGeometry):
-            record[name] = {"conv": vars(value)}
+    Samples are reshaped to the network's input shape, so equal sizes fit (a 1x8x8 image feeds
+    a 64-input MLP). ``None`` in ``expects`` is a size the network does not fix (a Conv2d's
+    height and width when no Linear layer pins them). ``source`` names the samples' origin.
+    """
+    expects, gives = tuple(expects), tuple(gives)
+    if None in expects:
+        fits = len(expects) == len(gives) and all(e is None or e == g for e, g in zip(expects, gives))
+    else:
+        fits = int(np.prod(expects)) == int(np.prod(gives))
+    if not fits:
+        names = "CHW" if len(expects) == 3 else "?" * len(expects)
+        text = "x".join(names[i] if e is None else str(e) for i, e in enumerate(expects))
+        raise TernacError(f"the network expects {text}, {source} gives {'x'.join(map(str, gives))}")
+
+
+# ---------------------------------------------------------------------------------------------
+# .tern file: records written and read through the tables of schema.py
+
+_CLASSES = {"ternary": TernaryLayer, "pool": PoolLayer, "relu": ReluLayer, "flatten": FlattenLayer,
+            "conv": ConvGeometry}
+_NUMBERS = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _fields_of(kind, obj):
+    """The values of ``obj``'s schema fields (a codebook is stored as its coding and patterns)."""
+    if kind == "codebook":
+        return {"n": obj.coding.n, "k": obj.coding.k, "patterns": obj.patterns if obj.learned else None}
+    return {f.name: getattr(obj, f.name) for f in _table(kind)}
+
+
+def _build(kind, values, where):
+    try:
+        if kind == "codebook":
+            coding = Coding(values["n"], values["k"])
+            if values["patterns"] is None:
+                return Codebook.default(coding)
+            return Codebook.learned_table(coding, values["patterns"])
+        return _CLASSES[kind](**values)
+    except TernacError as error:
+        raise TernacError(f"{where}: {error}") from None
+
+
+def _table(kind):
+    return schema.LAYERS.get(kind) or schema.RECORDS[kind]
+
+
+def _encode(fields, values, arrays, prefix):
+    """JSON-able record of ``values``; its arrays go to ``arrays`` under unique names."""
+    record = {}
+    for f in fields:
+        value = values[f.name]
+        if value is None:
+            record[f.name] = None
+        elif f.is_array:
+            array = np.asarray(value)
+            stored = array.astype(f.type)
+            if not np.array_equal(stored, array):
+                raise TernacError(f"{prefix}{f.name}: values do not fit {f.type}")
+            key = f"{len(arrays)}:{prefix}{f.name}"
+            arrays[key] = stored
+            record[f.name] = {"array": key}
+        elif f.type in schema.RECORDS:
+            record[f.name] = _encode(schema.RECORDS[f.type], _fields_of(f.type, value), arrays,
+                                     f"{prefix}{f.name}.")
+        elif f.type in _NUMBERS:
+            record[f.name] = _NUMBERS[f.type](value)
+        elif f.type in ("int[]", "int[2]"):
+            record[f.name] = [int(v) for v in value]
         else:
-            record[name] = value
+            record[f.name] = value
     return record
 
 
 def save_network(network, path):
-    """Write ``network`` to ``path`` in the ``.tern`` format."""
+    """Write ``network`` to ``path`` in the ``.tern`` format (``docs/format.md``)."""
     arrays = {}
-    layers = [_layer_record(layer, arrays) for layer in network.layers]
+    layers = [{"kind": layer.kind, **_encode(_table(layer.kind), _fields_of(layer.kind, layer), arrays,
+                                             f"{layer.name}.")}
+              for layer in network.layers]
+    header = _encode(schema.NETWORK, {f.name: getattr(network, f.name) for f in schema.NETWORK}, arrays, "")
     payload, index = bytearray(), {}
     for key, array in arrays.items():
         array = np.ascontiguousarray(array)
         index[key] = {"dtype": array.dtype.str, "shape": list(array.shape),
                       "offset": len(payload), "nbytes": array.nbytes}
         payload += array.tobytes()
-    header = {
-        "input_shape": list(network.input_shape), "input_scale": network.input_scale,
-        "lanes": network.lanes, "meta": network.meta, "layers": layers, "arrays": index,
-        "payload_bytes": len(payload), "payload_crc32": zlib.crc32(payload),
-    }
+    header.update(layers=layers, arrays=index, payload_bytes=len(payload), payload_crc32=zlib.crc32(payload))
     blob = json.dumps(header, default=_json_default).encode()
     with open(path, "wb") as f:
         f.write(_HEAD.pack(MAGIC, FORMAT_VERSION, len(blob)))
@@ -290,7 +346,8 @@ def _json_default(value):
 
 
 def load_network(path):
-    """Read a ``.tern`` file; a truncated, corrupted or foreign file raises :class:`TernacError`."""
+    """Read a ``.tern`` file; a truncated, corrupted, foreign or malformed file raises
+    :class:`TernacError` naming the problem (and the layer and field, for a bad record)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -299,8 +356,11 @@ def load_network(path):
     if len(data) < _HEAD.size or data[:8] != MAGIC:
         raise TernacError(f"{path} is not a ternac network file (no 'TERNAC' magic at the start)")
     _, version, header_len = _HEAD.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise TernacError(f"{path}: .tern format version {version} is not supported (this ternac reads {FORMAT_VERSION})")
+    readable = schema.readable_versions()
+    if version not in readable:
+        raise TernacError(f"{path} is a version {version} .tern file; this ternac reads versions "
+                          f"{', '.join(map(str, readable))}"
+                          + (" (it was written by a newer ternac)" if version > FORMAT_VERSION else ""))
     start = _HEAD.size + header_len
     if len(data) < start:
         raise TernacError(f"{path} is truncated: header needs {start} bytes, file has {len(data)}")
@@ -308,43 +368,131 @@ def load_network(path):
         header = json.loads(data[_HEAD.size:start])
     except ValueError as error:
         raise TernacError(f"{path}: malformed header ({error})") from None
+    if not isinstance(header, dict):
+        raise TernacError(f"{path}: malformed header (not a JSON object)")
     payload = data[start:]
-    if len(payload) != header["payload_bytes"]:
-        raise TernacError(f"{path} is truncated: payload should be {header['payload_bytes']} bytes, "
+    if len(payload) != header.get("payload_bytes"):
+        raise TernacError(f"{path} is truncated: payload should be {header.get('payload_bytes')} bytes, "
                           f"file has {len(payload)}")
-    if zlib.crc32(payload) != header["payload_crc32"]:
+    if zlib.crc32(payload) != header.get("payload_crc32"):
         raise TernacError(f"{path} is corrupted: payload CRC-32 does not match the header")
     try:
-        return _network_from_header(header, payload)
-    except (KeyError, TypeError, ValueError) as error:
-        if isinstance(error, TernacError):
-            raise
-        raise TernacError(f"{path}: malformed header ({type(error).__name__}: {error})") from None
+        return _Reader(schema.upgrade(header, version), payload).network()
+    except TernacError as error:
+        raise TernacError(f"{path}: {error}") from None
 
 
-def _network_from_header(header, payload):
-    def array(ref):
-        spec = header["arrays"][ref["array"]]
-        raw = payload[spec["offset"]: spec["offset"] + spec["nbytes"]]
-        return np.frombuffer(raw, dtype=np.dtype(spec["dtype"])).reshape(spec["shape"]).copy()
+class _Reader:
+    """Checks every record of a header against the schema and builds the objects."""
 
-    def value(item):
-        if isinstance(item, dict) and "array" in item:
-            return array(item)
-        if isinstance(item, dict) and "conv" in item:
-            return ConvGeometry(**{k: tuple(v) if isinstance(v, list) else v for k, v in item["conv"].items()})
-        if isinstance(item, dict) and "learned" in item:
-            coding = Coding(item["n"], item["k"])
-            if item["learned"]:
-                return Codebook.learned_table(coding, array(item["patterns"]))
-            return Codebook.default(coding)
-        return tuple(item) if isinstance(item, list) else item
+    def __init__(self, header, payload):
+        self.header, self.payload = header, payload
+        self.index = header.get("arrays")
+        if not isinstance(self.index, dict):
+            raise TernacError("malformed header: no array index")
 
-    layers = []
-    for record in header["layers"]:
-        cls = _LAYER_TYPES.get(record.get("kind"))
-        if cls is None:
-            raise TernacError(f"unknown layer kind {record.get('kind')!r} in network file")
-        layers.append(cls(**{k: value(v) for k, v in record.items() if k != "kind"}))
-    return Network(tuple(header["input_shape"]), header["input_scale"], layers,
-                   lanes=header["lanes"], meta=header["meta"])
+    def network(self):
+        values = self.record(self.header, schema.NETWORK, "header", extra=_CONTAINER)
+        records = self.header.get("layers")
+        if not isinstance(records, list):
+            raise TernacError("malformed header: 'layers' is not a list")
+        layers = []
+        for i, record in enumerate(records):
+            kind = record.get("kind") if isinstance(record, dict) else None
+            if kind not in schema.LAYERS:
+                raise TernacError(f"layer {i}: unknown layer kind {kind!r} "
+                                  f"(this ternac knows {', '.join(schema.LAYERS)})")
+            name = record.get("name")
+            where = f"layer {name}" if isinstance(name, str) else f"layer {i}"
+            layers.append(_build(kind, self.record(record, schema.LAYERS[kind], where, extra=("kind",)), where))
+        try:
+            return Network(layers=layers, **values)
+        except TernacError as error:
+            raise TernacError(f"header: {error}") from None
+
+    def record(self, record, fields, where, extra=()):
+        if not isinstance(record, dict):
+            raise TernacError(f"{where}: expected a JSON object, found {type(record).__name__}")
+        unknown = sorted(set(record) - {f.name for f in fields} - set(extra))
+        if unknown:
+            raise TernacError(f"{where}: unknown field {', '.join(unknown)}")
+        values = {}
+        for f in sorted(fields, key=lambda f: f.is_array):      # array shapes refer to the scalars
+            if f.name not in record:
+                if not f.optional:
+                    raise TernacError(f"{where}, field {f.name}: missing")
+                values[f.name] = copy.deepcopy(f.default)
+            elif record[f.name] is None and f.optional and f.default is None:
+                values[f.name] = None
+            elif f.is_array:
+                values[f.name] = self.array(record, f, where)
+            elif f.type in schema.RECORDS:
+                inner = self.record(record[f.name], schema.RECORDS[f.type], f"{where}, field {f.name}")
+                values[f.name] = _build(f.type, inner, f"{where}, field {f.name}")
+            else:
+                values[f.name] = _scalar(record[f.name], f, where)
+        return values
+
+    def array(self, record, f, where):
+        ref = record[f.name]
+        spec = self.index.get(ref.get("array")) if isinstance(ref, dict) else None
+        if not isinstance(spec, dict):
+            raise TernacError(f"{where}, field {f.name}: expected an array reference, found {ref!r}")
+        expect = [_size(rule, record) for rule in f.shape]
+        dtype, shape = spec.get("dtype"), spec.get("shape")
+        expect_text = f"{f.type} {schema.shape_text(['*' if n is None else n for n in expect])}"
+        found_text = f"{_dtype_name(dtype)} {tuple(shape) if isinstance(shape, list) else shape!r}"
+        if (dtype != np.dtype(f.type).str or not isinstance(shape, list) or len(shape) != len(expect)
+                or any(n is not None and n != s for n, s in zip(expect, shape))):
+            raise TernacError(f"{where}, field {f.name}: expected {expect_text}, found {found_text}")
+        offset, nbytes = spec.get("offset"), spec.get("nbytes")
+        itemsize = np.dtype(f.type).itemsize
+        if (not isinstance(offset, int) or nbytes != int(np.prod(shape)) * itemsize
+                or offset < 0 or offset + nbytes > len(self.payload)):
+            raise TernacError(f"{where}, field {f.name}: array {ref['array']!r} lies outside the payload")
+        raw = self.payload[offset: offset + nbytes]
+        return np.frombuffer(raw, dtype=np.dtype(f.type)).reshape(shape).copy()
+
+
+# header entries that are the container, not network fields
+_CONTAINER = ("layers", "arrays", "payload_bytes", "payload_crc32")
+
+
+def _size(rule, record):
+    """The length an array axis must have (None: any)."""
+    if rule == "*":
+        return None
+    if rule in schema.DIMENSIONS:
+        return schema.DIMENSIONS[rule][1](record)
+    return record[rule]
+
+
+def _dtype_name(text):
+    try:
+        return np.dtype(text).name
+    except TypeError:
+        return repr(text)
+
+
+def _scalar(value, f, where):
+    kind = f.type
+    if kind in ("int[]", "int[2]"):
+        ok = (isinstance(value, list) and all(_is_int(v) for v in value)
+              and (kind == "int[]" or len(value) == 2))
+        value = tuple(value) if ok else value
+    elif kind == "int":
+        ok = _is_int(value)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind == "object":
+        ok = isinstance(value, dict)
+    else:
+        ok = isinstance(value, _NUMBERS[kind])
+    if not ok:
+        raise TernacError(f"{where}, field {f.name}: expected {kind}, found {json.dumps(value)[:40]}")
+    return value
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)

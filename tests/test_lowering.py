@@ -15,7 +15,6 @@ from ternac.model.hw import (
     Target,
     lower,
     mapping_problem,
-    pack_fields,
     size_config,
 )
 from ternac.model.hw.cycles import layer_cycles
@@ -89,16 +88,3 @@ def test_config_round_trip_and_replace():
     assert cfg.replace(act_depth=64).act_depth == 64
     with pytest.raises(TernacError, match="act depth"):
         cfg.replace(act_depth=0)
-
-
-@pytest.mark.parametrize("value,signed,ok", [(7, False, True), (8, False, False), (-1, False, False),
-                                             (3, True, True), (-4, True, True), (4, True, False),
-                                             (-5, True, False)])
-def test_pack_fields_refuses_out_of_range(value, signed, ok):
-    layout = [("low", 2, False), ("x", 3, signed)]
-    if ok:
-        word = pack_fields(layout, {"low": 1, "x": value})
-        assert word & 3 == 1 and (word >> 2) == value & 7
-    else:
-        with pytest.raises(TernacError, match=r"x=.* does not fit its 3-bit"):
-            pack_fields(layout, {"x": value})
