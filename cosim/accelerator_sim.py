@@ -36,7 +36,6 @@ import numpy as np
 from ternac.model.arith import acc_bits
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.hw import HardwareConfig, Target, lower
-from ternac.model.pack import pack_activations
 from ternac.model.reference import golden_network
 
 from . import runner
@@ -183,8 +182,10 @@ def golden_infer_step(network, program, x, *, idle_probability=0.0, max_idle=4,
     stalls = bool(idle_probability or stall_probability)
     return {
         "op": "infer", "n": n, "layer": len(network.layers) - 1, "first_sample": first_sample,
-        "inputs": [pack_activations(row, n) for row in x],
+        "inputs": [program.input_stream(row) for row in x],
         "expected": golden_outputs(network, x).astype(int).tolist(),
+        "out_words": program.output_words,
+        "positions": program.output_positions().tolist(),
         "predicted": predicted,
         "check_cycles": (not stalls) if check_cycles is None else check_cycles,
         "layer_cycles": layer_cycles,

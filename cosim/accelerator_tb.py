@@ -10,6 +10,8 @@ a list of steps that this bench executes in order on one simulated accelerator:
 ``{"op": "infer", ...}``
     Run samples one after the other. Keys: ``inputs`` (per sample, the ``act_in`` words),
     ``expected`` (per sample, the golden int8 outputs), ``n`` (int8 values per word),
+    ``out_words`` (output words per sample) and ``positions`` (the byte of the output stream
+    holding each expected value: a feature map arrives pixel by pixel, channels padded),
     ``layer`` (network layer index the outputs belong to), ``first_sample`` (sample number
     of the first one, for messages), ``predicted`` (cycle model: ``input``, ``layers``,
     ``output``, ``total``), ``check_cycles`` (assert the totals equal the model: only
@@ -101,7 +103,10 @@ async def run_load(dut, counter, step):
 
 async def run_infer(dut, counter, step, scoreboard, problems):
     n, expected = step["n"], step["expected"]
-    out_words = [-(-len(values) // n) for values in expected]
+    # Where each expected value lies in a sample's output stream (a feature map is sent pixel
+    # by pixel, channels padded to whole words); by default the first values in order.
+    positions = step.get("positions")
+    out_words = [step.get("out_words") or -(-len(values) // n) for values in expected]
     source = StreamSource(dut, "act_in", counter,
                           idle_probability=step.get("idle_probability", 0.0),
                           max_idle=step.get("max_idle", 4), seed=step.get("seed", 0))
@@ -133,7 +138,8 @@ async def run_infer(dut, counter, step, scoreboard, problems):
             beats = sink.beats[received:received + out_words[index]]
             received += len(beats)
             # the activation word layout has one definition: model/pack.py
-            actual = unpack_activations([beat.value for beat in beats], len(expected[index]), n).tolist()
+            stream = unpack_activations([beat.value for beat in beats], len(beats) * n, n)
+            actual = (stream[positions] if positions else stream[:len(expected[index])]).tolist()
             scoreboard.compare(sample, step["layer"], expected[index], actual)
             result["outputs"].append(actual)
             measured = (beats[-1].cycle - source.beats[first_in].cycle + 1) if beats else None

@@ -45,3 +45,15 @@ def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0,
     model = nn.Sequential(*layers).eval()
     calib = torch.rand(64, *input_shape, generator=torch.Generator().manual_seed(seed))
     return quantize_network(model, Coding(*coding), calib, lanes=lanes, codebook_bits=codebook_bits)
+
+
+#: Conv geometries ((C, H, W), [(out, kernel, stride, padding)], classes): kernels 1 to 5,
+#: stride 1 and 2, padding 0 to 2, channels not a multiple of N, odd map sizes, a conv down
+#: to a 1x1 map then a Linear.
+CONV_CASES = [
+    ((3, 7, 7), [(5, 3, 1, 1)], None),
+    ((1, 9, 7), [(4, 5, 2, 2), (10, 3, 1, 0)], None),
+    ((12, 5, 5), [(6, 1, 1, 0), (7, 5, 1, 0)], 3),
+    ((12, 5, 5), [(6, 3, 2, 1)], None),
+    ((3, 6, 6), [(9, 3, 2, 0), (5, 2, 1, 0)], 4),
+]

@@ -4,7 +4,7 @@ golden reference, every cycle count equal to the cycle model."""
 import numpy as np
 import pytest
 import torch
-from conftest import random_cnn, random_network
+from conftest import CONV_CASES, random_cnn, random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
 from ternac.model.hw import lower, size_config
@@ -112,18 +112,9 @@ def test_utilization_784_256_256_10_model_and_rtl():
     run_rtl_checked(network, random_inputs(network, 1), load=False)
 
 
-#: Conv geometries: kernel 1..5, stride 1 and 2, padding 0..2, channels not a multiple of N,
-#: odd map sizes, a conv down to 1x1 then a Linear.
-CONV_CASES = [
-    ((3, 7, 7), [(5, 3, 1, 1)], None, 4),
-    ((1, 9, 7), [(4, 5, 2, 2), (10, 3, 1, 0)], None, 8),
-    ((12, 5, 5), [(6, 1, 1, 0), (7, 5, 1, 0)], 3, 4),
-    ((12, 5, 5), [(6, 3, 2, 1)], None, 4),
-    ((3, 6, 6), [(9, 3, 2, 0), (5, 2, 1, 0)], 4, 8),
-]
-
-
-@pytest.mark.parametrize("shape,convs,classes,lanes", CONV_CASES)
-def test_random_convolutions_bit_and_cycle_exact(shape, convs, classes, lanes):
-    network = random_cnn(shape, convs, classes, lanes=lanes, seed=len(convs))
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+@pytest.mark.parametrize("lanes", [4, 8])
+def test_random_convolutions_bit_and_cycle_exact(case, lanes):
+    shape, convs, classes = CONV_CASES[case]
+    network = random_cnn(shape, convs, classes, lanes=lanes, seed=case)
     run_rtl_checked(network, random_inputs(network, 2))
