@@ -25,6 +25,7 @@ network that fits the configuration (see :func:`union_config`) runs on the same 
 With ``image=`` the network is baked into the memory initial values instead.
 """
 
+import math
 import tempfile
 import threading
 import time
@@ -45,7 +46,7 @@ from . import runner
 __all__ = [
     "TB", "TOPLEVEL", "SimRun",
     "accelerator_design", "build_accelerator", "capacity_config", "config_from_dict",
-    "config_to_dict", "design_config", "golden_infer_step", "golden_load_step",
+    "config_to_dict", "design_config", "golden_budget", "golden_infer_step", "golden_load_step",
     "golden_outputs", "golden_predicted", "golden_reset_step", "random_inputs",
     "run_rtl_program", "sim_network", "union_config",
 ]
@@ -181,10 +182,34 @@ def golden_predicted(network, config):
             "output": report.output, "total": report.total}
 
 
+#: Cycle budgets of the bench's waits: this many times what the cycle model predicts ...
+BUDGET_MARGIN = 2
+#: ... plus these cycles, so that a tiny step still has room for a reset or a buffer swap.
+BUDGET_SLACK = 64
+
+
+def golden_budget(cycles, *, idle_probability=0.0, max_idle=4, stall_probability=0.0):
+    """Cycles the bench may wait for something that takes ``cycles`` on the cycle model.
+
+    Random idle cycles on the input (gaps of 1 to ``max_idle``) and back-pressure on the
+    output slow the streams down by a mean factor of at most ``1 + p * max_idle`` and
+    ``1 / (1 - q)``; the budget is :data:`BUDGET_MARGIN` times the stretched count plus
+    :data:`BUDGET_SLACK`. A correct design never comes near it; a hung one fails within it.
+    """
+    if not 0 <= stall_probability < 1:
+        raise TernacError(f"stall probability must be in [0, 1), got {stall_probability}")
+    stretch = (1 + idle_probability * max_idle) / (1 - stall_probability)
+    return math.ceil(BUDGET_MARGIN * cycles * stretch) + BUDGET_SLACK
+
+
 def golden_load_step(network, config, *, idle_probability=0.0, seed=0):
-    """A program step writing ``network`` into the accelerator through ``load``."""
-    return {"op": "load", "beats": load_beats(network, config),
-            "idle_probability": idle_probability, "seed": seed}
+    """A program step writing ``network`` into the accelerator through ``load``.
+
+    The load port takes a beat every cycle, so waiting on it is budgeted by the beat count.
+    """
+    beats = load_beats(network, config)
+    return {"op": "load", "beats": beats, "idle_probability": idle_probability, "seed": seed,
+            "timeout_cycles": golden_budget(len(beats))}
 
 
 def golden_infer_step(network, config, x, *, idle_probability=0.0, max_idle=4,
@@ -208,7 +233,8 @@ def golden_infer_step(network, config, x, *, idle_probability=0.0, max_idle=4,
         "layer_cycles": layer_cycles,
         "idle_probability": idle_probability, "max_idle": max_idle,
         "stall_probability": stall_probability, "seed": seed,
-        "timeout_cycles": 20 * predicted["total"] + 10_000,
+        "timeout_cycles": golden_budget(predicted["total"], idle_probability=idle_probability,
+                                        max_idle=max_idle, stall_probability=stall_probability),
         "progress_file": str(progress_file) if progress_file else None,
     }
 
@@ -218,7 +244,7 @@ def golden_reset_step(network, config, x, *, after_cycles, hold=2, seed=0):
     x = _as_int8_batch(network, np.asarray(x).reshape(1, -1))
     return {"op": "reset", "inputs": pack_activations(x[0], config.coding.n),
             "after_cycles": after_cycles, "hold": hold, "seed": seed,
-            "timeout_cycles": 20 * golden_predicted(network, config)["total"] + 10_000}
+            "timeout_cycles": golden_budget(golden_predicted(network, config)["total"])}
 
 
 # -- RTL side -------------------------------------------------------------------------------

@@ -60,6 +60,17 @@ GEOMETRIES = {
     # N = 5 (not a power of two), K = 3, two lanes.
     "p2-n5k3": ({"lanes": 2, "coding": (5, 3), **DEPTHS}, None,
                 [[11, 5], [80, 3], [37, 5, 9, 3]]),
+    # (16,3): 13-bit codes, a 4993-entry default-codebook ROM. Verilator splits its C++ and
+    # builds it with a precompiled header (toolchain.verilator_make_overrides).
+    "p8-n16k3": ({"lanes": 8, "coding": (16, 3), **DEPTHS}, None,
+                 [[40, 12], [200, 9], [50, 24, 10]]),
+    # (16,3) with learned 6-bit codebooks in the writable decoder table (7-bit code field).
+    "p8-n16k3-learned": ({"lanes": 8, "coding": (16, 3), "codebook_depth": 256, "code_bits": 7,
+                          **DEPTHS}, 6,
+                         [[40, 12], [100, 20, 10]]),
+    # (8,1): one non-zero per sub-vector, 5-bit codes.
+    "p8-n8k1": ({"lanes": 8, "coding": (8, 1), **DEPTHS}, None,
+                [[20, 13], [64, 9], [33, 17, 8]]),
 }
 
 ICARUS_GEOMETRY = "p8-n8k2"
@@ -142,13 +153,30 @@ def test_simulators_agree():
 
 # -- a trained network --------------------------------------------------------------------
 
+def trained_fixture_key():
+    """Hash of everything that shapes the trained network's file.
+
+    Training, quantization, codebooks, arithmetic, packing and the file format all live in
+    ``model/`` and import one another, so every ``.py`` there counts (a change to, say,
+    ``codebook.py`` must not reuse a stale network), and so do the versions of torch and
+    numpy, whose kernels and random generators the training goes through.
+    """
+    import ternac.model
+    import torch
+
+    digest = hashlib.sha256(f"torch {torch.__version__} numpy {np.__version__}".encode())
+    root = Path(ternac.model.__file__).parent
+    for source in sorted(root.rglob("*.py")):
+        digest.update(source.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(source.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def _trained_digits_path():
     """The digits MLP of ``ternac train`` (defaults), trained once and kept under build/cosim."""
-    from ternac.model import convert, qat, train
+    from ternac.model import train
 
-    sources = b"".join(Path(module.__file__).read_bytes() for module in (train, qat, convert))
-    key = hashlib.sha256(sources).hexdigest()[:12]
-    path = runner.build_root() / "fixtures" / f"digits-mlp-64-64-10-{key}.tern"
+    path = runner.build_root() / "fixtures" / f"digits-mlp-64-64-10-{trained_fixture_key()}.tern"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

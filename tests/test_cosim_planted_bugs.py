@@ -16,12 +16,14 @@ checks the RTL produced exactly those: the planted bug is what the scoreboard sa
 """
 
 import re
+import time
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib.wiring import In
 from conftest import random_network
 from ternac.cosim.accelerator_sim import (
     TOPLEVEL,
@@ -38,8 +40,8 @@ from ternac.cosim.accelerator_sim import (
 from ternac.cosim.runner import CosimFailure, build_design
 from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, requantize
 from ternac.model.codebook import Codebook
-from ternac.model.hwimage import default_table
-from ternac.rtl import accelerator, mac_array
+from ternac.model.hwimage import LOAD_BITS, Target, default_table
+from ternac.rtl import accelerator, buffers, mac_array
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.requant import Requantizer, delayed
 
@@ -106,6 +108,47 @@ class DroppedAccumulateAccelerator(Accelerator):
         return array
 
 
+class BeatSwappedLoadPort(buffers.LoadPort):
+    """The production load port, but a multi-beat word arrives with its beats in reverse order.
+
+    Wraps an unmodified :class:`~ternac.rtl.buffers.LoadPort` (every port passed through) and
+    reverses the 32-bit beats of the word it writes to any target whose words take several
+    beats: the layer descriptors among them, so the sequencer runs garbage.
+    """
+
+    def __init__(self, config):
+        self._swap_config = config
+        super().__init__(config)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.production = port = buffers.LoadPort(self._swap_config)
+        for (path, member, outer), (_, _, inner) in zip(self.signature.flatten(self),
+                                                        port.signature.flatten(port)):
+            if path == ("data",):
+                m.d.comb += outer.eq(inner)
+            elif member.flow == In:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)
+        for target in Target:
+            beats = self._swap_config.beats_per_word(target)
+            if self._swap_config.depth(target) and beats > 1:
+                chunks = [port.data[LOAD_BITS * i: LOAD_BITS * (i + 1)] for i in range(beats)]
+                with m.If(port.we[target]):
+                    m.d.comb += self.data.eq(Cat(*reversed(chunks)))
+        return m
+
+
+class BeatSwappedAccelerator(Accelerator):
+    """The accelerator with :class:`BeatSwappedLoadPort` in place of the load port."""
+
+    def elaborate(self, platform):
+        with _patched(accelerator, "LoadPort", BeatSwappedLoadPort) as original:
+            assert original is buffers.LoadPort
+            return super().elaborate(platform)
+
+
 class MutantRequantizer(Requantizer):
     """:meth:`Requantizer.elaborate` copied, with ``truncate`` dropping the rounding increment.
 
@@ -165,7 +208,7 @@ class TruncatingAccelerator(Accelerator):
 def mutant_accelerator(hardware, mutation, **params):
     """Factory for the runner: ``mutation`` names the planted bug."""
     cls = {"decoder": FlippedDecoderAccelerator, "accumulate": DroppedAccumulateAccelerator,
-           "rounding": TruncatingAccelerator}[mutation]
+           "rounding": TruncatingAccelerator, "beat-order": BeatSwappedAccelerator}[mutation]
     return cls(config_from_dict(hardware), **params)
 
 
@@ -294,3 +337,23 @@ def test_mutants_differ_from_production_only_where_planted():
     assert mac_array.accumulate is _PRODUCTION_ACCUMULATE
     assert accelerator.Requantizer is Requantizer
     assert _verilog_without_sources(Accelerator(CONFIG)) == clean
+
+
+@pytest.mark.cosim
+@pytest.mark.timeout(60)
+def test_hung_design_fails_fast_naming_the_stream(layer_case):
+    # Multi-beat load words assembled in the wrong beat order corrupt the layer descriptors;
+    # the accelerator then stops handshaking. The bench's cycle budgets must fail the run
+    # within seconds, naming the stream, instead of hanging the suite.
+    net, x = layer_case
+    assert CONFIG.beats_per_word(Target.LAYERS) > 1          # the beat order matters
+    run = run_mutant(net, x, "beat-order")
+    started = time.perf_counter()
+    with pytest.raises(CosimFailure) as info:
+        run()
+    seconds = time.perf_counter() - started
+    print(f"hung design failed after {seconds:.1f} s: {info.value}")
+    assert seconds < 30
+    assert re.search(r"sample 0: inference not finished within \d+ cycles: stream 'act_in': "
+                     r"beat \d+ of \d+ not accepted, ready low for \d+ cycles \(budget \d+\) "
+                     r"at cycle \d+", str(info.value)), str(info.value)
