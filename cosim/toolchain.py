@@ -101,7 +101,7 @@ def setup_verilator():
 def _compiler_is_clang():
     cxx = os.environ.get("CXX", "c++")
     try:
-        version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
+        version = subprocess.run([cxx, "--version"], check=False, capture_output=True, text=True,
                                  timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return False

@@ -23,6 +23,7 @@ from ternac.cosim import runner
 from ternac.cosim.accelerator_sim import (
     build_accelerator,
     capacity_config,
+    golden_budget,
     golden_infer_step,
     golden_load_step,
     golden_outputs,
@@ -265,6 +266,49 @@ def test_reset_mid_inference():
     expected = golden_outputs(net, x).tolist()
     for step in out["steps"][2::2]:
         assert step["outputs"] == expected and step["measured"] == [total] * len(x)
+
+
+def test_waits_fail_within_their_budget():
+    # A reset step waiting for `busy` longer than any inference lasts, and an infer step
+    # expecting one output word more than the network has: both must fail at their budget,
+    # naming what they waited for, not hang.
+    config, nets = geometry_networks(ICARUS_GEOMETRY, "layers")
+    net = nets[0]
+    x = random_inputs(net, 1)
+    total = golden_predicted(net, config)["total"]
+    design = build_accelerator(config, sim="icarus")
+    reset = golden_reset_step(net, config, x[0], after_cycles=10 * total)
+    with pytest.raises(runner.CosimFailure, match=(
+            rf"reset step: 'busy' high for only {total - 1} of {10 * total} cycles within "
+            rf"{golden_budget(total)} cycles at cycle \d+")):
+        run_rtl_program(design, [golden_load_step(net, config), reset], name="budget-reset")
+    infer = golden_infer_step(net, config, x)
+    infer["expected"][0] += [0] * config.coding.n              # one more act_out word
+    with pytest.raises(runner.CosimFailure, match=(
+            rf"sample 0: inference not finished within {golden_budget(total)} cycles: stream "
+            rf"'act_out': 2 of 3 beats after \d+ cycles \(budget\) at cycle \d+")):
+        run_rtl_program(design, [golden_load_step(net, config), infer], name="budget-infer")
+
+
+def test_trained_fixture_key_covers_model_sources(tmp_path, monkeypatch):
+    # The trained network depends on codebook.py, arith.py, pack.py, ... and torch/numpy:
+    # editing any of them must train afresh, not reuse a stale file.
+    import ternac.model
+    import torch
+
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for source in Path(ternac.model.__file__).parent.glob("*.py"):
+        (copy / source.name).write_bytes(source.read_bytes())
+    monkeypatch.setattr(ternac.model, "__file__", str(copy / "__init__.py"))
+    keys = {trained_fixture_key()}
+    for name in ("codebook.py", "arith.py", "pack.py", "network.py", "train.py"):
+        with open(copy / name, "a") as file:
+            file.write("\n# edited\n")
+        keys.add(trained_fixture_key())
+    monkeypatch.setattr(torch, "__version__", "0.0-other")
+    keys.add(trained_fixture_key())
+    assert len(keys) == 7
 
 
 def test_port_load_replaces_baked_network():
