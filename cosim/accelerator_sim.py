@@ -25,6 +25,7 @@ network that fits the configuration (see :func:`union_config`) runs on the same 
 With ``image=`` the network is baked into the memory initial values instead.
 """
 
+import math
 import tempfile
 import threading
 import time
@@ -43,7 +44,7 @@ from . import runner
 __all__ = [
     "TB", "TOPLEVEL", "SimRun",
     "accelerator_design", "build_accelerator", "capacity_config",
-    "design_config", "golden_infer_step", "golden_load_step",
+    "design_config", "golden_budget", "golden_infer_step", "golden_load_step",
     "golden_outputs", "golden_predicted", "golden_reset_step", "random_inputs",
     "run_rtl_program", "sim_network", "union_config",
 ]
@@ -162,10 +163,34 @@ def golden_predicted(program):
     return {key: report[key] for key in ("input", "layers", "output", "total")}
 
 
+#: Cycle budgets of the bench's waits: this many times what the cycle model predicts ...
+BUDGET_MARGIN = 2
+#: ... plus these cycles, so that a tiny step still has room for a reset or a buffer swap.
+BUDGET_SLACK = 64
+
+
+def golden_budget(cycles, *, idle_probability=0.0, max_idle=4, stall_probability=0.0):
+    """Cycles the bench may wait for something that takes ``cycles`` on the cycle model.
+
+    Random idle cycles on the input (gaps of 1 to ``max_idle``) and back-pressure on the
+    output slow the streams down by a mean factor of at most ``1 + p * max_idle`` and
+    ``1 / (1 - q)``; the budget is :data:`BUDGET_MARGIN` times the stretched count plus
+    :data:`BUDGET_SLACK`. A correct design never comes near it; a hung one fails within it.
+    """
+    if not 0 <= stall_probability < 1:
+        raise TernacError(f"stall probability must be in [0, 1), got {stall_probability}")
+    stretch = (1 + idle_probability * max_idle) / (1 - stall_probability)
+    return math.ceil(BUDGET_MARGIN * cycles * stretch) + BUDGET_SLACK
+
+
 def golden_load_step(program, *, idle_probability=0.0, seed=0):
-    """A bench step writing the lowered network into the accelerator through ``load``."""
-    return {"op": "load", "beats": program.load_beats(),
-            "idle_probability": idle_probability, "seed": seed}
+    """A bench step writing the lowered network into the accelerator through ``load``.
+
+    The load port takes a beat every cycle, so waiting on it is budgeted by the beat count.
+    """
+    beats = program.load_beats()
+    return {"op": "load", "beats": beats, "idle_probability": idle_probability, "seed": seed,
+            "timeout_cycles": golden_budget(len(beats))}
 
 
 def golden_infer_step(network, program, x, *, idle_probability=0.0, max_idle=4,
@@ -191,7 +216,8 @@ def golden_infer_step(network, program, x, *, idle_probability=0.0, max_idle=4,
         "layer_cycles": layer_cycles,
         "idle_probability": idle_probability, "max_idle": max_idle,
         "stall_probability": stall_probability, "seed": seed,
-        "timeout_cycles": 20 * predicted["total"] + 10_000,
+        "timeout_cycles": golden_budget(predicted["total"], idle_probability=idle_probability,
+                                        max_idle=max_idle, stall_probability=stall_probability),
         "progress_file": str(progress_file) if progress_file else None,
     }
 
@@ -200,7 +226,7 @@ def golden_reset_step(program, x, *, after_cycles, hold=2, seed=0):
     """A bench step that starts an inference on one sample ``x`` and resets it while busy."""
     return {"op": "reset", "inputs": program.input_stream(x),
             "after_cycles": after_cycles, "hold": hold, "seed": seed,
-            "timeout_cycles": 20 * program.cycles.total + 10_000}
+            "timeout_cycles": golden_budget(program.cycles.total)}
 
 
 # -- RTL side -------------------------------------------------------------------------------

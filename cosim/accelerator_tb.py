@@ -5,7 +5,7 @@ It knows nothing about networks: the pytest process computes everything expected
 golden model (:func:`~ternac.cosim.accelerator_sim.golden_steps`) and hands over a *program*,
 a list of steps that this bench executes in order on one simulated accelerator:
 
-``{"op": "load", "beats": [...], "idle_probability": p, "seed": s}``
+``{"op": "load", "beats": [...], "idle_probability": p, "seed": s, "timeout_cycles": t}``
     Send 32-bit beats on the ``load`` stream (weights, parameters, layer table, codebook).
 ``{"op": "infer", ...}``
     Run samples one after the other. Keys: ``inputs`` (per sample, the ``act_in`` words),
@@ -22,6 +22,14 @@ a list of steps that this bench executes in order on one simulated accelerator:
     Start an inference with ``inputs`` (one sample), wait until ``busy`` has been high for
     ``after_cycles`` cycles, assert ``rst`` for ``hold`` cycles, and check the accelerator is
     idle afterwards. Whatever left ``act_out`` before the reset is discarded.
+
+Every wait is bounded by its step's ``timeout_cycles`` (computed in the pytest process by
+:func:`~ternac.cosim.accelerator_sim.golden_budget` from the cycle model or the number of
+beats): a load may leave beats waiting that many cycles in all; one sample may take that many
+cycles from its first ``act_in`` beat offered to its last ``act_out`` beat; a reset step may
+wait that long for ``busy``. Overrunning fails the test at once with a message naming the
+step, the stream and the cycle (:exc:`~ternac.cosim.streams.StreamTimeout`), so a hung design
+costs seconds, not the suite.
 
 Checks, all within the simulator: every output value against ``expected`` (through a
 :class:`~ternac.cosim.scoreboard.Scoreboard`; the failure names sample, layer and neuron),
@@ -44,7 +52,7 @@ from ternac.model.pack import unpack_activations
 
 from .runner import load_data, save_output
 from .scoreboard import Scoreboard
-from .streams import StreamSink, StreamSource, clock_and_reset
+from .streams import StreamSink, StreamSource, StreamTimeout, clock_and_reset
 
 CLOCK_NS = 10
 #: Cycles to keep watching ``act_out`` after the last expected word (extra beats are errors).
@@ -97,7 +105,10 @@ async def run_load(dut, counter, step):
                           idle_probability=step.get("idle_probability", 0.0),
                           seed=step.get("seed", 0))
     start = counter.count
-    await source.send(step["beats"])
+    try:
+        await source.send(step["beats"], timeout_cycles=step["timeout_cycles"])
+    except StreamTimeout as error:
+        raise StreamTimeout(f"load step: {error}") from None
     return {"op": "load", "beats": len(step["beats"]), "cycles": counter.count - start}
 
 
@@ -113,7 +124,7 @@ async def run_infer(dut, counter, step, scoreboard, problems):
     sink = StreamSink(dut, "act_out", counter, stall_probability=step.get("stall_probability", 0.0),
                       seed=step.get("seed", 0) + 1).start()
     probe = LayerProbe(dut, counter) if step.get("layer_cycles") else None
-    timeout = step.get("timeout_cycles", 100_000)
+    budget = step["timeout_cycles"]
     progress = step.get("progress_file")
     result = {"op": "infer", "outputs": [], "measured": [], "onchip": [], "layer_cycles": [],
               "sim_cycles": 0, "wall_seconds": 0.0}
@@ -124,13 +135,16 @@ async def run_infer(dut, counter, step, scoreboard, problems):
         for index, words in enumerate(step["inputs"]):
             sample = first_sample + index
             first_in = len(source.beats)
-            await source.send(words)
             # No waiting on edges of `busy`: it is combinational, and simulators report
             # glitches of such signals as value changes. Poll the sink once per cycle.
+            deadline = counter.count + budget
             try:
-                await sink.wait_for(received + out_words[index], timeout_cycles=timeout)
-            except AssertionError as error:
-                raise AssertionError(f"sample {sample}: inference not finished: {error}") from None
+                await source.send(words, timeout_cycles=budget)
+                await sink.wait_for(received + out_words[index],
+                                    timeout_cycles=max(0, deadline - counter.count))
+            except StreamTimeout as error:
+                raise StreamTimeout(f"sample {sample}: inference not finished within "
+                                    f"{budget} cycles: {error}") from None
             await ReadOnly()
             if dut.busy.value != 0:
                 problems.append(f"sample {sample}: still busy after its last output word")
@@ -204,18 +218,22 @@ def check_layer_cycles(step, result, problems):
 
 
 async def run_reset(dut, counter, step, problems):
+    budget = step["timeout_cycles"]
     source = StreamSource(dut, "act_in", counter, seed=step.get("seed", 0))
     sink = StreamSink(dut, "act_out", counter).start()
-    sender = cocotb.start_soon(source.send(step["inputs"]))
+    sender = cocotb.start_soon(source.send(step["inputs"], timeout_cycles=budget))
     busy_cycles = 0
-    for _ in range(step.get("timeout_cycles", 100_000)):
+    for _ in range(budget):
         await ReadOnly()
         busy_cycles += int(dut.busy.value == 1)
         await RisingEdge(dut.clk)
         if busy_cycles >= step["after_cycles"]:
             break
     else:
-        problems.append(f"reset step: busy for only {busy_cycles} cycles")
+        raise StreamTimeout(
+            f"reset step: 'busy' high for only {busy_cycles} of {step['after_cycles']} cycles "
+            f"within {budget} cycles at cycle {counter.count} (stream 'act_in' took "
+            f"{len(source.beats)} of {len(step['inputs'])} beats)")
     sender.cancel()
     dut.act_in__valid.value = 0
     dut.rst.value = 1

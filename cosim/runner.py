@@ -236,6 +236,33 @@ def _locked(path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# A build log line that reports an error: Verilator's "%Error...", a compiler's "file:line:
+# error: ..." or "c++: error: ...", Icarus' "file:line: syntax error", make's "make: ***".
+# Verilator's source excerpts (" 12 |  code") are skipped: the code may name a signal "error".
+_ERROR_LINE = re.compile(r"^%Error|:\s*(?:fatal |syntax )?error\b|^make(?:\[\d+\])?: \*\*\*")
+_EXCERPT_LINE = re.compile(r"^\s*\d*\s*[|:]\s")
+# Verilator prints this report when it has written the C++; a failure after it is make's.
+_VERILATOR_DONE = "V e r i l a t i o n   R e p o r t"
+
+
+def _build_failure(sim, toplevel, log):
+    """One message for a failed build: the tool that failed, its first error line, the log."""
+    try:
+        text = Path(log).read_text(errors="replace")
+    except OSError:
+        text = ""
+    if sim == "icarus":
+        tool = "Icarus Verilog (iverilog)"
+    elif _VERILATOR_DONE in text and "%Error" not in text:
+        tool = "Verilator's C++ build (make and the C++ compiler)"
+    else:
+        tool = "Verilator"
+    first = next((line.strip() for line in text.splitlines()
+                  if _ERROR_LINE.search(line) and not _EXCERPT_LINE.match(line)),
+                 "no error line in the log")
+    return CosimError(f"{tool} failed to build {toplevel}: {first} (full log: {log})")
+
+
 def _log_tail(path):
     try:
         lines = Path(path).read_text(errors="replace").splitlines()
@@ -276,7 +303,8 @@ def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves
     :exc:`.ToolchainError`
         If the simulator is not installed.
     :exc:`CosimError`
-        If compilation fails (the message ends with the build log).
+        If compilation fails: one line naming the tool that failed (Verilator, the C++
+        build it drives, or Icarus), the log's first error line, and the log file.
     """
     from cocotb_tools.runner import get_runner
 
@@ -319,10 +347,8 @@ def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves
                 sources=sources, hdl_toplevel=toplevel, build_dir=directory,
                 build_args=args, timescale=_TIMESCALE,
                 waves=bool(waves) and sim != "icarus", always=True, log_file=log)
-        except (RuntimeError, SystemExit) as error:
-            raise CosimError(
-                f"{sim} build of {toplevel} {_config_key(config)} failed ({error}); "
-                f"log {log}:\n{_log_tail(log)}") from None
+        except (RuntimeError, SystemExit):
+            raise _build_failure(sim, toplevel, log) from None
         _atomic_write(stamp, json.dumps({
             "factory": f"{getattr(factory, '__module__', '?')}."
                        f"{getattr(factory, '__qualname__', repr(factory))}",

@@ -27,9 +27,11 @@ async def add_constant_stream(dut):
                           max_idle=data["max_idle"], seed=data["seed"])
     sink = StreamSink(dut, "o", counter, stall_probability=data["stall_probability"],
                       seed=data["seed"] + 1).start()
-    cocotb.start_soon(source.send(values))
+    # Budgets from the beat count: the design moves a beat every other cycle when unstalled.
+    budget = 20 * len(values) + 100
+    cocotb.start_soon(source.send(values, timeout_cycles=budget))
 
-    await sink.wait_for(len(values), timeout_cycles=20 * len(values) + 100)
+    await sink.wait_for(len(values), timeout_cycles=budget)
     await ClockCycles(dut.clk, 20)  # anything arriving now is a duplicated beat
 
     # Beat k is "neuron" k: the scoreboard then names the first beat that went wrong.

@@ -19,6 +19,13 @@ So nothing here reads the design at the edge. Instead every driver follows the s
 Cycle numbers come from a :class:`CycleCounter`; a handshake is stamped with the index of the
 edge that transfers it (the first edge after the counter starts is cycle 0). Share one
 counter between a source and a sink to measure latency in cycles.
+
+Every wait has a budget
+-----------------------
+A design that stops handshaking must fail the test, not hang the suite. So no driver waits
+without a cycle budget: :meth:`StreamSource.send` and :meth:`StreamSink.wait_for` take
+``timeout_cycles`` (no default; the caller derives it from the cycle model or the number of
+beats) and raise :exc:`StreamTimeout`, naming the stream, the beats done and the cycle.
 """
 
 import random
@@ -28,7 +35,13 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-__all__ = ["Beat", "CycleCounter", "StreamSink", "StreamSource", "clock_and_reset"]
+__all__ = ["Beat", "CycleCounter", "StreamSink", "StreamSource", "StreamTimeout",
+           "clock_and_reset"]
+
+
+class StreamTimeout(AssertionError):
+    """A stream did not handshake within its cycle budget (an :exc:`AssertionError`: the
+    cocotb test fails with this message)."""
 
 
 class CycleCounter:
@@ -147,15 +160,22 @@ class StreamSource(_StreamPort):
         self.max_idle = max_idle
         self.valid.value = 0
 
-    async def send(self, values):
+    async def send(self, values, *, timeout_cycles):
         """Send ``values`` one beat each, returning after the last one is accepted.
 
         Call it just after a rising edge (for example, right after :func:`clock_and_reset`
         or ``await RisingEdge(clk)``). ``valid`` stays high from the time a beat is offered
         until it is accepted, as the stream protocol requires.
+
+        Raises
+        ------
+        :exc:`StreamTimeout`
+            If the design leaves beats waiting (``valid`` high, ``ready`` low) for more than
+            ``timeout_cycles`` cycles in all; the source's own idle cycles do not count.
         """
         mask = (1 << len(self.payload)) - 1
-        for value in values:
+        waited = 0
+        for index, value in enumerate(values):
             if self.idle_probability and self.rng.random() < self.idle_probability:
                 self.valid.value = 0
                 for _ in range(self.rng.randint(1, self.max_idle)):
@@ -170,6 +190,13 @@ class StreamSource(_StreamPort):
                 if accepted:
                     self.beats.append(Beat(int(value), cycle))
                     break
+                waited += 1
+                if waited > timeout_cycles:
+                    self.valid.value = 0
+                    raise StreamTimeout(
+                        f"stream {self.name!r}: beat {index} of {len(values)} not accepted, "
+                        f"ready low for {waited} cycles (budget {timeout_cycles}) at cycle "
+                        f"{cycle}")
         self.valid.value = 0
 
 
@@ -228,18 +255,20 @@ class StreamSink(_StreamPort):
                 self.beats.append(Beat(value, self.counter.count))
             await RisingEdge(self.clk)
 
-    async def wait_for(self, count, timeout_cycles=10_000):
+    async def wait_for(self, count, *, timeout_cycles):
         """Wait until at least ``count`` beats have arrived.
 
         Raises
         ------
-        :exc:`AssertionError`
+        :exc:`StreamTimeout`
             If they have not arrived within ``timeout_cycles`` rising edges.
         """
         for _ in range(timeout_cycles):
             if len(self.beats) >= count:
                 return self.beats
             await RisingEdge(self.clk)
-        raise AssertionError(
+        if len(self.beats) >= count:
+            return self.beats
+        raise StreamTimeout(
             f"stream {self.name!r}: {len(self.beats)} of {count} beats after "
-            f"{timeout_cycles} cycles")
+            f"{timeout_cycles} cycles (budget) at cycle {self.counter.count}")

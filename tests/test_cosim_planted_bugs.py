@@ -16,12 +16,14 @@ checks the RTL produced exactly those: the planted bug is what the scoreboard sa
 """
 
 import re
+import time
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Fragment, Module, Mux, Signal, signed
+from amaranth.lib.wiring import In
+from amaranth.sim import Simulator
 from conftest import random_network
 from ternac.cosim.accelerator_sim import (
     TOPLEVEL,
@@ -34,10 +36,10 @@ from ternac.cosim.accelerator_sim import (
     run_rtl_program,
 )
 from ternac.cosim.runner import CosimFailure, build_design
-from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, requantize
+from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_MAX, requantize
 from ternac.model.codebook import Codebook
-from ternac.model.hw import HardwareConfig, default_table, lower
-from ternac.rtl import accelerator, mac_array
+from ternac.model.hw import LOAD_BITS, HardwareConfig, Target, default_table, lower
+from ternac.rtl import accelerator, buffers, mac_array
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.requant import Requantizer, delayed
 
@@ -104,12 +106,53 @@ class DroppedAccumulateAccelerator(Accelerator):
         return array
 
 
+class BeatSwappedLoadPort(buffers.LoadPort):
+    """The production load port, but a multi-beat word arrives with its beats in reverse order.
+
+    Wraps an unmodified :class:`~ternac.rtl.buffers.LoadPort` (every port passed through) and
+    reverses the 32-bit beats of the word it writes to any target whose words take several
+    beats: the layer descriptors among them, so the sequencer runs garbage.
+    """
+
+    def __init__(self, config):
+        self._swap_config = config
+        super().__init__(config)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.production = port = buffers.LoadPort(self._swap_config)
+        for (path, member, outer), (_, _, inner) in zip(self.signature.flatten(self),
+                                                        port.signature.flatten(port)):
+            if path == ("data",):
+                m.d.comb += outer.eq(inner)
+            elif member.flow == In:
+                m.d.comb += inner.eq(outer)
+            else:
+                m.d.comb += outer.eq(inner)
+        for target in Target:
+            beats = self._swap_config.beats_per_word(target)
+            if self._swap_config.depth(target) and beats > 1:
+                chunks = [port.data[LOAD_BITS * i: LOAD_BITS * (i + 1)] for i in range(beats)]
+                with m.If(port.we[target]):
+                    m.d.comb += self.data.eq(Cat(*reversed(chunks)))
+        return m
+
+
+class BeatSwappedAccelerator(Accelerator):
+    """The accelerator with :class:`BeatSwappedLoadPort` in place of the load port."""
+
+    def elaborate(self, platform):
+        with _patched(accelerator, "LoadPort", BeatSwappedLoadPort) as original:
+            assert original is buffers.LoadPort
+            return super().elaborate(platform)
+
+
 class MutantRequantizer(Requantizer):
     """:meth:`Requantizer.elaborate` copied, with ``truncate`` dropping the rounding increment.
 
-    With ``truncate=False`` it must generate exactly the production Verilog
-    (:func:`test_mutant_requantizer_copy_is_production_when_not_mutated`), so the copy cannot
-    silently drift from ``rtl/requant.py``.
+    With ``truncate=False`` it must compute what the production requantizer computes, cycle
+    for cycle (:func:`test_mutant_requantizer_copy_behaves_as_production`), so the copy cannot
+    silently drift from ``rtl/requant.py`` in behaviour; its text may differ.
     """
 
     def __init__(self, *, truncate, **kwargs):
@@ -163,7 +206,7 @@ class TruncatingAccelerator(Accelerator):
 def mutant_accelerator(hardware, mutation, **params):
     """Factory for the runner: ``mutation`` names the planted bug."""
     cls = {"decoder": FlippedDecoderAccelerator, "accumulate": DroppedAccumulateAccelerator,
-           "rounding": TruncatingAccelerator}[mutation]
+           "rounding": TruncatingAccelerator, "beat-order": BeatSwappedAccelerator}[mutation]
     return cls(HardwareConfig.from_dict(hardware), **params)
 
 
@@ -172,6 +215,15 @@ def mutant_accelerator(hardware, mutation, **params):
 def _layer_weights(layer, patterns):
     w = patterns[layer.codes.astype(np.int64)].reshape(layer.out_features, -1)
     return w[:, :layer.in_features].astype(np.int64)
+
+
+def truncating_requantize(acc, mult, shift, relu):
+    """:func:`~ternac.model.arith.requantize` with the planted bug: truncate, don't round."""
+    y = (np.asarray(acc, dtype=np.int64) * np.asarray(mult, dtype=np.int64)) >> \
+        np.asarray(shift, dtype=np.int64)
+    if relu:
+        y = np.maximum(y, 0)
+    return np.clip(y, ACT_MIN, ACT_MAX).astype(np.int8)
 
 
 def predicted_mutant_outputs(layer, x, *, patterns=None, drop_lane0_last_word=False,
@@ -184,12 +236,8 @@ def predicted_mutant_outputs(layer, x, *, patterns=None, drop_lane0_last_word=Fa
         last = x[:, start:] @ _layer_weights(layer, book)[:, start:].T
         lane0 = np.arange(layer.out_features) % lanes == 0
         acc[:, lane0] -= last[:, lane0]
-    if not truncate:
-        return requantize(acc, layer.mult, layer.shift, layer.relu)
-    y = (acc * layer.mult.astype(np.int64)) >> layer.shift.astype(np.int64)
-    if layer.relu:
-        y = np.maximum(y, 0)
-    return np.clip(y, ACT_MIN, ACT_MAX).astype(np.int8)
+    arithmetic = truncating_requantize if truncate else requantize
+    return arithmetic(acc, layer.mult, layer.shift, layer.relu)
 
 
 @pytest.fixture(scope="module")
@@ -271,24 +319,78 @@ def test_requantizer_rounding_perturbation_is_caught(layer_case):
                  predicted_mutant_outputs(net.ternary_layers[0], x, truncate=True))
 
 
-def _verilog_without_sources(design):
-    return re.sub(r'\(\* src = "[^"]*" \*\)', "", verilog.convert(design, name="top"))
+def requantizer_outputs(dut, vectors):
+    """``y`` of a requantizer for each ``(acc, bias, mult, shift, relu)``, one per cycle
+    (Amaranth's simulator), with the latency checked on the way."""
+    got = []
+
+    async def bench(ctx):
+        for i, vector in enumerate([*vectors, *[None] * dut.latency]):
+            if vector is not None:
+                for name, value in zip(("acc", "bias", "mult", "shift", "relu"), vector):
+                    ctx.set(getattr(dut, name), int(value))
+            ctx.set(dut.valid, vector is not None)
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append(ctx.get(dut.y))
+            assert len(got) == max(0, min(i + 2 - dut.latency, len(vectors)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
 
 
-def test_mutant_requantizer_copy_is_production_when_not_mutated():
-    production = Requantizer(acc_bits=CONFIG.acc_bits, tag_bits=10)
-    copy = MutantRequantizer(truncate=False, acc_bits=CONFIG.acc_bits, tag_bits=10)
-    assert _verilog_without_sources(copy) == _verilog_without_sources(production)
-    mutant = MutantRequantizer(truncate=True, acc_bits=CONFIG.acc_bits, tag_bits=10)
-    assert _verilog_without_sources(mutant) != _verilog_without_sources(production)
+def test_mutant_requantizer_copy_behaves_as_production():
+    # The rounding mutant is a copy of Requantizer.elaborate: unmutated it must behave as the
+    # production block (and so as arith.requantize), cycle for cycle; mutated it must truncate,
+    # which shows on these vectors. Edits to rtl/requant.py that keep its behaviour pass.
+    rng = np.random.default_rng(3)
+    count, bits = 300, CONFIG.acc_bits
+    lo, hi = -(1 << (bits - 2)), (1 << (bits - 2)) - 1          # acc + bias fits acc_bits
+    vectors = list(zip(rng.integers(lo, hi + 1, count), rng.integers(lo, hi + 1, count),
+                       rng.integers(0, 1 << MULT_BITS, count), rng.integers(0, SHIFT_MAX + 1, count),
+                       rng.integers(0, 2, count)))
+    vectors += [(hi, hi, (1 << MULT_BITS) - 1, s, 0) for s in (0, 1, 16, SHIFT_MAX)]
+    vectors += [(lo, lo, (1 << MULT_BITS) - 1, s, 0) for s in (0, 1, 16, SHIFT_MAX)]
+    vectors += [(1, 0, 1, 1, 0), (-1, 0, 1, 1, 0), (3, 0, 1, 2, 1)]    # exact halves
+    params = {"acc_bits": bits, "tag_bits": 10}
+    production = requantizer_outputs(Requantizer(**params), vectors)
+    copy = requantizer_outputs(MutantRequantizer(truncate=False, **params), vectors)
+    mutant = requantizer_outputs(MutantRequantizer(truncate=True, **params), vectors)
+    golden = [int(requantize(a + b, m, s, bool(r))) for a, b, m, s, r in vectors]
+    truncated = [int(truncating_requantize(a + b, m, s, bool(r))) for a, b, m, s, r in vectors]
+    assert production == golden
+    assert copy == production
+    assert mutant == truncated and mutant != golden
 
 
-def test_mutants_differ_from_production_only_where_planted():
-    clean = _verilog_without_sources(Accelerator(CONFIG))
-    assert _verilog_without_sources(TruncatingAccelerator(CONFIG, truncate=False)) == clean
-    assert _verilog_without_sources(TruncatingAccelerator(CONFIG)) != clean
-    assert _verilog_without_sources(DroppedAccumulateAccelerator(CONFIG)) != clean
-    # The patches did not leak out of the elaboration.
+def test_mutations_stay_inside_their_elaboration():
+    # Each mutant patches a name in an RTL module while it elaborates, and only then.
+    for design in (TruncatingAccelerator(CONFIG), DroppedAccumulateAccelerator(CONFIG),
+                   BeatSwappedAccelerator(CONFIG)):
+        Fragment.get(design, None)
     assert mac_array.accumulate is _PRODUCTION_ACCUMULATE
     assert accelerator.Requantizer is Requantizer
-    assert _verilog_without_sources(Accelerator(CONFIG)) == clean
+    assert accelerator.LoadPort is buffers.LoadPort
+
+
+@pytest.mark.cosim
+@pytest.mark.timeout(60)
+def test_hung_design_fails_fast_naming_the_stream(layer_case):
+    # Multi-beat load words assembled in the wrong beat order corrupt the layer descriptors;
+    # the accelerator then stops handshaking. The bench's cycle budgets must fail the run
+    # within seconds, naming the stream, instead of hanging the suite.
+    net, x = layer_case
+    assert CONFIG.beats_per_word(Target.LAYERS) > 1          # the beat order matters
+    run = run_mutant(net, x, "beat-order")
+    started = time.perf_counter()
+    with pytest.raises(CosimFailure) as info:
+        run()
+    seconds = time.perf_counter() - started
+    print(f"hung design failed after {seconds:.1f} s: {info.value}")
+    assert seconds < 30
+    assert re.search(r"sample 0: inference not finished within \d+ cycles: stream 'act_in': "
+                     r"beat \d+ of \d+ not accepted, ready low for \d+ cycles \(budget \d+\) "
+                     r"at cycle \d+", str(info.value)), str(info.value)
