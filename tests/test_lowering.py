@@ -88,3 +88,16 @@ def test_config_round_trip_and_replace():
     assert cfg.replace(act_depth=64).act_depth == 64
     with pytest.raises(TernacError, match="act depth"):
         cfg.replace(act_depth=0)
+
+
+def test_descriptor_fields_are_documented():
+    # docs/format.md section 6 has one row per descriptor field, in the code's order.
+    from pathlib import Path
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "format.md").read_text()
+    table = doc[doc.index("**Layer descriptor fields.**"):doc.index("`size_config(network, lanes)`")]
+    documented = [name for row in re.findall(r"^\| (`.*?) \|", table, re.M)
+                  for name in re.findall(r"`(\w+)`", row)]
+    cfg = size_config(random_network([20, 13, 7])).replace(codebook_depth=4, code_bits=8)
+    assert documented == [name for name, _, _ in cfg.layer_fields()]
