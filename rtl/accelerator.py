@@ -10,6 +10,7 @@ from ternac.model.hw.lower import default_table
 
 from .buffers import ActivationBuffers, LoadPort
 from .mac_array import TernaryMacArray
+from .pooling import MaxPoolUnit
 from .requant import PositionLayout, Requantizer, ShadowBank
 from .sequencer import Sequencer
 
@@ -105,14 +106,17 @@ class Accelerator(wiring.Component):
         m = Module()
         cfg = self._config
         m.submodules.loader = loader = LoadPort(cfg)
-        m.submodules.sequencer = seq = Sequencer(cfg, settle=self.settle)
+        m.submodules.sequencer = seq = Sequencer(cfg, settle=self.settle,
+                                                  pool_settle=cycles.POOL_TO_WRITE)
+        m.submodules.pool = pool = MaxPoolUnit(n=cfg.coding.n, depth=cfg.act_depth)
         m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n)
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
                                                   acc_bits=cfg.acc_bits, position=self._position)
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size)
         if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
-                or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE):
+                or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE
+                or MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs.
         m.d.comb += [loader.load.payload.eq(self.load.payload),
@@ -156,13 +160,19 @@ class Accelerator(wiring.Component):
         ]
 
         # MAC array: control follows the memory read by one cycle.
-        # A tap in the zero padding around a feature map reads a zero word.
+        # A tap in the zero padding around a feature map reads a zero word (a max pooling
+        # skips it instead). A max-pooling pass bypasses the array.
         act_zero = Signal()
-        ctrl = [(array.valid, seq.issue), (array.first, seq.first), (array.last, seq.last),
-                (array.tag, seq.position.as_value()), (act_zero, seq.act_zero)]
+        ctrl = [(array.valid, seq.issue & ~seq.cur.pool), (array.first, seq.first),
+                (array.last, seq.last), (array.tag, seq.position.as_value()),
+                (act_zero, seq.act_zero), (pool.valid, seq.issue & seq.cur.pool),
+                (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word)]
         m.d.sync += [dst.eq(src) for dst, src in ctrl]
         m.d.comb += [array.weights.eq(weight_rp.data),
-                     array.acts.eq(Mux(act_zero, 0, acts.read_data))]
+                     array.acts.eq(Mux(act_zero, 0, acts.read_data)),
+                     pool.acts.eq(acts.read_data), pool.skip.eq(act_zero),
+                     acts.word_en.eq(pool.out_valid), acts.word_addr.eq(pool.out_word),
+                     acts.word_data.eq(pool.out_data)]
 
         # Shadow bank -> parameter read -> requantizer -> byte write into the other buffer.
         m.d.comb += [shadow.sums.eq(array.sums), shadow.latch.eq(array.latch),

@@ -89,8 +89,9 @@ class ActivationBuffers(wiring.Component):
     """Two activation buffers of ``depth`` words of N int8, used ping-pong.
 
     Buffer ``sel`` feeds the MAC array (``read_*``) while the requantizer writes single bytes
-    into the other one (``byte_*``, a write port with 8-bit granularity), which also feeds
-    ``act_out`` (``out_*``). The input stream writes whole words into buffer 0.
+    into the other one (``byte_*``, a write port with 8-bit granularity), or max pooling whole
+    words (``word_*``); that buffer also feeds ``act_out`` (``out_*``). The input stream
+    writes whole words into buffer 0.
 
     Latency: 1 cycle on both read ports (synchronous block-RAM reads).
     """
@@ -106,6 +107,7 @@ class ActivationBuffers(wiring.Component):
             "in_addr": In(range(depth)), "in_data": In(word), "in_en": In(1),
             "byte_addr": In(range(depth)), "byte_lane": In(range(n)), "byte_data": In(ACT_BITS),
             "byte_en": In(1),
+            "word_addr": In(range(depth)), "word_data": In(word), "word_en": In(1),
         })
 
     @property
@@ -128,18 +130,18 @@ class ActivationBuffers(wiring.Component):
                 rp.en.eq(computes | self.out_en),
             ]
             byte_write = self.byte_en & ~computes
+            word_write = self.word_en & ~computes
+            addr = Mux(word_write, self.word_addr, self.byte_addr)
+            payload = Mux(word_write, self.word_data, self.byte_data.replicate(self._n))
+            enable = Mux(word_write, (1 << self._n) - 1, byte_write << self.byte_lane)
             if b == 0:
                 m.d.comb += [
-                    wp.addr.eq(Mux(self.in_en, self.in_addr, self.byte_addr)),
-                    wp.data.eq(Mux(self.in_en, self.in_data, self.byte_data.replicate(self._n))),
-                    wp.en.eq(Mux(self.in_en, (1 << self._n) - 1, byte_write << self.byte_lane)),
+                    wp.addr.eq(Mux(self.in_en, self.in_addr, addr)),
+                    wp.data.eq(Mux(self.in_en, self.in_data, payload)),
+                    wp.en.eq(Mux(self.in_en, (1 << self._n) - 1, enable)),
                 ]
             else:
-                m.d.comb += [
-                    wp.addr.eq(self.byte_addr),
-                    wp.data.eq(self.byte_data.replicate(self._n)),
-                    wp.en.eq(byte_write << self.byte_lane),
-                ]
+                m.d.comb += [wp.addr.eq(addr), wp.data.eq(payload), wp.en.eq(enable)]
             data.append(rp.data)
         m.d.comb += [
             self.read_data.eq(Mux(sel_q, data[1], data[0])),

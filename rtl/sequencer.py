@@ -40,9 +40,10 @@ class Sequencer(wiring.Component):
         Cycles from a pass's last issue to the write of its last output byte.
     """
 
-    def __init__(self, config, *, settle):
+    def __init__(self, config, *, settle, pool_settle):
         self._config = config
         self._settle = settle
+        self._pool_settle = pool_settle
         layout = layer_layout(config)
         a = config.act_depth
         super().__init__({
@@ -53,7 +54,7 @@ class Sequencer(wiring.Component):
             "issue": Out(1), "first": Out(1), "last": Out(1),
             "position": Out(PositionLayout(config.max_outputs + config.lanes, config.coding.n)),
             "weight_addr": Out(range(config.weight_depth)), "act_addr": Out(range(a)),
-            "act_zero": Out(1),
+            "act_zero": Out(1), "pool_word": Out(range(a)),
             "load_busy": In(1),
             "busy": Out(1), "cycles": Out(32),
         })
@@ -81,20 +82,23 @@ class Sequencer(wiring.Component):
         iy0, ix0 = Signal(coord, name="iy0"), Signal(coord, name="ix0")
         addr, win, row_win = (Signal(coord, name=n) for n in ("addr", "win", "row_win"))
         pix_word = Signal.like(self.position.word)
+        group_offset = Signal(coord)            # a max pooling's window moves to its next word
 
         def start_layer(desc):
             return [cur.eq(desc), v.eq(0), group.eq(0), self.position.eq(0),
                     self.weight_addr.eq(desc.weight_base),
                     c.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), pix_word.eq(0),
+                    group_offset.eq(0),
                     iy0.eq(-desc.pad_y), ix0.eq(-desc.pad_x),
                     addr.eq(desc.origin), win.eq(desc.origin), row_win.eq(desc.origin)]
 
         last_word = v == cur.words - 1
-        can_issue = ~last_word | (since == lanes)
+        can_issue = ~last_word | cur.pool | (since == lanes)
         iy, ix = iy0 + ky, ix0 + kx
         inside = (iy >= 0) & (iy < cur.in_h) & (ix >= 0) & (ix < cur.in_w)
         m.d.comb += [self.act_addr.eq(Mux(inside, addr, 0)), self.act_zero.eq(~inside),
-                     self.first.eq(v == 0), self.last.eq(last_word)]
+                     self.first.eq(v == 0), self.last.eq(last_word),
+                     self.pool_word.eq(pix_word + group)]
         with m.If(self.busy):
             m.d.sync += counter.eq(counter + 1)
         with m.If(since != lanes):
@@ -103,11 +107,11 @@ class Sequencer(wiring.Component):
         def next_step():
             """One issued step: the next channel word, then tap (later assignments win)."""
             m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1), c.eq(c + 1),
-                         addr.eq(addr + 1)]
+                         addr.eq(addr + cur.tap_step)]
             with m.If(c == cur.channel_words - 1):
                 m.d.sync += [c.eq(0), kx.eq(kx + 1)]
                 with m.If(kx == cur.kernel_w - 1):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), addr.eq(addr + 1 + cur.ky_jump)]
+                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), addr.eq(addr + cur.tap_step + cur.ky_jump)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -132,13 +136,17 @@ class Sequencer(wiring.Component):
                     next_step()
                     with m.If(last_word):
                         # The group is done: the next group of this pixel restarts the window.
-                        m.d.sync += [v.eq(0), c.eq(0), kx.eq(0), ky.eq(0), addr.eq(win),
-                                     since.eq(1), group.eq(group + 1),
+                        next_offset = group_offset + cur.group_step
+                        m.d.sync += [v.eq(0), c.eq(0), kx.eq(0), ky.eq(0), group.eq(group + 1),
+                                     group_offset.eq(next_offset), addr.eq(win + next_offset),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
+                        with m.If(~cur.pool):
+                            m.d.sync += since.eq(1)
                         with m.If(group == cur.groups - 1):
                             # The pixel is done: the next output pixel, from weight word 0.
                             next_word = pix_word + cur.pixel_words
-                            m.d.sync += [group.eq(0), self.weight_addr.eq(cur.weight_base),
+                            m.d.sync += [group.eq(0), group_offset.eq(0),
+                                         self.weight_addr.eq(cur.weight_base),
                                          pix_word.eq(next_word), self.position.index.eq(0),
                                          self.position.word.eq(next_word), self.position.byte.eq(0)]
                             with m.If(ox == cur.out_w - 1):
@@ -147,7 +155,8 @@ class Sequencer(wiring.Component):
                                              win.eq(row_win + cur.y_step),
                                              addr.eq(row_win + cur.y_step)]
                                 with m.If(oy == cur.out_h - 1):
-                                    m.d.sync += settle.eq(self._settle - 1)
+                                    m.d.sync += settle.eq(Mux(cur.pool, self._pool_settle - 1,
+                                                              self._settle - 1))
                                     m.next = "SETTLE"
                             with m.Else():
                                 m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x),

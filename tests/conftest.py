@@ -44,12 +44,18 @@ def small_network():
 
 def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0, codebook_bits=None):
     """A quantized random CNN: ``convs`` is a list of (out channels, kernel, stride, padding)
-    Conv2d layers with ReLU; with ``classes``, the last map is flattened into a Linear."""
+    Conv2d layers with ReLU, or ("max", kernel, stride) max poolings; with ``classes``, the
+    last map is flattened into a Linear."""
     torch.manual_seed(seed)
     layers, (c, h, w) = [], input_shape
-    for out, k, s, p in convs:
-        layers += [nn.Conv2d(c, out, k, stride=s, padding=p), nn.ReLU()]
-        c, h, w = out, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    for out, k, s, *pad in convs:
+        p = pad[0] if pad else 0
+        if out == "max":
+            layers.append(nn.MaxPool2d(k, s))
+        else:
+            layers += [nn.Conv2d(c, out, k, stride=s, padding=p), nn.ReLU()]
+            c = out
+        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     if classes:
         layers += [nn.Flatten(), nn.Linear(c * h * w, classes)]
     model = nn.Sequential(*layers).eval()
@@ -59,11 +65,13 @@ def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0,
 
 #: Conv geometries ((C, H, W), [(out, kernel, stride, padding)], classes): kernels 1 to 5,
 #: stride 1 and 2, padding 0 to 2, channels not a multiple of N, odd map sizes, a conv down
-#: to a 1x1 map then a Linear.
+#: to a 1x1 map then a Linear, max pooling (kernel 2 and 3, stride 2) between convolutions.
 CONV_CASES = [
     ((3, 7, 7), [(5, 3, 1, 1)], None),
     ((1, 9, 7), [(4, 5, 2, 2), (10, 3, 1, 0)], None),
     ((12, 5, 5), [(6, 1, 1, 0), (7, 5, 1, 0)], 3),
     ((12, 5, 5), [(6, 3, 2, 1)], None),
     ((3, 6, 6), [(9, 3, 2, 0), (5, 2, 1, 0)], 4),
+    ((1, 8, 8), [(6, 3, 1, 1), ("max", 2, 2), (10, 3, 1, 1), ("max", 2, 2), (7, 2, 1, 0)], None),
+    ((5, 7, 7), [(9, 3, 1, 0), ("max", 3, 2), (4, 2, 1, 0)], 3),
 ]

@@ -159,13 +159,15 @@ class HardwareConfig:
         if self.codebook_depth:
             layout.append(("codebook_base", field_width(self.codebook_depth - 1), False))
         layout += [(name, field_width(a), False) for name in (
-            "in_words", "out_words", "pixel_words", "channel_words", "in_w", "in_h", "out_w", "out_h")]
+            "in_words", "out_words", "pixel_words", "channel_words", "tap_step",
+            "in_w", "in_h", "out_w", "out_h")]
         layout.append(("pixel_bytes", field_width(self.max_outputs), False))
         layout += [(name, KERNEL_BITS, False) for name in (
             "kernel_w", "kernel_h", "stride_x", "stride_y", "pad_x", "pad_y")]
         layout += [(name, self.address_bits, True) for name in (
             "origin", "x_step", "y_step", "ky_jump")]
-        return layout + [("relu", 1, False), ("last", 1, False)]
+        return layout + [("group_step", 1, False), ("pool", 1, False), ("relu", 1, False),
+                         ("last", 1, False)]
 
     @property
     def address_bits(self):

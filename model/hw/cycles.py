@@ -8,8 +8,8 @@ if its blocks' latencies differ from the constants here.
 
 from dataclasses import dataclass
 
-__all__ = ["DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "CycleReport", "input_cycles", "layer_cycles",
-           "output_cycles"]
+__all__ = ["DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport", "input_cycles",
+           "layer_cycles", "output_cycles", "pool_cycles"]
 
 #: Cycles from issuing a (weight word, activation word) read to the cycle in which its sum is
 #: accumulated (and, for a group's last word, latched into the shadow bank): memory read,
@@ -20,6 +20,17 @@ ISSUE_TO_LATCH = 3
 #: rounding shift, rounding increment; ``Requantizer.latency``); ReLU and saturation feed the
 #: byte write combinationally.
 DRAIN_TO_WRITE = 1 + 4
+
+
+#: Cycles from a max-pooling pass's last read to its last word's write: memory read, then the
+#: byte-wise max into the result register (``MaxPoolUnit.latency``).
+POOL_TO_WRITE = 1 + 1
+
+
+def pool_cycles(steps):
+    """Cycles of a max-pooling pass: one read per cycle, ``steps = pixels * CW * kh * kw``,
+    then the last word's write; the next pass reads it the cycle after."""
+    return steps + POOL_TO_WRITE
 
 
 def input_cycles(words):

@@ -17,9 +17,10 @@ import numpy as np
 
 from ..codebook import Codebook, TernacError
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
+from ..layout import channel_words
 from ..pack import Geometry, pack_activations, pack_codes
 from .config import ADDRESS_BITS, KERNEL_BITS, LOAD_BITS, HardwareConfig, Target, pack_fields
-from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles
+from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
 
 __all__ = [
     "AcceleratorProgram",
@@ -36,10 +37,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Walk:
-    """The convolution walk of one pass (a Linear layer: a 1x1 kernel over a 1x1 map).
+    """The window walk of one pass (a Linear layer: a 1x1 kernel over a 1x1 map).
 
     Feature maps are stored pixel by pixel, row-major, each pixel ``channel_words`` words of
     N channels (``model/layout.py``): pixel ``(y, x)`` starts at word ``(y*in_w + x) * CW``.
+    A convolution reads, per output pixel and lane group, every tap's CW words (contiguous
+    along a kernel row); a max pooling (``pool``) reads, per output pixel and channel word
+    (its "group"), that word of every tap.
     """
 
     in_w: int
@@ -53,9 +57,16 @@ class Walk:
     pad_y: int
     out_w: int
     out_h: int
+    pool: bool = False
 
     @classmethod
     def of(cls, layer, n):
+        if isinstance(layer, PoolLayer):
+            (kh, kw), (sh, sw) = layer.kernel, layer.stride
+            ph, pw = getattr(layer, "padding", (0, 0))
+            _, oh, ow = layer.out_shape()
+            return cls(layer.in_w, layer.in_h, channel_words(layer.channels, n), kw, kh, sw, sh,
+                       pw, ph, ow, oh, pool=True)
         c = layer.conv
         if c is None:
             return cls(1, 1, layer.subvectors, 1, 1, 1, 1, 0, 0, 1, 1)
@@ -63,20 +74,31 @@ class Walk:
                    c.stride[0], c.padding[1], c.padding[0], c.out_w, c.out_h)
 
     @property
-    def pixels(self):
-        return self.out_w * self.out_h
+    def steps_per_group(self):
+        """V: reads per output pixel and group."""
+        return self.kernel_w * self.kernel_h * (1 if self.pool else self.channel_words)
 
-    def address_fields(self):
-        """Increments of the walk's running activation address (the RTL has no multiplier).
+    def fields(self):
+        """The walk's descriptor fields (the RTL has no multiplier: address increments).
 
-        ``origin``: window of output pixel (0, 0); ``x_step``/``y_step``: window to the next
-        output column/row; ``ky_jump``: end of one kernel row's run of ``kernel_w * CW``
-        contiguous words to the start of the next.
+        ``channel_words`` counts the reads per tap (1 for a pooling), ``tap_step`` is the
+        address step per read, ``group_step`` moves a pooling's window to the next channel
+        word. ``origin``: window of output pixel (0, 0); ``x_step``/``y_step``: window to the
+        next output column/row; ``ky_jump``: end of one kernel row's taps to the next row's.
         """
         cw, row = self.channel_words, self.in_w * self.channel_words
-        return {"origin": -(self.pad_y * self.in_w + self.pad_x) * cw,
+        return {"in_w": self.in_w, "in_h": self.in_h, "out_w": self.out_w, "out_h": self.out_h,
+                "kernel_w": self.kernel_w, "kernel_h": self.kernel_h, "stride_x": self.stride_x,
+                "stride_y": self.stride_y, "pad_x": self.pad_x, "pad_y": self.pad_y,
+                "channel_words": 1 if self.pool else cw, "tap_step": cw if self.pool else 1,
+                "group_step": int(self.pool), "pool": int(self.pool),
+                "origin": -(self.pad_y * self.in_w + self.pad_x) * cw,
                 "x_step": self.stride_x * cw, "y_step": self.stride_y * row,
                 "ky_jump": row - self.kernel_w * cw}
+
+    @property
+    def pixels(self):
+        return self.out_w * self.out_h
 
 
 @dataclass(frozen=True)
@@ -105,8 +127,8 @@ class LayerDescriptor:
                 "out_features": self.out_features, "param_base": self.param_base,
                 "codebook_base": self.codebook_base, "in_words": self.in_words,
                 "out_words": self.out_words, "pixel_words": self.pixel_words,
-                "pixel_bytes": self.pixel_words * n, **vars(self.walk),
-                **self.walk.address_fields(), "relu": int(self.relu), "last": int(self.last)}
+                "pixel_bytes": self.pixel_words * n, **self.walk.fields(),
+                "relu": int(self.relu), "last": int(self.last)}
 
 
 @dataclass(frozen=True)
@@ -219,15 +241,22 @@ def _fuse(network):
                                 f"below {1 << KERNEL_BITS}")
             passes.append([layer, bool(layer.relu)])
         elif isinstance(layer, ReluLayer):
-            # max(sat(y), 0) == sat(max(y, 0)): a ReLU fuses into the requantizer before it.
-            if passes:
-                passes[-1][1] = True
+            # max(sat(y), 0) == sat(max(y, 0)), and a ReLU commutes with max pooling: it fuses
+            # into the requantizer of the last ternary pass before it.
+            ternary = [p for p in passes if isinstance(p[0], TernaryLayer)]
+            if ternary:
+                ternary[-1][1] = True
             else:
                 problems.append(f"layer {layer.name} (relu): a ReLU is fused into the requantizer "
                                 f"of a preceding ternary layer, and there is none")
         elif isinstance(layer, PoolLayer):
-            problems.append(f"layer {layer.name} ({layer.mode}pool): pooling runs in the golden "
-                            f"model only (no pooling pass in the RTL yet)")
+            if layer.mode != "max":
+                problems.append(f"layer {layer.name} ({layer.mode}pool): only max pooling runs on "
+                                f"the accelerator")
+            elif max(*layer.kernel, *layer.stride, *getattr(layer, "padding", (0,))) >= 1 << KERNEL_BITS:
+                problems.append(f"layer {layer.name} (maxpool): kernel, stride and padding must be "
+                                f"below {1 << KERNEL_BITS}")
+            passes.append([layer, False])
         elif isinstance(layer, FlattenLayer):
             # A 1x1 map, or the network input, is stored in torch.flatten's order already.
             # A larger map is stored pixel by pixel, so a Linear reading it would need its
@@ -239,7 +268,7 @@ def _fuse(network):
                                 f"as a Conv2d with a {h}x{w} kernel")
         else:
             problems.append(f"layer {layer.name} ({layer.kind}) has no accelerator mapping")
-    if not passes and not problems:
+    if not any(isinstance(p[0], TernaryLayer) for p in passes) and not problems:
         problems.append("the network has no ternary layer to run on the accelerator")
     return passes, problems
 
@@ -267,11 +296,22 @@ def mapping_problem(network, lanes=None):
 # -- sizing ---------------------------------------------------------------------------------
 
 def _pass_shape(layer, lanes, n):
-    """``(walk, V, G, words per output pixel, input map words, output map words)``."""
+    """``(walk, V, G, words per output pixel, input map words, output map words)``.
+
+    A max pooling's groups are its channel words (one output word each).
+    """
     walk = Walk.of(layer, n)
-    pixel_words = -(-layer.out_features // n)
-    return (walk, layer.subvectors, -(-layer.out_features // lanes), pixel_words,
+    if walk.pool:
+        groups = pixel_words = walk.channel_words
+    else:
+        groups, pixel_words = -(-layer.out_features // lanes), -(-layer.out_features // n)
+    return (walk, walk.steps_per_group, groups, pixel_words,
             walk.in_w * walk.in_h * walk.channel_words, walk.pixels * pixel_words)
+
+
+def _pass_cycles(walk, v, g, lanes):
+    steps_or_groups = walk.pixels * g
+    return pool_cycles(steps_or_groups * v) if walk.pool else layer_cycles(v, steps_or_groups, lanes)
 
 
 def size_config(network, lanes=None, *, dense=False):
@@ -282,17 +322,19 @@ def size_config(network, lanes=None, *, dense=False):
     layers = fused_layers(network)
     geometry = Geometry.for_network(network, lanes)
     p, n = geometry.lanes, geometry.coding.n
-    learned = any(layer.codebook.learned for layer, _ in layers) and not dense
+    ternary = [layer for layer, _ in layers if isinstance(layer, TernaryLayer)]
+    learned = any(layer.codebook.learned for layer in ternary) and not dense
     shapes = [_pass_shape(layer, p, n) for layer, _ in layers]
+    coded = [shape for shape, (layer, _) in zip(shapes, layers) if isinstance(layer, TernaryLayer)]
     return HardwareConfig(
         lanes=p, coding=geometry.coding,
         code_bits=geometry.code_bits if learned else geometry.coding.code_bits,
-        weight_depth=sum(v * g for _, v, g, *_ in shapes),
+        weight_depth=sum(v * g for _, v, g, *_ in coded),
         act_depth=max(max(v, words_in, words_out) for _, v, _, _, words_in, words_out in shapes),
-        param_depth=sum(g * p for _, _, g, *_ in shapes),
+        param_depth=sum(g * p for _, _, g, *_ in coded),
         layer_depth=len(layers),
-        acc_bits=max(layer.acc_bits for layer, _ in layers),
-        codebook_depth=sum(len(layer.codebook) for layer, _ in layers) if learned else 0,
+        acc_bits=max(layer.acc_bits for layer in ternary),
+        codebook_depth=sum(len(layer.codebook) for layer in ternary) if learned else 0,
         dense=dense)
 
 
@@ -309,16 +351,20 @@ def _check_layer(layer, config, v, words_in, words_out):
         if layer.codebook.code_bits > config.code_bits:
             raise TernacError(f"{where} needs {layer.codebook.code_bits}-bit codes, the weight buffer "
                               f"stores {config.code_bits}-bit codes")
-    if max(v, words_in, words_out) > config.act_depth:
-        raise TernacError(f"{where} needs {max(words_in, words_out)} activation words ({words_in} "
-                          f"in, {words_out} out, N={config.coding.n}), each activation buffer "
-                          f"holds {config.act_depth}")
+    _check_fits(layer.name, config, max(v, words_in), words_out)
     if layer.acc_bits > config.acc_bits:
         raise TernacError(f"{where} needs a {layer.acc_bits}-bit accumulator, the accelerator has "
                           f"{config.acc_bits} bits")
     bound = 1 << (config.acc_bits - 1)
     if np.any(layer.bias < -bound) or np.any(layer.bias >= bound):
         raise TernacError(f"{where}: a bias does not fit the {config.acc_bits}-bit accumulator")
+
+
+def _check_fits(name, config, words_in, words_out):
+    if max(words_in, words_out) > config.act_depth:
+        raise TernacError(f"layer {name} needs {max(words_in, words_out)} activation words "
+                          f"({words_in} in, {words_out} out, N={config.coding.n}), each activation "
+                          f"buffer holds {config.act_depth}")
 
 
 def _dense_weight_words(layer, config):
@@ -350,10 +396,17 @@ def lower(network, config=None, *, lanes=None, dense=False):
     weight = param = table = 0
     for i, (layer, relu) in enumerate(layers):
         walk, v, g, pixel_words, words_in, words_out = _pass_shape(layer, p, n)
+        last = i == len(layers) - 1
+        if walk.pool:
+            _check_fits(layer.name, config, words_in, words_out)
+            descriptors.append(LayerDescriptor(
+                layer.name, layer.channels, layer.channels, v, g, pixel_words, words_in, words_out,
+                walk, weight, param, table, False, last, _pass_cycles(walk, v, g, p)))
+            continue
         _check_layer(layer, config, v, words_in, words_out)
         desc = LayerDescriptor(layer.name, layer.in_features, layer.out_features, v, g,
                                pixel_words, words_in, words_out, walk, weight, param, table, relu,
-                               i == len(layers) - 1, layer_cycles(v, walk.pixels * g, p))
+                               last, _pass_cycles(walk, v, g, p))
         descriptors.append(desc)
         images[Target.WEIGHTS] += (_dense_weight_words(layer, config) if config.dense
                                    else pack_codes(layer.codes, config.geometry))
@@ -376,13 +429,16 @@ def lower(network, config=None, *, lanes=None, dense=False):
         input=input_cycles(descriptors[0].in_words),
         layers=tuple((d.name, d.cycles) for d in descriptors),
         output=output_cycles(descriptors[-1].out_words),
-        macs=tuple(_true_fan_in(layer) * layer.out_features * layer.positions() for layer, _ in layers),
-        lanes=p, n=n)
-    nonzeros = tuple(int(np.count_nonzero(layer.weights())) * layer.positions() for layer, _ in layers)
+        macs=tuple(_macs(layer) for layer, _ in layers), lanes=p, n=n)
+    nonzeros = tuple(int(np.count_nonzero(layer.weights())) * layer.positions()
+                     for layer, _ in layers if isinstance(layer, TernaryLayer))
     return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros)
 
 
-def _true_fan_in(layer):
-    """Weights per output value, without the channel padding of the coded columns."""
+def _macs(layer):
+    """Dense-equivalent MACs of a pass, without the channel padding of the coded columns."""
+    if isinstance(layer, PoolLayer):
+        return 0
     c = layer.conv
-    return layer.in_features if c is None else c.in_channels * c.kernel[0] * c.kernel[1]
+    fan_in = layer.in_features if c is None else c.in_channels * c.kernel[0] * c.kernel[1]
+    return fan_in * layer.out_features * layer.positions()
