@@ -92,12 +92,12 @@ def test_config_round_trip_and_replace():
 
 def test_descriptor_fields_are_documented():
     # docs/format.md section 6 has one row per descriptor field, in the code's order.
-    from pathlib import Path
     import re
+    from pathlib import Path
 
     doc = (Path(__file__).parent.parent / "docs" / "format.md").read_text()
     table = doc[doc.index("**Layer descriptor fields.**"):doc.index("`size_config(network, lanes)`")]
-    documented = [name for row in re.findall(r"^\| (`.*?) \|", table, re.M)
+    documented = [name for row in re.findall(r"^\| (`.*?) \|", table, re.MULTILINE)
                   for name in re.findall(r"`(\w+)`", row)]
     cfg = size_config(random_network([20, 13, 7])).replace(codebook_depth=4, code_bits=8)
     assert documented == [name for name, _, _ in cfg.layer_fields()]

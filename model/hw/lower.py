@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..codebook import Codebook, TernacError
-from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..layout import channel_words
+from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
 from .config import ADDRESS_BITS, KERNEL_BITS, LOAD_BITS, HardwareConfig, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
