@@ -4,9 +4,13 @@ A network is a chain of layers over int8 activations stored channel-major (C, H,
 
 * :class:`TernaryLayer` -- a Linear or Conv2d layer mapped to a matrix-vector product with
   (N, K)-coded ternary weights, an integer bias and per-channel requantization;
-* :class:`PoolLayer` -- max or average pooling on int8 activations;
+* :class:`PoolLayer` -- max or average pooling on int8 activations (padding, ceil_mode);
 * :class:`ReluLayer` -- a ReLU that could not be fused into the preceding ternary layer;
 * :class:`FlattenLayer` -- (C, H, W) to a vector, C-major as ``torch.flatten`` does.
+
+A network with several outputs (e.g. a classifier head and a box-regression head on one
+trunk) keeps the shared chain in ``layers`` and one further chain per output in ``heads``;
+every head reads the trunk's output.
 
 ``.tern`` file layout (all little-endian), see ``docs/format.md``::
 
@@ -36,6 +40,7 @@ __all__ = [
     "ReluLayer",
     "TernaryLayer",
     "load_network",
+    "pool_output_size",
     "save_network",
 ]
 
@@ -91,6 +96,10 @@ class TernaryLayer:
     in_scale: float
     out_scale: float
     conv: ConvGeometry | None = None
+    # PReLU / LeakyReLU: requantization of a negative accumulator (arith.requantize);
+    # None for a ReLU or no activation
+    neg_mult: np.ndarray | None = None      # (out_features,) int64, signed
+    neg_shift: np.ndarray | None = None     # (out_features,) int64
 
     kind = "ternary"
 
@@ -132,11 +141,27 @@ class TernaryLayer:
         return 1 if self.conv is None else self.conv.out_h * self.conv.out_w
 
 
+def pool_output_size(size, kernel, stride, padding=0, ceil_mode=False):
+    """Output length of a pooling window along one axis, PyTorch's rule.
+
+    ``ceil_mode`` rounds the window count up, but the last window must start inside the
+    input or its left padding.
+    """
+    span = size + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
 @dataclass(eq=False)
 class PoolLayer:
-    """Max or average pooling over (C, H, W) int8 activations.
+    """Max or average pooling over (C, H, W) int8 activations, PyTorch's window geometry.
 
-    Average pooling rounds half up: ``floor((sum + count // 2) / count)``.
+    Max pooling pads with -128 (never above a real value, so padding is ignored). Average
+    pooling rounds half up, ``floor((sum + count // 2) / count)``, with PyTorch's default
+    ``count_include_pad=True`` count: the window clipped to the padded input (padding zeros
+    count, a ``ceil_mode`` overhang past the padding does not).
     """
 
     name: str
@@ -146,6 +171,8 @@ class PoolLayer:
     in_w: int
     kernel: tuple
     stride: tuple
+    padding: tuple = (0, 0)
+    ceil_mode: bool = False
 
     kind = "pool"
 
@@ -153,8 +180,9 @@ class PoolLayer:
         return (self.channels, self.in_h, self.in_w)
 
     def out_shape(self):
-        return (self.channels, (self.in_h - self.kernel[0]) // self.stride[0] + 1,
-                (self.in_w - self.kernel[1]) // self.stride[1] + 1)
+        return (self.channels,
+                pool_output_size(self.in_h, self.kernel[0], self.stride[0], self.padding[0], self.ceil_mode),
+                pool_output_size(self.in_w, self.kernel[1], self.stride[1], self.padding[1], self.ceil_mode))
 
 
 @dataclass(eq=False)
@@ -190,7 +218,9 @@ class Network:
     """A quantized network: input geometry and scale, the layer chain, and metadata.
 
     ``lanes`` is the hardware geometry the network was packed for (output neurons computed
-    in parallel); ``meta`` holds provenance (source model, data set, accuracies).
+    in parallel); ``meta`` holds provenance (source model, data set, accuracies). ``heads``:
+    for a network with several outputs, one layer chain per output, each fed by the output of
+    ``layers`` (the trunk); empty for a single-output network.
     """
 
     input_shape: tuple
@@ -198,19 +228,31 @@ class Network:
     layers: list
     lanes: int = 8
     meta: dict = field(default_factory=dict)
+    heads: list = field(default_factory=list)
 
     def __post_init__(self):
-        shape = tuple(self.input_shape)
-        for layer in self.layers:
-            if tuple(layer.in_shape()) != shape and int(np.prod(layer.in_shape())) != int(np.prod(shape)):
-                raise TernacError(f"layer {layer.name} expects input {layer.in_shape()}, gets {shape}")
-            shape = tuple(layer.out_shape())
+        trunk = self._check_chain(self.layers, tuple(self.input_shape))
+        for head in self.heads:
+            self._check_chain(head, trunk)
         if self.lanes < 1:
             raise TernacError(f"lanes must be at least 1, got {self.lanes}")
 
+    @staticmethod
+    def _check_chain(layers, shape):
+        for layer in layers:
+            if tuple(layer.in_shape()) != shape and int(np.prod(layer.in_shape())) != int(np.prod(shape)):
+                raise TernacError(f"layer {layer.name} expects input {layer.in_shape()}, gets {shape}")
+            shape = tuple(layer.out_shape())
+        return shape
+
+    @property
+    def all_layers(self):
+        """Trunk layers, then every head's layers in order."""
+        return list(self.layers) + [layer for head in self.heads for layer in head]
+
     @property
     def ternary_layers(self):
-        return [layer for layer in self.layers if isinstance(layer, TernaryLayer)]
+        return [layer for layer in self.all_layers if isinstance(layer, TernaryLayer)]
 
     @property
     def coding(self) -> Coding:
@@ -221,7 +263,15 @@ class Network:
 
     @property
     def output_shape(self):
-        return tuple(self.layers[-1].out_shape()) if self.layers else tuple(self.input_shape)
+        if self.heads:
+            raise TernacError(f"the network has {len(self.heads)} outputs: use output_shapes")
+        return self.output_shapes[0]
+
+    @property
+    def output_shapes(self):
+        """Shape of every output: one per head, or the trunk's."""
+        trunk = tuple(self.layers[-1].out_shape()) if self.layers else tuple(self.input_shape)
+        return [tuple(head[-1].out_shape()) if head else trunk for head in self.heads] or [trunk]
 
     @property
     def weight_count(self):
@@ -256,6 +306,7 @@ def save_network(network, path):
     """Write ``network`` to ``path`` in the ``.tern`` format."""
     arrays = {}
     layers = [_layer_record(layer, arrays) for layer in network.layers]
+    heads = [[_layer_record(layer, arrays) for layer in head] for head in network.heads]
     payload, index = bytearray(), {}
     for key, array in arrays.items():
         array = np.ascontiguousarray(array)
@@ -264,7 +315,8 @@ def save_network(network, path):
         payload += array.tobytes()
     header = {
         "input_shape": list(network.input_shape), "input_scale": network.input_scale,
-        "lanes": network.lanes, "meta": network.meta, "layers": layers, "arrays": index,
+        "lanes": network.lanes, "meta": network.meta, "layers": layers,
+        "heads": heads, "arrays": index,
         "payload_bytes": len(payload), "payload_crc32": zlib.crc32(payload),
     }
     blob = json.dumps(header, default=_json_default).encode()
@@ -333,11 +385,12 @@ def _network_from_header(header, payload):
             return Codebook.default(coding)
         return tuple(item) if isinstance(item, list) else item
 
-    layers = []
-    for record in header["layers"]:
+    def layer(record):
         cls = _LAYER_TYPES.get(record.get("kind"))
         if cls is None:
             raise TernacError(f"unknown layer kind {record.get('kind')!r} in network file")
-        layers.append(cls(**{k: value(v) for k, v in record.items() if k != "kind"}))
-    return Network(tuple(header["input_shape"]), header["input_scale"], layers,
-                   lanes=header["lanes"], meta=header["meta"])
+        return cls(**{k: value(v) for k, v in record.items() if k != "kind"})
+
+    return Network(tuple(header["input_shape"]), header["input_scale"], list(map(layer, header["layers"])),
+                   lanes=header["lanes"], meta=header["meta"],
+                   heads=[list(map(layer, head)) for head in header.get("heads", [])])

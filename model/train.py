@@ -24,7 +24,7 @@ from .bits import bits_per_weight
 from .codebook import Codebook, Coding, TernacError
 from .convert import DEFAULT_PERCENTILE, quantize_inputs, quantize_network
 from .datasets import load_dataset
-from .importer import float_ops, load_torch_model
+from .importer import import_model
 from .qat import (
     SCHEDULES,
     Schedule,
@@ -250,7 +250,7 @@ def load_initial_model(path, arch, data):
             raise TernacError(f"state_dict {path} does not match architecture {arch}: "
                               f"{str(error).splitlines()[0]}") from None
         return model
-    return model_from_ops(float_ops(load_torch_model(path)))
+    return model_from_ops(import_model(path, data.input_shape).ops)
 
 
 def _float_cache_key(opts):

@@ -45,8 +45,8 @@ def test_pack_torchscript_and_traced_module(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model,message", [
-    (nn.Sequential(nn.Linear(8, 4), nn.Sigmoid()), r"layer 1 \(Sigmoid\) cannot be mapped"),
-    (nn.Sequential(nn.Linear(8, 4), nn.LayerNorm(4)), r"layer 1 \(LayerNorm\) cannot be mapped"),
+    (nn.Sequential(nn.Linear(8, 4), nn.Sigmoid()), r"cannot be mapped to ternac: layer 1 \(Sigmoid\)"),
+    (nn.Sequential(nn.Linear(8, 4), nn.LayerNorm(4)), r"cannot be mapped to ternac: layer 1 \(LayerNorm\)"),
     (nn.Sequential(nn.ReLU()), "no Linear or Conv2d"),
     (nn.Sequential(nn.Conv2d(1, 2, 3, groups=1, dilation=2)), "dilation=1"),
 ])
