@@ -19,6 +19,8 @@ cannot be mapped is listed in one :class:`TernacError`.
 
 import ast
 import pickle
+import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,11 +181,11 @@ def load_torch_model(path):
 
 def _unpickle_message(path, error):
     """One line naming the class (and module) a pickled module needs but cannot import."""
-    if isinstance(error, AttributeError):          # "Can't get attribute 'Net' on <module '__main__'>"
-        text = str(error)
-        cls = text.split("'")[1] if text.count("'") >= 2 else "?"
-        module = "__main__" if "__main__" in text else text.split("<module '")[-1].split("'")[0]
-        what = f"class {cls} of module {module}"
+    found = re.search(r"attribute '([^']+)' on <module '([^']+)'", str(error))
+    if found:                                       # "Can't get attribute 'Net' on <module '__main__' ...>"
+        main = sys.modules["__main__"]                 # its repr may carry the spec's name ("pytest.__main__")
+        module = "__main__" if found[2] in ("__main__", getattr(main.__spec__, "name", None)) else found[2]
+        what = f"class {found[1]} of module {module}"
     else:
         what = f"module {getattr(error, 'name', None) or error}"
     hint = ("it was defined in the script that saved it" if "__main__" in what

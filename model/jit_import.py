@@ -57,10 +57,9 @@ def capture_jit(module):
         else:
             data.add(outs[0].unique())
             calls.append(_call(node, kind, outs[0].unique(), reads, values, counts))
-    result = list(graph.outputs())[0].unique()
-    outputs = [v for v in values.get(result, [result])] if result not in data else [result]
-    shape = _traced_shape(module)
-    return Graph(inputs[0].unique(), calls, outputs, shape)
+    result = next(iter(graph.outputs())).unique()
+    outputs = [result] if result in data else list(values.get(result, [result]))     # a tuple of outputs
+    return Graph(inputs[0].unique(), calls, outputs, _traced_shape(module))
 
 
 def _name(node, op, counts):
