@@ -1,7 +1,11 @@
 """``ternac train``: train float, retrain ternary with the quantizer in the loop, write a .tern.
 
 The reported ternary accuracy is that of the integer reference executor on int8 test inputs.
+``--model M --data D`` retrains a user's model on the user's data (without labels: by
+distillation from the model's own outputs; the accuracies are then agreements with it).
 """
+
+import sys
 
 from .codebook import TernacError
 from .datasets import DATASETS
@@ -11,7 +15,10 @@ from .train import TrainOptions, train_network
 
 
 def configure(parser):
-    parser.add_argument("--dataset", required=True, choices=list(DATASETS))
+    parser.add_argument("--dataset", choices=list(DATASETS), help="a bundled data set")
+    parser.add_argument("--data", metavar="DATA", help="your own inputs instead: an .npz with 'x' (and "
+                        "optional labels 'y') or a folder of images (one sub-folder per class for labels); "
+                        "without labels the model of --model is distilled from")
     parser.add_argument("--arch", help="architecture, e.g. mlp:784-256-256-10 or cnn:16-32 "
                         "(with --model: the architecture of a state_dict)")
     parser.add_argument("--model", metavar="PATH",
@@ -43,16 +50,20 @@ def configure(parser):
 def run(args, say):
     if not args.arch and not args.model:
         raise TernacError("give --arch (e.g. mlp:784-256-256-10) or --model PATH")
+    if bool(args.dataset) == bool(args.data):
+        raise TernacError("give one of --dataset NAME or --data DATA")
     float_epochs = args.float_epochs
     if float_epochs is None and args.model:
         float_epochs = 0
-    opts = TrainOptions(dataset=args.dataset, arch=args.arch or "", coding=args.coding,
+    opts = TrainOptions(dataset=args.dataset or "custom", data=args.data, arch=args.arch or "", coding=args.coding,
                         codebook_bits=args.codebook_bits, schedule=args.schedule,
                         edge_coding=args.edge_coding,
                         float_epochs=float_epochs, qat_epochs=args.epochs, batch=args.batch,
                         lr=args.lr, qat_lr=args.qat_lr, seed=args.seed, threads=args.threads,
                         progress=not args.no_progress)
     net, _, summary = train_network(opts, say=say, init=args.model, float_cache=args.float_cache)
+    for warning in summary["warnings"]:
+        print(f"ternac train: warning: {warning}", file=sys.stderr)
     if args.out:
         save_network(net, args.out)
         say(f"wrote {args.out}")

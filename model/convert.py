@@ -23,9 +23,10 @@ from .codebook import Codebook, TernacError
 from .importer import import_model
 from .network import ConvGeometry, FlattenLayer, Network, PoolLayer, ReluLayer, TernaryLayer
 from .quantize import encode_layer, learn_codebook
-from .reference import im2col
+from .reference import golden_network, im2col
 
-__all__ = ["activation_scale", "float_forward", "float_pool", "quantize_inputs", "quantize_network"]
+__all__ = ["activation_scale", "compare_with_float", "float_forward", "float_pool", "input_range_warning", "quantize_inputs",
+           "quantize_network"]
 
 DEFAULT_PERCENTILE = 99.99
 
@@ -78,6 +79,7 @@ def quantize_network(model, coding, calibration, *, input_shape=None, lanes=8,
     shape = tuple(input_shape or net.input_shape)
     x = x.reshape((len(x),) + shape)
     input_scale = activation_scale(x, percentile)
+    meta = {"input_range": [float(x.min()), float(x.max())]}       # what the scales were calibrated on
     books = iter(codebooks or [])
 
     def book_for(op):
@@ -89,7 +91,7 @@ def quantize_network(model, coding, calibration, *, input_shape=None, lanes=8,
 
     trunk, x, scale, shape = _quantize_chain(net.ops, x, shape, input_scale, book_for, percentile)
     heads = [_quantize_chain(head, x, shape, scale, book_for, percentile)[0] for head in net.heads]
-    meta = {"notes": list(net.notes)} if net.notes else {}
+    meta.update({"notes": list(net.notes)} if net.notes else {})
     return Network(tuple(input_shape or net.input_shape), input_scale, trunk, lanes=lanes, meta=meta,
                    heads=heads)
 
@@ -150,6 +152,42 @@ def _ternary_layer(op, x, shape, book, in_scale, act, percentile):
                          mult, shift, act is not None and act.kind == "relu", in_scale, out_scale, conv,
                          neg_mult, neg_shift)
     return layer, y
+
+
+def input_range_warning(calibration, inputs, what="evaluation"):
+    """One line when the ``inputs`` do not span the calibration inputs' value range, else None.
+
+    Activation scales are picked on the calibration inputs; inputs beyond their range by more
+    than a tenth of it (e.g. [-1, 1] against [0, 1]), or within a quarter of it, get
+    saturated or coarse activations all the way through the network.
+    """
+    calibration, inputs = np.asarray(calibration), np.asarray(inputs)
+    lo, hi, a, b = float(calibration.min()), float(calibration.max()), float(inputs.min()), float(inputs.max())
+    span = max(hi - lo, 1e-12)
+    if a < lo - 0.1 * span or b > hi + 0.1 * span or b - a < 0.25 * span:
+        return (f"calibration inputs span [{lo:.3g}, {hi:.3g}] but the {what} inputs span [{a:.3g}, {b:.3g}]: "
+                "the activation scales do not fit them; calibrate on the same data")
+    return None
+
+
+def compare_with_float(network, x, want):
+    """The integer network against float outputs ``want`` (a tensor, or a tuple per head) on ``x``.
+
+    Returns the share of inputs whose first-head argmax agrees, and per output the RMS error of
+    the dequantized int8 outputs relative to the float outputs' RMS (None for an output whose
+    last layer has no scale, e.g. a pooling).
+    """
+    want = [np.asarray(w, dtype=np.float64).reshape(len(x), -1)
+            for w in (want if isinstance(want, tuple) else (want,))]
+    got = golden_network(network, quantize_inputs(network, x))
+    got = [g.reshape(len(x), -1) for g in (got if network.heads else [got])]
+    errors = []
+    for g, w, chain in zip(got, want, network.heads or [network.layers]):
+        scale = getattr((chain or network.layers)[-1], "out_scale", None)
+        errors.append(None if scale is None else
+                      float(np.sqrt(np.mean((g * scale - w) ** 2)) / max(np.sqrt(np.mean(w ** 2)), 1e-12)))
+    return {"samples": len(x), "agreement": float((got[0].argmax(1) == want[0].argmax(1)).mean()),
+            "relative_rms_error": errors}
 
 
 def quantize_inputs(network, x):

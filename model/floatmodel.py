@@ -45,10 +45,9 @@ class FloatModel(nn.Module):
 
     def __init__(self, net):
         super().__init__()
-        self.input_shape = tuple(net.input_shape)
         self.trunk = nn.Sequential(*map(_module, net.ops))
         self.heads = nn.ModuleList(nn.Sequential(*map(_module, head)) for head in net.heads)
 
     def forward(self, x):
-        x = self.trunk(x.reshape((len(x),) + self.input_shape))
+        x = self.trunk(x)
         return tuple(head(x) for head in self.heads) if len(self.heads) else x
