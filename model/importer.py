@@ -32,7 +32,7 @@ from torch import nn
 from .codebook import TernacError
 from .network import pool_output_size
 
-__all__ = ["SHAPE", "SUPPORTED", "Call", "FloatNet", "FloatOp", "Graph", "bind", "float_ops",
+__all__ = ["SHAPE", "SUPPORTED", "Call", "FloatNet", "FloatOp", "Graph", "bind",
            "import_model", "load_torch_model", "lower", "module_call"]
 
 SUPPORTED = ("Linear, Conv2d, ReLU, PReLU, LeakyReLU, MaxPool2d, AvgPool2d, Flatten/view/reshape to "
@@ -213,11 +213,6 @@ def import_model(source, input_shape=None):
             from .fx_import import capture_fx
             graph = capture_fx(model)
     return lower(graph, input_shape)
-
-
-def float_ops(model, input_shape=None):
-    """:class:`FloatNet` of an ``nn.Module`` (eager or TorchScript); see :func:`import_model`."""
-    return import_model(model, input_shape)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -232,8 +232,9 @@ def retrain(model, data, opts, say=print, targets=None):
 
     losses = []
     if opts.qat_epochs > 0:
-        losses = _fit(model, x, y if targets is None else targets, opts.qat_epochs, opts.qat_lr, opts.batch, opts.seed + 2, forward=forward,
-             on_step=on_step, desc=f"retrain {opts.schedule} {coding}", progress=opts.progress)
+        losses = _fit(model, x, y if targets is None else targets, opts.qat_epochs, opts.qat_lr, opts.batch,
+                      opts.seed + 2, forward=forward, on_step=on_step,
+                      desc=f"retrain {opts.schedule} {coding}", progress=opts.progress)
     schedule.update(steps, model, quantizers)          # final state: target coding, fully ternary
     for q in quantizers:
         q.fraction = 1.0
