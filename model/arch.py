@@ -9,8 +9,7 @@
 
 The networks hold only layers the golden model maps (Linear, Conv2d, ReLU, MaxPool2d,
 Flatten) and no BatchNorm, so quantization-aware training projects exactly the weights that
-are exported. :func:`model_from_ops` rebuilds such an ``nn.Sequential`` from any imported
-layer chain (BatchNorm already folded), so a user's network can be retrained too.
+are exported. A user's imported network is retrained as a :class:`floatmodel.FloatModel`.
 """
 
 import itertools
@@ -20,7 +19,7 @@ from torch import nn
 
 from .codebook import TernacError
 
-__all__ = ["build_arch", "describe", "model_from_ops", "parse_arch"]
+__all__ = ["build_arch", "describe", "parse_arch"]
 
 
 def parse_arch(text):
@@ -91,36 +90,6 @@ def build_arch(text, input_shape, classes, seed=None):
         layers += [nn.Linear(features, h), nn.ReLU()]
         features = h
     layers.append(nn.Linear(features, classes))
-    return nn.Sequential(*layers)
-
-
-def model_from_ops(ops):
-    """An eager ``nn.Sequential`` holding the float layer chain of :func:`importer.float_ops`."""
-    layers = []
-    for op in ops:
-        if op.kind == "linear":
-            layer = nn.Linear(op.weight.shape[1], op.weight.shape[0])
-        elif op.kind == "conv2d":
-            layer = nn.Conv2d(op.weight.shape[1], op.weight.shape[0], op.kernel, op.stride, op.padding)
-        elif op.kind == "relu":
-            layers.append(nn.ReLU())
-            continue
-        elif op.kind == "flatten":
-            layers.append(nn.Flatten())
-            continue
-        elif op.kind in ("maxpool", "avgpool"):
-            pool = nn.MaxPool2d if op.kind == "maxpool" else nn.AvgPool2d
-            layers.append(pool(op.kernel, op.stride))
-            continue
-        else:
-            raise TernacError(f"layer {op.name} ({op.kind}) cannot be retrained")
-        with torch.no_grad():
-            layer.weight.copy_(op.weight)
-            if op.bias is None:
-                layer.bias.zero_()
-            else:
-                layer.bias.copy_(op.bias)
-        layers.append(layer)
     return nn.Sequential(*layers)
 
 

@@ -6,6 +6,9 @@
 * Requantization per output channel: ``y = (acc * M + 2**(S-1)) >> S`` (arithmetic shift,
   i.e. round half up, towards +infinity), then optional ReLU, then saturation to int8.
   ``M`` is an unsigned ``MULT_BITS``-bit integer, ``S`` an unsigned ``SHIFT_BITS``-bit one.
+* PReLU / LeakyReLU: a second pair ``(M_neg, S_neg)`` per channel applies when the biased
+  accumulator ``acc`` (bias included) is negative; ``M_neg`` is signed (a slope may be
+  negative), ``|M_neg| < 2**MULT_BITS``. A ReLU is the case ``M_neg = 0``.
 """
 
 import numpy as np
@@ -22,6 +25,7 @@ __all__ = [
     "nonzero_bound",
     "quantize_activations",
     "quantize_multiplier",
+    "quantize_slope_multiplier",
     "requantize",
     "round_half_up",
 ]
@@ -74,6 +78,18 @@ def quantize_multiplier(m):
     return mult, shift.astype(np.int64)
 
 
+def quantize_slope_multiplier(m):
+    """Signed ``(M_neg, S_neg)`` for the negative side of a PReLU: ``M_neg * 2**-S_neg ~ m``.
+
+    ``m`` is the real multiplier times the slope; zero gives ``(0, 0)`` (a ReLU channel), a
+    negative slope a negative ``M_neg`` with the magnitude :func:`quantize_multiplier` gives.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    magnitude, shift = quantize_multiplier(np.where(m == 0, 1.0, np.abs(m)))
+    zero = m == 0
+    return np.where(zero, 0, np.sign(m).astype(np.int64) * magnitude), np.where(zero, 0, shift)
+
+
 def round_half_up(value, shift):
     """``floor(value / 2**shift + 1/2)`` for integer arrays: the one rounding ternac uses."""
     value = np.asarray(value, dtype=np.int64)
@@ -82,10 +98,17 @@ def round_half_up(value, shift):
     return (value + half) >> shift
 
 
-def requantize(acc, mult, shift, relu):
-    """int8 output of an accumulator: round-half-up shift, ReLU, saturate (all integer)."""
+def requantize(acc, mult, shift, relu, neg_mult=None, neg_shift=None):
+    """int8 output of an accumulator: round-half-up shift, ReLU, saturate (all integer).
+
+    With ``neg_mult``/``neg_shift`` (a PReLU / LeakyReLU layer) a negative ``acc`` -- the
+    accumulator with its bias, i.e. the sign of the real pre-activation -- is requantized
+    with that pair instead: ``y = round_half_up(acc * M_neg, S_neg)`` when ``acc < 0``.
+    """
     acc = np.asarray(acc, dtype=np.int64)
     y = round_half_up(acc * np.asarray(mult, dtype=np.int64), shift)
+    if neg_mult is not None:
+        y = np.where(acc < 0, round_half_up(acc * np.asarray(neg_mult, dtype=np.int64), neg_shift), y)
     if relu:
         y = np.maximum(y, 0)
     return np.clip(y, ACT_MIN, ACT_MAX).astype(np.int8)

@@ -1,20 +1,28 @@
 """``ternac train``: train float, retrain ternary with the quantizer in the loop, write a .tern.
 
 The reported ternary accuracy is that of the integer reference executor on int8 test inputs.
+``--model M --data D`` retrains a user's model on the user's data (without labels: by
+distillation from the model's own outputs; the accuracies are then agreements with it).
 """
+
+import sys
 
 from torch import nn
 from torch.nn.modules.utils import _pair
 
 from .codebook import TernacError
 from .datasets import DATASETS, load_dataset
+from .importer import load_torch_model
 from .network import check_input_shape, save_network
 from .qat import SCHEDULES
 from .train import TrainOptions, load_initial_model, train_network
 
 
 def configure(parser):
-    parser.add_argument("--dataset", required=True, choices=list(DATASETS))
+    parser.add_argument("--dataset", choices=list(DATASETS), help="a bundled data set")
+    parser.add_argument("--data", metavar="DATA", help="your own inputs instead: an .npz with 'x' (and "
+                        "optional labels 'y') or a folder of images (one sub-folder per class for labels); "
+                        "without labels the model of --model is distilled from")
     parser.add_argument("--arch", help="architecture, e.g. mlp:784-256-256-10 or cnn:16-32 "
                         "(with --model: the architecture of a state_dict)")
     parser.add_argument("--model", metavar="PATH",
@@ -46,21 +54,31 @@ def configure(parser):
 def run(args, say):
     if not args.arch and not args.model:
         raise TernacError("give --arch (e.g. mlp:784-256-256-10) or --model PATH")
+    if bool(args.dataset) == bool(args.data):
+        raise TernacError("give one of --dataset NAME or --data DATA")
     float_epochs = args.float_epochs
     if float_epochs is None and args.model:
         float_epochs = 0
-    opts = TrainOptions(dataset=args.dataset, arch=args.arch or "", coding=args.coding,
+    opts = TrainOptions(dataset=args.dataset or "custom", data=args.data, arch=args.arch or "", coding=args.coding,
                         codebook_bits=args.codebook_bits, schedule=args.schedule,
                         edge_coding=args.edge_coding,
                         float_epochs=float_epochs, qat_epochs=args.epochs, batch=args.batch,
                         lr=args.lr, qat_lr=args.qat_lr, seed=args.seed, threads=args.threads,
                         progress=not args.no_progress)
-    if args.model:
+    if args.model and args.dataset:
         data = load_dataset(args.dataset)
-        model = load_initial_model(args.model, args.arch, data)
+        try:
+            model = load_initial_model(args.model, args.arch, data)
+        except TernacError:
+            # The import fails on a shape mismatch: say which shape the model wants instead.
+            model = _loaded_module(args.model)
+            if model is None:
+                raise
         check_input_shape(model_input_shape(model, data.input_shape), data.input_shape,
                           f"the data set {args.dataset}")
     net, _, summary = train_network(opts, say=say, init=args.model, float_cache=args.float_cache)
+    for warning in summary["warnings"]:
+        print(f"ternac train: warning: {warning}", file=sys.stderr)
     if args.out:
         save_network(net, args.out)
         say(f"wrote {args.out}")
@@ -69,6 +87,14 @@ def run(args, say):
         f"{100 * summary['integer_accuracy']:.2f} % at {summary['bits_per_weight_codes']:.3f} b/w "
         f"(all-in {summary['bits_per_weight_all_in']:.3f}); training {summary['train_seconds']:.0f} s")
     return summary
+
+
+def _loaded_module(path):
+    """The saved module itself (None if it cannot be loaded as one)."""
+    try:
+        return load_torch_model(path)
+    except TernacError:
+        return None
 
 
 def model_input_shape(model, shape):

@@ -10,6 +10,11 @@
 Every data set is returned as float32 images in [0, 1] of shape (B, 1, H, W) and int64
 labels; the integer network quantizes the same [0, 1] pixels to int8 (see ``ternac eval``).
 A missing data set raises :class:`TernacError` naming the command that installs it.
+
+A user's own data (:func:`load_user_data`, ``ternac train --data``) is an ``.npz`` file with
+float inputs ``x`` (B, ...) and optional integer labels ``y``, or a folder of images (one
+sub-folder per class gives labels, sorted by name; images directly in the folder are
+unlabelled); a fixed, seeded 80/20 split holds out the evaluation inputs.
 """
 
 import gzip
@@ -22,7 +27,7 @@ import numpy as np
 
 from .codebook import TernacError
 
-__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "load_dataset", "read_idx"]
+__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "load_dataset", "load_user_data", "read_idx"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL = "sudo apt-get install dataset-fashion-mnist"
@@ -34,7 +39,7 @@ SPLIT_SEED = 0          # fixed: the held-out splits of digits and mnist5k never
 class Dataset:
     name: str
     x_train: np.ndarray     # (B, 1, H, W) float32 in [0, 1]
-    y_train: np.ndarray     # (B,) int64
+    y_train: np.ndarray     # (B,) int64; None for unlabelled user data
     x_test: np.ndarray
     y_test: np.ndarray
     classes: int = 10
@@ -42,6 +47,10 @@ class Dataset:
     @property
     def input_shape(self):
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def labelled(self):
+        return self.y_train is not None
 
     def __repr__(self):
         return (f"Dataset({self.name}: {len(self.x_train)} train + {len(self.x_test)} test, "
@@ -138,3 +147,71 @@ def load_dataset(name, root=None):
     if key not in _CACHE:
         _CACHE[key] = DATASETS[name]() if name == "digits" else DATASETS[name](root)
     return _CACHE[key]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def _read_images(files, input_shape):
+    """float32 (B, C, H, W) in [0, 1]; grey for one channel, else RGB; resized to ``input_shape``."""
+    from PIL import Image
+    channels = input_shape[0] if input_shape else None
+    out = []
+    for path in files:
+        try:
+            image = Image.open(path)
+            image = image.convert("L" if channels in (None, 1) else "RGB")
+        except OSError as error:
+            raise TernacError(f"cannot read image {path}: {error}") from None
+        if input_shape and len(input_shape) == 3 and image.size != (input_shape[2], input_shape[1]):
+            image = image.resize((input_shape[2], input_shape[1]))
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        out.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+    if len({a.shape for a in out}) > 1:
+        raise TernacError("the images have different sizes: give the model's input shape to resize them")
+    return np.stack(out)
+
+
+def _user_arrays(path, input_shape):
+    path = Path(path)
+    if path.is_dir():
+        classes = sorted(p for p in path.iterdir() if p.is_dir())
+        if classes:
+            files = [(f, i) for i, c in enumerate(classes) for f in sorted(c.iterdir())
+                     if f.suffix.lower() in IMAGE_SUFFIXES]
+            labels = np.array([i for _, i in files], dtype=np.int64)
+        else:
+            files = [(f, None) for f in sorted(path.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+            labels = None
+        if not files:
+            raise TernacError(f"data folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return _read_images([f for f, _ in files], input_shape), labels
+    try:
+        with np.load(path) as archive:
+            if "x" not in archive:
+                raise TernacError(f"{path} has no array 'x' (found {', '.join(archive.files)})")
+            x = archive["x"].astype(np.float32)
+            y = archive["y"].astype(np.int64) if "y" in archive else None
+    except (OSError, ValueError) as error:
+        raise TernacError(f"cannot read data {path}: expected an .npz with 'x' (and optional 'y') or a "
+                          f"folder of images ({error})") from None
+    if y is not None and len(y) != len(x):
+        raise TernacError(f"{path}: 'x' has {len(x)} samples but 'y' has {len(y)} labels")
+    return x, y
+
+
+def load_user_data(path, input_shape=None, test_share=0.2):
+    """A :class:`Dataset` of a user's inputs (see the module docstring); ``y`` None if unlabelled."""
+    x, y = _user_arrays(path, input_shape)
+    if input_shape:
+        if int(np.prod(x.shape[1:])) != int(np.prod(input_shape)):
+            raise TernacError(f"{path}: samples have shape {x.shape[1:]}, the model takes {tuple(input_shape)}")
+        x = x.reshape((len(x),) + tuple(input_shape))
+    if len(x) < 2:
+        raise TernacError(f"{path}: at least 2 samples are needed, found {len(x)}")
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    cut = len(x) - max(1, round(test_share * len(x)))
+    train, test = order[:cut], order[cut:]
+    pick = (lambda idx: None) if y is None else (lambda idx: y[idx])
+    classes = int(y.max()) + 1 if y is not None else 0
+    return Dataset(Path(path).name, x[train], pick(train), x[test], pick(test), classes)

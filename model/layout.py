@@ -10,8 +10,6 @@ These two functions are the one definition of that order; the quantizer, the QAT
 and the golden ``im2col`` use them.
 """
 
-import torch
-
 __all__ = ["channel_words", "coded_matrix", "uncoded_weight"]
 
 
@@ -22,6 +20,8 @@ def channel_words(channels, n):
 
 def coded_matrix(weight, n):
     """The coded weight matrix ``(O, columns)`` of a Linear or Conv2d weight tensor."""
+    import torch  # here: the lowering uses channel_words, and `ternac info` stays torch-free
+
     weight = torch.as_tensor(weight)
     if weight.dim() == 2:
         return weight
@@ -33,6 +33,8 @@ def coded_matrix(weight, n):
 
 def uncoded_weight(matrix, shape, n):
     """Inverse of :func:`coded_matrix`: the weight tensor of ``shape`` (padding dropped)."""
+    import torch
+
     matrix = torch.as_tensor(matrix)
     if len(shape) == 2:
         return matrix.reshape(shape)

@@ -4,9 +4,13 @@ A network is a chain of layers over int8 activations stored channel-major (C, H,
 
 * :class:`TernaryLayer` -- a Linear or Conv2d layer mapped to a matrix-vector product with
   (N, K)-coded ternary weights, an integer bias and per-channel requantization;
-* :class:`PoolLayer` -- max or average pooling on int8 activations;
+* :class:`PoolLayer` -- max or average pooling on int8 activations (padding, ceil_mode);
 * :class:`ReluLayer` -- a ReLU that could not be fused into the preceding ternary layer;
 * :class:`FlattenLayer` -- (C, H, W) to a vector, C-major as ``torch.flatten`` does.
+
+A network with several outputs (e.g. a classifier head and a box-regression head on one
+trunk) keeps the shared chain in ``layers`` and one further chain per output in ``heads``;
+every head reads the trunk's output.
 
 ``.tern`` file layout (all little-endian), see ``docs/format.md``::
 
@@ -42,6 +46,7 @@ __all__ = [
     "TernaryLayer",
     "check_input_shape",
     "load_network",
+    "pool_output_size",
     "save_network",
 ]
 
@@ -103,6 +108,10 @@ class TernaryLayer:
     in_scale: float
     out_scale: float
     conv: ConvGeometry | None = None
+    # PReLU / LeakyReLU: requantization of a negative accumulator (arith.requantize);
+    # None for a ReLU or no activation
+    neg_mult: np.ndarray | None = None      # (out_features,) int64, signed
+    neg_shift: np.ndarray | None = None     # (out_features,) int64
 
     kind = "ternary"
 
@@ -147,11 +156,27 @@ class TernaryLayer:
         return 1 if self.conv is None else self.conv.out_h * self.conv.out_w
 
 
+def pool_output_size(size, kernel, stride, padding=0, ceil_mode=False):
+    """Output length of a pooling window along one axis, PyTorch's rule.
+
+    ``ceil_mode`` rounds the window count up, but the last window must start inside the
+    input or its left padding.
+    """
+    span = size + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
 @dataclass(eq=False)
 class PoolLayer:
-    """Max or average pooling over (C, H, W) int8 activations.
+    """Max or average pooling over (C, H, W) int8 activations, PyTorch's window geometry.
 
-    Average pooling rounds half up: ``floor((sum + count // 2) / count)``.
+    Max pooling pads with -128 (never above a real value, so padding is ignored). Average
+    pooling rounds half up, ``floor((sum + count // 2) / count)``, with PyTorch's default
+    ``count_include_pad=True`` count: the window clipped to the padded input (padding zeros
+    count, a ``ceil_mode`` overhang past the padding does not).
     """
 
     name: str
@@ -161,6 +186,8 @@ class PoolLayer:
     in_w: int
     kernel: tuple
     stride: tuple
+    padding: tuple = (0, 0)
+    ceil_mode: bool = False
 
     kind = "pool"
 
@@ -168,8 +195,9 @@ class PoolLayer:
         return (self.channels, self.in_h, self.in_w)
 
     def out_shape(self):
-        return (self.channels, (self.in_h - self.kernel[0]) // self.stride[0] + 1,
-                (self.in_w - self.kernel[1]) // self.stride[1] + 1)
+        return (self.channels,
+                pool_output_size(self.in_h, self.kernel[0], self.stride[0], self.padding[0], self.ceil_mode),
+                pool_output_size(self.in_w, self.kernel[1], self.stride[1], self.padding[1], self.ceil_mode))
 
 
 @dataclass(eq=False)
@@ -202,7 +230,9 @@ class Network:
     """A quantized network: input geometry and scale, the layer chain, and metadata.
 
     ``lanes`` is the hardware geometry the network was packed for (output neurons computed
-    in parallel); ``meta`` holds provenance (source model, data set, accuracies).
+    in parallel); ``meta`` holds provenance (source model, data set, accuracies). ``heads``:
+    for a network with several outputs, one layer chain per output, each fed by the output of
+    ``layers`` (the trunk); empty for a single-output network.
     """
 
     input_shape: tuple
@@ -210,19 +240,31 @@ class Network:
     layers: list
     lanes: int = 8
     meta: dict = field(default_factory=dict)
+    heads: list = field(default_factory=list)
 
     def __post_init__(self):
-        shape = tuple(self.input_shape)
-        for layer in self.layers:
-            if tuple(layer.in_shape()) != shape and int(np.prod(layer.in_shape())) != int(np.prod(shape)):
-                raise TernacError(f"layer {layer.name} expects input {layer.in_shape()}, gets {shape}")
-            shape = tuple(layer.out_shape())
+        trunk = self._check_chain(self.layers, tuple(self.input_shape))
+        for head in self.heads:
+            self._check_chain(head, trunk)
         if self.lanes < 1:
             raise TernacError(f"lanes must be at least 1, got {self.lanes}")
 
+    @staticmethod
+    def _check_chain(layers, shape):
+        for layer in layers:
+            if tuple(layer.in_shape()) != shape and int(np.prod(layer.in_shape())) != int(np.prod(shape)):
+                raise TernacError(f"layer {layer.name} expects input {layer.in_shape()}, gets {shape}")
+            shape = tuple(layer.out_shape())
+        return shape
+
+    @property
+    def all_layers(self):
+        """Trunk layers, then every head's layers in order."""
+        return list(self.layers) + [layer for head in self.heads for layer in head]
+
     @property
     def ternary_layers(self):
-        return [layer for layer in self.layers if isinstance(layer, TernaryLayer)]
+        return [layer for layer in self.all_layers if isinstance(layer, TernaryLayer)]
 
     @property
     def coding(self) -> Coding:
@@ -233,7 +275,15 @@ class Network:
 
     @property
     def output_shape(self):
-        return tuple(self.layers[-1].out_shape()) if self.layers else tuple(self.input_shape)
+        if self.heads:
+            raise TernacError(f"the network has {len(self.heads)} outputs: use output_shapes")
+        return self.output_shapes[0]
+
+    @property
+    def output_shapes(self):
+        """Shape of every output: one per head, or the trunk's."""
+        trunk = tuple(self.layers[-1].out_shape()) if self.layers else tuple(self.input_shape)
+        return [tuple(head[-1].out_shape()) if head else trunk for head in self.heads] or [trunk]
 
     @property
     def weight_count(self):
@@ -319,9 +369,14 @@ def _encode(fields, values, arrays, prefix):
 def save_network(network, path):
     """Write ``network`` to ``path`` in the ``.tern`` format (``docs/format.md``)."""
     arrays = {}
-    layers = [{"kind": layer.kind, **_encode(_table(layer.kind), _fields_of(layer.kind, layer), arrays,
-                                             f"{layer.name}.")}
-              for layer in network.layers]
+
+    def records(chain, prefix):
+        return [{"kind": layer.kind, **_encode(_table(layer.kind), _fields_of(layer.kind, layer), arrays,
+                                               f"{prefix}{layer.name}.")}
+                for layer in chain]
+
+    layers = records(network.layers, "")
+    heads = [records(head, f"head{i}/") for i, head in enumerate(network.heads)]
     header = _encode(schema.NETWORK, {f.name: getattr(network, f.name) for f in schema.NETWORK}, arrays, "")
     payload, index = bytearray(), {}
     for key, array in arrays.items():
@@ -330,6 +385,8 @@ def save_network(network, path):
                       "offset": len(payload), "nbytes": array.nbytes}
         payload += array.tobytes()
     header.update(layers=layers, arrays=index, payload_bytes=len(payload), payload_crc32=zlib.crc32(payload))
+    if heads:
+        header["heads"] = heads
     blob = json.dumps(header, default=_json_default).encode()
     with open(path, "wb") as f:
         f.write(_HEAD.pack(MAGIC, FORMAT_VERSION, len(blob)))
@@ -393,22 +450,29 @@ class _Reader:
 
     def network(self):
         values = self.record(self.header, schema.NETWORK, "header", extra=_CONTAINER)
-        records = self.header.get("layers")
+        heads = self.header.get("heads", [])
+        if not isinstance(heads, list):
+            raise TernacError("malformed header: 'heads' is not a list")
+        layers = self.chain(self.header.get("layers"), "layers", "layer")
+        heads = [self.chain(head, f"heads[{h}]", f"head {h} layer") for h, head in enumerate(heads)]
+        try:
+            return Network(layers=layers, heads=heads, **values)
+        except TernacError as error:
+            raise TernacError(f"header: {error}") from None
+
+    def chain(self, records, what, label):
         if not isinstance(records, list):
-            raise TernacError("malformed header: 'layers' is not a list")
+            raise TernacError(f"malformed header: '{what}' is not a list")
         layers = []
         for i, record in enumerate(records):
             kind = record.get("kind") if isinstance(record, dict) else None
             if kind not in schema.LAYERS:
-                raise TernacError(f"layer {i}: unknown layer kind {kind!r} "
+                raise TernacError(f"{label} {i}: unknown layer kind {kind!r} "
                                   f"(this ternac knows {', '.join(schema.LAYERS)})")
             name = record.get("name")
-            where = f"layer {name}" if isinstance(name, str) else f"layer {i}"
+            where = f"{label} {name}" if isinstance(name, str) else f"{label} {i}"
             layers.append(_build(kind, self.record(record, schema.LAYERS[kind], where, extra=("kind",)), where))
-        try:
-            return Network(layers=layers, **values)
-        except TernacError as error:
-            raise TernacError(f"header: {error}") from None
+        return layers
 
     def record(self, record, fields, where, extra=()):
         if not isinstance(record, dict):
@@ -455,7 +519,7 @@ class _Reader:
 
 
 # header entries that are the container, not network fields
-_CONTAINER = ("layers", "arrays", "payload_bytes", "payload_crc32")
+_CONTAINER = ("layers", "heads", "arrays", "payload_bytes", "payload_crc32")
 
 
 def _size(rule, record):

@@ -1,7 +1,8 @@
 """Quantization-aware (re)training: the (N, K) projection in the loop, with float shadow weights.
 
-The float model stays a plain ``nn.Sequential`` (Linear, Conv2d, ReLU, MaxPool2d, Flatten), so
-it is exported as is by :func:`convert.quantize_network`. Training runs it through
+The float model stays a plain module -- an ``nn.Sequential`` (Linear, Conv2d, ReLU, MaxPool2d,
+Flatten) or an imported network's :class:`floatmodel.FloatModel` (trunk and heads) -- so it is
+exported as is by :func:`convert.quantize_network`. Training runs it through
 :func:`qat_forward`, which replaces every weight by its quantized image:
 
 * forward: ``alpha * T`` from :func:`quantize.project` (or :func:`quantize.project_codebook`
@@ -75,8 +76,8 @@ def gradual_stages(coding):
 
 
 def weight_layers(model):
-    """The Linear and Conv2d modules of a Sequential, in order."""
-    return [m for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
+    """The Linear and Conv2d modules of a model, in order (trunk, then heads)."""
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
 
 
 class LayerQuantizer:
@@ -115,19 +116,10 @@ class LayerQuantizer:
 
 
 def qat_forward(model, x, quantizers):
-    """Run a Sequential with its Linear/Conv2d weights replaced by ``quantizers[i](weight)``."""
-    layer = 0
-    for module in model:
-        if isinstance(module, nn.Linear):
-            x = nn.functional.linear(x, quantizers[layer](module.weight), module.bias)
-            layer += 1
-        elif isinstance(module, nn.Conv2d):
-            x = nn.functional.conv2d(x, quantizers[layer](module.weight), module.bias,
-                                     module.stride, module.padding)
-            layer += 1
-        else:
-            x = module(x)
-    return x
+    """Run a model with its Linear/Conv2d weights replaced by ``quantizers[i](weight)``."""
+    names = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    weights = {f"{name}.weight": q(m.weight) for name, m, q in zip(names, weight_layers(model), quantizers)}
+    return torch.func.functional_call(model, weights, (x,))
 
 
 def _homogeneous(module):
@@ -150,9 +142,10 @@ def normalise_channels(model, x, quantizers=None, quantile=0.999, limit=32.0, ep
     every (N, K) sub-vector should select on. It also equalises the channels' activation
     ranges for the per-tensor int8 activation scale of the integer network.
 
-    With ``quantizers`` the activations are those of the quantized forward.
+    With ``quantizers`` the activations are those of the quantized forward. A model with
+    heads is normalised within its trunk.
     """
-    modules = list(model)
+    modules = list(model if isinstance(model, nn.Sequential) else model.trunk)
     layers = [i for i, m in enumerate(modules) if isinstance(m, (nn.Linear, nn.Conv2d))]
     for a, b in itertools.pairwise(layers):
         if not all(_homogeneous(m) for m in modules[a + 1: b]):

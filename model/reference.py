@@ -43,14 +43,25 @@ def golden_accumulate(layer, columns):
     return acc.reshape(columns.shape[:-1] + (w.shape[0],)).astype(np.int64) + layer.bias.astype(np.int64)
 
 
+def _pool_counts(size, out, kernel, stride, pad):
+    """Values per window along one axis under ``count_include_pad``: the window clipped to
+    the padded input ``[-pad, size + pad)`` (PyTorch's ``avg_pool2d`` divisor)."""
+    start = np.arange(out) * stride - pad
+    return np.minimum(start + kernel, size + pad) - start
+
+
 def _pool(layer, x):
-    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
     _, oh, ow = layer.out_shape()
+    h, w = x.shape[2:]
+    fill = ACT_MIN if layer.mode == "max" else 0          # -128 never wins a max: padding ignored
+    bottom, right = max(0, (oh - 1) * sh + kh - h - ph), max(0, (ow - 1) * sw + kw - w - pw)
+    x = np.pad(x, ((0, 0), (0, 0), (ph, bottom), (pw, right)), constant_values=fill)
     windows = np.stack([x[:, :, ky: ky + sh * oh: sh, kx: kx + sw * ow: sw]
                         for ky in range(kh) for kx in range(kw)], axis=-1).astype(np.int64)
     if layer.mode == "max":
         return windows.max(axis=-1).astype(np.int8)
-    count = kh * kw
+    count = _pool_counts(h, oh, kh, sh, ph)[:, None] * _pool_counts(w, ow, kw, sw, pw)[None, :]
     return np.clip((windows.sum(axis=-1) + count // 2) // count, ACT_MIN, ACT_MAX).astype(np.int8)
 
 
@@ -61,11 +72,11 @@ def golden_layer(layer, x):
         raise TernacError(f"layer {layer.name}: activations must be int8, got {x.dtype}")
     x = x.reshape((x.shape[0],) + tuple(layer.in_shape()))
     if isinstance(layer, TernaryLayer):
+        columns = x if layer.conv is None else im2col(x, layer.conv)      # (B, I) or (B, P, I)
+        y = requantize(golden_accumulate(layer, columns), layer.mult, layer.shift, layer.relu,
+                       layer.neg_mult, layer.neg_shift)
         if layer.conv is None:
-            acc = golden_accumulate(layer, x)
-            return requantize(acc, layer.mult, layer.shift, layer.relu)
-        acc = golden_accumulate(layer, im2col(x, layer.conv))        # (B, P, O)
-        y = requantize(acc, layer.mult, layer.shift, layer.relu)
+            return y
         return y.transpose(0, 2, 1).reshape((x.shape[0],) + layer.out_shape())
     if isinstance(layer, PoolLayer):
         return _pool(layer, x)
@@ -79,8 +90,10 @@ def golden_layer(layer, x):
 def golden_network(network, x, trace=False):
     """Run the network on int8 inputs (B, *input_shape).
 
-    Returns the int8 outputs (B, *output_shape), or with ``trace=True`` the list of every
-    layer's output (the last one being the network output).
+    Returns the int8 outputs (B, *output_shape); for a network with heads, the list of every
+    head's outputs. With ``trace=True``: the list of every layer's output in
+    ``network.all_layers`` order (trunk, then each head), so for a single-output network
+    the last one is the network output.
     """
     x = np.asarray(x)
     if x.dtype != np.int8:
@@ -92,11 +105,26 @@ def golden_network(network, x, trace=False):
     for layer in network.layers:
         x = golden_layer(layer, x)
         outputs.append(x)
-    return outputs if trace else x
+    heads = []
+    for head in network.heads:
+        y = x
+        for layer in head:
+            y = golden_layer(layer, y)
+            outputs.append(y)
+        heads.append(y)
+    if trace:
+        return outputs
+    return heads if network.heads else x
 
 
 def golden_predict(network, x, batch=1024):
-    """Class predictions (argmax of the int8 logits; the lowest index wins a tie)."""
-    preds = [golden_network(network, x[i: i + batch]).reshape(len(x[i: i + batch]), -1).argmax(axis=1)
-             for i in range(0, len(x), batch)]
+    """Class predictions (argmax of the int8 logits; the lowest index wins a tie).
+
+    A network with heads predicts from its first head (the classifier by convention).
+    """
+    def logits(xb):
+        out = golden_network(network, xb)
+        return (out[0] if network.heads else out).reshape(len(xb), -1)
+
+    preds = [logits(x[i: i + batch]).argmax(axis=1) for i in range(0, len(x), batch)]
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)

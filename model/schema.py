@@ -97,12 +97,20 @@ LAYERS = {
         Field("in_scale", "float", "real value of one int8 step of the input"),
         Field("out_scale", "float", "real value of one int8 step of the output"),
         Field("conv", "conv", "Conv2d geometry; null for a Linear layer", default=None),
+        Field("neg_mult", "int64", "PReLU/LeakyReLU: signed multiplier M- for a negative biased "
+              "accumulator (arith.requantize); null: ReLU or no activation",
+              shape=("out_features",), default=None),
+        Field("neg_shift", "int64", "PReLU/LeakyReLU: shift S- for a negative biased accumulator",
+              shape=("out_features",), default=None),
     ),
     "pool": (
         Field("name", "str", "layer name"),
         Field("mode", "str", "max or avg (avg rounds half up)"),
         Field("channels", "int", "C"),
         *_WINDOW,
+        Field("padding", "int[2]", "(ph, pw): max pads with -128, avg counts padding zeros",
+              default=(0, 0)),
+        Field("ceil_mode", "bool", "PyTorch's ceil_mode window count", default=False),
     ),
     "relu": (
         Field("name", "str", "layer name"),

@@ -5,13 +5,19 @@ the ternary network is always that of the integer reference executor
 (:func:`reference.golden_predict`) on int8 test inputs, next to the float model's and the
 quantized float shadow's. Everything runs on pre-loaded tensors with Adam and a cosine
 learning rate, ``torch.set_num_threads(threads)``; progress bars go to stderr.
+
+On a user's own data (``TrainOptions.data``, :func:`datasets.load_user_data`) with labels the
+retraining is supervised as on a bundled data set; without labels it distils from the float
+model: the loss is the mean squared error between the ternary shadow's outputs (every head)
+and the float model's, and the reported "accuracies" are agreements with the float model's
+predictions (argmax of the first head). Calibration uses the same data.
 """
 
 import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +25,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .arch import build_arch, model_from_ops
+from .arch import build_arch
 from .bits import bits_per_weight
 from .codebook import Codebook, Coding, TernacError
-from .convert import DEFAULT_PERCENTILE, quantize_inputs, quantize_network
-from .datasets import load_dataset
-from .importer import float_ops, load_torch_model
+from .convert import (
+    DEFAULT_PERCENTILE,
+    compare_with_float,
+    input_range_warning,
+    quantize_inputs,
+    quantize_network,
+)
+from .datasets import load_dataset, load_user_data
+from .floatmodel import FloatModel
+from .importer import import_model
 from .qat import (
     SCHEDULES,
     Schedule,
@@ -59,6 +72,7 @@ DEFAULTS = {
 @dataclass
 class TrainOptions:
     dataset: str = "digits"
+    data: str | None = None               # a user's .npz or image folder instead of ``dataset``
     arch: str = "mlp:64-64-10"
     coding: str = "8,2"
     codebook_bits: int | None = None
@@ -87,14 +101,37 @@ def _tensors(data):
             torch.from_numpy(data.x_test), torch.from_numpy(data.y_test))
 
 
+def _first(out):
+    """The first head's output (the classifier by convention)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def float_outputs(model, x, batch=2048):
+    """Every output of a float model on ``x``, as a tuple (one tensor per head)."""
+    model.eval()
+    outs = [model(x[i: i + batch]) for i in range(0, len(x), batch)]
+    outs = [o if isinstance(o, tuple) else (o,) for o in outs]
+    return tuple(torch.cat(parts) for parts in zip(*outs))
+
+
 @torch.no_grad()
 def float_accuracy(model, x, y, forward=None, batch=2048):
     model.eval()
     correct = 0
     for i in range(0, len(x), batch):
         out = model(x[i: i + batch]) if forward is None else forward(x[i: i + batch])
-        correct += int((out.argmax(1) == y[i: i + batch]).sum())
+        correct += int((_first(out).argmax(1) == y[i: i + batch]).sum())
     return correct / max(len(x), 1)
+
+
+def _loss(out, target):
+    """Cross-entropy of the first head on labels, or (distillation, ``target`` a tuple of the
+    float model's outputs) the sum over heads of the mean squared error."""
+    if isinstance(target, tuple):
+        outs = out if isinstance(out, tuple) else (out,)
+        return sum(nn.functional.mse_loss(o, t) for o, t in zip(outs, target))
+    return nn.functional.cross_entropy(_first(out), target)
 
 
 def qat_accuracy(model, quantizers, x, y):
@@ -118,13 +155,16 @@ def integer_accuracy(network, x, y):
 
 def _fit(model, x, y, epochs, lr, batch, seed, forward=None, on_step=None, desc="train",
          progress=True, weight_decay=0.0):
-    """Adam with a cosine learning rate over ``epochs`` (may be fractional) of minibatches."""
+    """Adam with a cosine learning rate over ``epochs`` (may be fractional) of minibatches.
+
+    ``y``: labels, or a tuple of target outputs (distillation). Returns the loss of every step.
+    """
     per_epoch = math.ceil(len(x) / batch)
     steps = max(1, round(epochs * per_epoch))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     gen = seeded_generator(seed)
-    loss_fn = nn.CrossEntropyLoss()
+    losses = []
     order = torch.empty(0, dtype=torch.long)
     # disable=None: bars only on a terminal, never as carriage-return noise in a log
     bar = tqdm(total=steps, desc=desc, disable=None if progress else True, leave=False, unit="step",
@@ -138,7 +178,8 @@ def _fit(model, x, y, epochs, lr, batch, seed, forward=None, on_step=None, desc=
             order = torch.randperm(len(x), generator=gen)
         idx = order[pos: pos + batch]
         out = model(x[idx]) if forward is None else forward(x[idx])
-        loss = loss_fn(out, y[idx])
+        loss = _loss(out, tuple(t[idx] for t in y) if isinstance(y, tuple) else y[idx])
+        losses.append(loss.item())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -148,7 +189,7 @@ def _fit(model, x, y, epochs, lr, batch, seed, forward=None, on_step=None, desc=
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
     model.eval()
-    return steps
+    return losses
 
 
 def train_float(model, data, opts):
@@ -160,8 +201,11 @@ def train_float(model, data, opts):
     return time.perf_counter() - start
 
 
-def retrain(model, data, opts, say=print):
-    """Ternary retraining in place with the schedule of ``opts``; returns (quantizers, seconds)."""
+def retrain(model, data, opts, say=print, targets=None):
+    """Ternary retraining in place with the schedule of ``opts``; returns (quantizers, seconds, losses).
+
+    ``targets``: the float model's outputs on ``data.x_train`` to distil from (instead of labels).
+    """
     coding = Coding.parse(opts.coding)
     if opts.schedule not in SCHEDULES:
         raise TernacError(f"unknown schedule {opts.schedule!r}; choose one of {', '.join(SCHEDULES)}")
@@ -186,13 +230,15 @@ def retrain(model, data, opts, say=print):
     def forward(xb):
         return qat_forward(model, xb, [lambda w, q=q: q(w, gen) for q in quantizers])
 
+    losses = []
     if opts.qat_epochs > 0:
-        _fit(model, x, y, opts.qat_epochs, opts.qat_lr, opts.batch, opts.seed + 2, forward=forward,
-             on_step=on_step, desc=f"retrain {opts.schedule} {coding}", progress=opts.progress)
+        losses = _fit(model, x, y if targets is None else targets, opts.qat_epochs, opts.qat_lr, opts.batch,
+                      opts.seed + 2, forward=forward, on_step=on_step,
+                      desc=f"retrain {opts.schedule} {coding}", progress=opts.progress)
     schedule.update(steps, model, quantizers)          # final state: target coding, fully ternary
     for q in quantizers:
         q.fraction = 1.0
-    return quantizers, time.perf_counter() - start
+    return quantizers, time.perf_counter() - start, losses
 
 
 def _edge_layers(model, opts):
@@ -232,7 +278,7 @@ def float_bits(model):
 
 
 def load_initial_model(path, arch, data):
-    """A float nn.Sequential from a saved module, a TorchScript file, or a state_dict + arch."""
+    """A float model from a saved module, a TorchScript or ONNX file, or a state_dict + arch."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
@@ -250,7 +296,7 @@ def load_initial_model(path, arch, data):
             raise TernacError(f"state_dict {path} does not match architecture {arch}: "
                               f"{str(error).splitlines()[0]}") from None
         return model
-    return model_from_ops(float_ops(load_torch_model(path)))
+    return FloatModel(import_model(path, data.input_shape))
 
 
 def _float_cache_key(opts):
@@ -262,26 +308,36 @@ def _float_cache_key(opts):
 def train_network(opts, say=print, init=None, float_cache=None):
     """Float training (or a given model), ternary retraining, export; returns (network, summary).
 
-    ``init``: path of a float model to start from (module, TorchScript, or state_dict with
-    ``opts.arch``); it is trained further in float for ``opts.float_epochs`` (set 0 to skip,
-    as ``ternac train --model`` does by default) before the ternary retraining. ``float_cache``: a directory where trained float models
-    are kept and reused (keyed by data set, architecture, seed and float hyper-parameters).
+    ``init``: path of a float model to start from (module, TorchScript, ONNX, or state_dict
+    with ``opts.arch``); it is trained further in float for ``opts.float_epochs`` (set 0 to
+    skip, as ``ternac train --model`` does by default) before the ternary retraining.
+    ``float_cache``: a directory where trained float models are kept and reused (keyed by data
+    set, architecture, seed and float hyper-parameters). ``opts.data``: the user's data (see
+    the module docstring). ``summary["warnings"]`` lists one-line warnings.
     """
     torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
     coding = Coding.parse(opts.coding)
     if opts.codebook_bits is not None and not 1 <= opts.codebook_bits <= coding.code_bits:
         raise TernacError(f"--codebook-bits must be in 1..{coding.code_bits} for coding {coding}")
-    data = load_dataset(opts.dataset)
-    _, _, x_test, y_test = _tensors(data)
+    data = load_user_data(opts.data) if opts.data else load_dataset(opts.dataset)
     start = time.perf_counter()
     float_time = 0.0
-    cached = None
+    cached = targets = teacher_test = None
     if init is not None:
         model = load_initial_model(init, opts.arch, data)
         source = str(init)
-        if opts.float_epochs > 0:
+        if not data.labelled:                   # distil: the float model's outputs are the targets
+            if opts.float_epochs > 0:
+                raise TernacError(f"{opts.data} has no labels ('y'): the float model cannot be trained "
+                                  "further (use --float-epochs 0); it is distilled from instead")
+            targets = float_outputs(model, torch.from_numpy(data.x_train))
+            teacher_test = float_outputs(model, torch.from_numpy(data.x_test))
+            data = replace(data, y_train=targets[0].argmax(1).numpy(), y_test=teacher_test[0].argmax(1).numpy())
+        elif opts.float_epochs > 0:
             float_time = train_float(model, data, opts)
+    elif not data.labelled:
+        raise TernacError(f"{opts.data} has no labels ('y'): give the float model to distil from with --model")
     else:
         model = build_arch(opts.arch, data.input_shape, data.classes, seed=opts.seed)
         source = opts.arch
@@ -297,21 +353,26 @@ def train_network(opts, say=print, init=None, float_cache=None):
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 torch.save({"state_dict": model.state_dict(), "seconds": float_time}, cached)
+    _, _, x_test, y_test = _tensors(data)
     float_acc = float_accuracy(model, x_test, y_test)
     say(f"float model: test accuracy {100 * float_acc:.2f} % ({float_time:.0f} s)")
-    quantizers, qat_time = retrain(model, data, opts, say)
+    quantizers, qat_time, losses = retrain(model, data, opts, say, targets)
     shadow_acc = qat_accuracy(model, quantizers, x_test, y_test)
-    meta = {"dataset": opts.dataset, "arch": opts.arch, "source": source, "schedule": opts.schedule,
+    dataset = opts.data or opts.dataset
+    meta = {"dataset": dataset, "arch": opts.arch, "source": source, "schedule": opts.schedule,
             "coding": str(coding), "codebook_bits": opts.codebook_bits, "seed": opts.seed,
             "edge_coding": opts.edge_coding,
-            "input": "pixels in [0, 1]"}
+            "input": f"as in {opts.data}" if opts.data else "pixels in [0, 1]"}
     net = export(model, quantizers, data, opts, meta)
     int_acc = integer_accuracy(net, data.x_test, data.y_test)
+    warning = input_range_warning(_calibration(torch.from_numpy(data.x_train), opts), data.x_test)
     total = time.perf_counter() - start
     bits = bits_per_weight(net)
     weights, fbits = float_bits(model)
+    window = max(1, len(losses) // 10)
     summary = {
-        "dataset": opts.dataset, "arch": opts.arch, "source": source, "coding": str(coding),
+        "dataset": dataset, "labels": "given" if targets is None else "float model (distillation)",
+        "arch": opts.arch, "source": source, "coding": str(coding),
         "codebook_bits": opts.codebook_bits, "schedule": opts.schedule, "seed": opts.seed,
         "edge_coding": opts.edge_coding,
         "float_accuracy": float_acc, "shadow_accuracy": shadow_acc, "integer_accuracy": int_acc,
@@ -319,7 +380,10 @@ def train_network(opts, say=print, init=None, float_cache=None):
         "total_bits": bits["total_bits"], "float_bits": fbits, "weights": weights,
         "float_seconds": float_time, "retrain_seconds": qat_time,
         "train_seconds": float_time + qat_time, "wall_seconds": total,
-        "options": asdict(opts),
+        "retrain_loss_first": float(np.mean(losses[:window])) if losses else None,
+        "retrain_loss_last": float(np.mean(losses[-window:])) if losses else None,
+        "float_comparison": None if teacher_test is None else compare_with_float(net, data.x_test, teacher_test),
+        "warnings": [warning] if warning else [], "options": asdict(opts),
     }
     net.meta.update({k: summary[k] for k in ("float_accuracy", "shadow_accuracy", "integer_accuracy")})
     say(f"ternary {coding}{f' codebook {opts.codebook_bits} bits' if opts.codebook_bits else ''} "

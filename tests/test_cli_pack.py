@@ -45,8 +45,8 @@ def test_pack_torchscript_and_traced_module(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model,message", [
-    (nn.Sequential(nn.Linear(8, 4), nn.Sigmoid()), r"layer 1 \(Sigmoid\) cannot be mapped"),
-    (nn.Sequential(nn.Linear(8, 4), nn.LayerNorm(4)), r"layer 1 \(LayerNorm\) cannot be mapped"),
+    (nn.Sequential(nn.Linear(8, 4), nn.Sigmoid()), r"cannot be mapped to ternac: layer 1 \(Sigmoid\)"),
+    (nn.Sequential(nn.Linear(8, 4), nn.LayerNorm(4)), r"cannot be mapped to ternac: layer 1 \(LayerNorm\)"),
     (nn.Sequential(nn.ReLU()), "no Linear or Conv2d"),
     (nn.Sequential(nn.Conv2d(1, 2, 3, groups=1, dilation=2)), "dilation=1"),
 ])
@@ -93,3 +93,20 @@ def test_info_reports_cycles_and_widths(tmp_path, capsys):
     # input 98 + fc1 (98 + 31*98 + 3 + 8 + 5 = 3152) + fc2 (32 + 31*32 + 16 = 1040)
     # + fc3 (32 + 1*32 + 16 = 80) + output (2 + 1 = 3) = 4373  (ISSUE_TO_LATCH 3, P 8, DRAIN_TO_WRITE 5)
     assert info["predicted_cycles"] == 4373
+
+
+def test_pack_calibrates_on_data_and_warns_on_a_range_mismatch(tmp_path, capsys):
+    """--calibrate uniform ([0, 1)) on inputs in [-1, 1]: one warning line (stderr and JSON);
+    --data alone calibrates on the data: no warning."""
+    import numpy as np
+    torch.save(random_mlp([64, 32, 10]), tmp_path / "m.pt")
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).uniform(-1, 1, (300, 64)).astype(np.float32))
+    args = ["pack", tmp_path / "m.pt", "--coding", "8,2", "--out", tmp_path / "n.tern", "--data", tmp_path / "x.npz"]
+    code, summary = run_cli(capsys, *args, "--calibrate", "uniform")
+    assert code == 0 and len(summary["warnings"]) == 1 and "[-1, 1]" in summary["warnings"][0]
+    code = main([*map(str, args), "--calibrate", "uniform"])
+    err = capsys.readouterr().err
+    assert code == 0 and err.count("ternac pack: warning: calibration inputs span") == 1
+    code, summary = run_cli(capsys, *args)
+    assert code == 0 and summary["warnings"] == [] and summary["calibration"] == str(tmp_path / "x.npz")
+    assert summary["check"]["samples"] == 300 and 0 <= summary["check"]["agreement"] <= 1

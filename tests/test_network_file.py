@@ -187,10 +187,23 @@ def test_schema_and_classes_agree(cls, kind):
 
 def test_network_header_fields_match_network():
     fields = {f.name: f for f in dataclasses.fields(network_module.Network)}
-    assert set(fields) - {"layers"} == {f.name for f in schema.NETWORK}
+    assert set(fields) - {"layers", "heads"} == {f.name for f in schema.NETWORK}   # chains: records
 
 
 def test_format_doc_tables_are_generated_from_the_schema():
     doc = (Path(__file__).parents[1] / "docs" / "format.md").read_text()
     assert schema.markdown() in doc
     assert schema.with_tables(doc) == doc, "run: python -m ternac.model.schema --write docs/format.md"
+
+
+def test_heads_and_new_fields_round_trip(tmp_path):
+    # A two-head network with PReLU slopes and ceil_mode padded pooling survives the file.
+    from nets import two_head_network
+
+    net = two_head_network()
+    save_network(net, tmp_path / "h.tern")
+    back = load_network(tmp_path / "h.tern")
+    assert len(back.heads) == len(net.heads) >= 2
+    x = np.random.default_rng(0).integers(-128, 128, (3, *net.input_shape)).astype(np.int8)
+    for a, b in zip(golden_network(net, x), golden_network(back, x)):
+        np.testing.assert_array_equal(a, b)

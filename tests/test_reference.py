@@ -64,3 +64,21 @@ def test_reference_rejects_bad_inputs(small_network):
         golden_network(small_network, np.zeros((1, 20), dtype=np.float32))
     with pytest.raises(TernacError, match="shape"):
         golden_network(small_network, np.zeros((1, 21), dtype=np.int8))
+
+
+def test_prelu_requantization_uses_the_biased_accumulator_sign():
+    """acc < 0 (bias included) takes (M_neg, S_neg); a ReLU is M_neg = 0; slopes may be negative."""
+    from ternac.model.arith import quantize_slope_multiplier, requantize, round_half_up
+    acc = np.arange(-3000, 3000, 7)
+    mult, shift = np.full(1, 23000), np.full(1, 20)
+    relu = requantize(acc, mult, shift, True)
+    assert (requantize(acc, mult, shift, False, np.zeros(1, np.int64), np.zeros(1, np.int64)) == relu).all()
+    neg_mult, neg_shift = quantize_slope_multiplier(np.array([-0.25 * 23000 / 2**20]))
+    assert neg_mult[0] < 0
+    y = requantize(acc, mult, shift, False, neg_mult, neg_shift).astype(np.int64)
+    assert (y[acc >= 0] == relu[acc >= 0]).all()
+    assert (y[acc < 0] == np.clip(round_half_up(acc[acc < 0] * neg_mult, neg_shift), -128, 127)).all()
+    # hand-checked: -5 * -3 = 15, (15 + 1) >> 1 = 8; -5 * 3 = -15, (-15 + 2) >> 2 = -4 (half up)
+    assert requantize(np.array([-5]), 1, 0, False, np.array([-3]), np.array([1]))[0] == 8
+    assert requantize(np.array([-5]), 1, 0, False, np.array([3]), np.array([2]))[0] == -4
+    assert quantize_slope_multiplier(np.array([0.0, 1e-3]))[0][0] == 0

@@ -209,3 +209,57 @@ def test_edge_layers_at_higher_precision(cache):
     codings = [str(layer.coding) for layer in net.ternary_layers]
     assert codings == ["(8,8)", "(8,1)", "(8,8)"]
     assert summary["edge_coding"] == "8,8" and summary["integer_accuracy"] > 0.5
+
+
+@pytest.fixture(scope="module")
+def user_cnn(tmp_path_factory):
+    """The two-head test CNN saved eager, and 320 unlabelled inputs of its shape as an .npz."""
+    from nets import TwoHeadCNN
+    root = tmp_path_factory.mktemp("user")
+    torch.save(TwoHeadCNN(), root / "cnn.pt")
+    np.savez(root / "x.npz", x=np.random.default_rng(0).random((320, 1, 13, 13)).astype(np.float32))
+    return root
+
+
+def test_retrain_by_distillation_on_unlabelled_data(user_cnn):
+    """No labels: the ternary shadow learns the float model's outputs (both heads)."""
+    def run(epochs):
+        opts = options(data=str(user_cnn / "x.npz"), float_epochs=0, qat_epochs=epochs, batch=64)
+        return train_network(opts, say=quiet, init=str(user_cnn / "cnn.pt"))
+
+    _, _, before = run(0)
+    net, _, after = run(5)
+    assert len(net.heads) == 2 and after["labels"] == "float model (distillation)"
+    assert after["retrain_loss_last"] < 0.5 * after["retrain_loss_first"]
+    for error_before, error_after in zip(before["float_comparison"]["relative_rms_error"],
+                                         after["float_comparison"]["relative_rms_error"]):
+        assert error_after < 0.85 * error_before
+    assert after["float_comparison"]["agreement"] >= before["float_comparison"]["agreement"]
+    assert after["warnings"] == []
+    with pytest.raises(TernacError, match="no labels"):
+        train_network(options(data=str(user_cnn / "x.npz"), float_epochs=2), say=quiet,
+                      init=str(user_cnn / "cnn.pt"))
+    with pytest.raises(TernacError, match="give the float model to distil from"):
+        train_network(options(data=str(user_cnn / "x.npz")), say=quiet)
+
+
+def test_train_command_on_a_labelled_image_folder(tmp_path, capsys):
+    """One sub-folder per class gives the labels; the CLI retrains a given model on them."""
+    from PIL import Image
+    from ternac.model.datasets import load_user_data
+    data = load_dataset("digits")
+    for label in (0, 1):
+        (tmp_path / "img" / f"class{label}").mkdir(parents=True)
+        for i, image in enumerate(data.x_train[data.y_train == label][:30]):
+            Image.fromarray((image[0] * 255).astype(np.uint8)).save(tmp_path / "img" / f"class{label}" / f"{i}.png")
+    loaded = load_user_data(tmp_path / "img")
+    assert loaded.input_shape == (1, 8, 8) and loaded.classes == 2 and len(loaded.x_train) == 48
+    assert set(loaded.y_test) <= {0, 1} and loaded.x_train.max() <= 1.0
+    torch.save(build_arch("mlp:64-16-2", (1, 8, 8), 2, seed=0), tmp_path / "m.pt")
+    assert cli.main(["train", "--model", str(tmp_path / "m.pt"), "--data", str(tmp_path / "img"), "--epochs", "2",
+                     "--batch", "16", "--json", "--no-progress", "--threads", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["labels"] == "given" and summary["retrain_loss_first"] > 0 and summary["warnings"] == []
+    assert cli.main(["train", "--model", str(tmp_path / "m.pt"), "--data", str(tmp_path / "img"),
+                     "--dataset", "digits", "--json"]) == 2
+    assert "one of --dataset NAME or --data DATA" in capsys.readouterr().err
