@@ -283,7 +283,10 @@ def test_waits_fail_within_their_budget():
             rf"{golden_budget(total)} cycles at cycle \d+")):
         run_rtl_program(design, [golden_load_step(lower(net, config)), reset], name="budget-reset")
     infer = golden_infer_step(net, lower(net, config), x)
-    infer["expected"][0] += [0] * config.coding.n              # one more act_out word
+    n, words = config.coding.n, infer["out_words"]
+    infer["expected"][0] += [0] * n                            # one more act_out word
+    infer["positions"] += list(range(words * n, (words + 1) * n))
+    infer["out_words"] = words + 1
     with pytest.raises(runner.CosimFailure, match=(
             rf"sample 0: inference not finished within {golden_budget(total)} cycles: stream "
             rf"'act_out': 2 of 3 beats after \d+ cycles \(budget\) at cycle \d+")):

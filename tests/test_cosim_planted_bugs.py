@@ -391,6 +391,8 @@ def test_hung_design_fails_fast_naming_the_stream(layer_case):
     seconds = time.perf_counter() - started
     print(f"hung design failed after {seconds:.1f} s: {info.value}")
     assert seconds < 30
-    assert re.search(r"sample 0: inference not finished within \d+ cycles: stream 'act_in': "
-                     r"beat \d+ of \d+ not accepted, ready low for \d+ cycles \(budget \d+\) "
-                     r"at cycle \d+", str(info.value)), str(info.value)
+    # Which stream stops depends on how the descriptor is corrupted: input refused, or no output.
+    assert re.search(r"sample 0: inference not finished within \d+ cycles: stream "
+                     r"('act_in': beat \d+ of \d+ not accepted, ready low for \d+ cycles \(budget \d+\)"
+                     r"|'act_out': \d+ of \d+ beats after \d+ cycles \(budget\)) at cycle \d+",
+                     str(info.value)), str(info.value)
