@@ -375,7 +375,47 @@ def lower(graph, input_shape=None):
         raise TernacError("the model has no Linear or Conv2d layer to quantize")
     net.input_shape = _input_shape(net, input_shape or graph.input_shape)
     _resolve_shapes(net)
+    _linear_over_map_as_conv(net)
     return net
+
+
+def _linear_over_map_as_conv(net):
+    """A Linear reading a flattened C x H x W feature map becomes the equal Conv2d with an
+    H x W kernel (then a Flatten of its 1x1 output).
+
+    Same function; but the conv's coded columns run (y, x, channel) (``model/layout.py``), the
+    order in which the accelerator stores a map, so the layer is mappable. A Flatten of the
+    network's input is left alone: the input arrives as a vector.
+    """
+    shape, seen_map_op = tuple(net.input_shape), False
+    chains = [(net.ops, shape)]
+    while chains:
+        ops, shape = chains.pop()
+        for i, op in enumerate(ops):
+            if op.kind == "flatten" and len(shape) == 3 and shape[1] * shape[2] > 1 and seen_map_op:
+                followers = [ops[i + 1]] if i + 1 < len(ops) else [head[0] for head in net.heads if head]
+                if followers and all(f.kind == "linear" for f in followers):
+                    for linear in followers:
+                        linear.kind, linear.kernel = "conv2d", shape[1:]
+                        linear.stride, linear.padding = (1, 1), (0, 0)
+                        linear.weight = linear.weight.reshape(linear.weight.shape[0], *shape)
+                    ops.remove(op)
+                    _insert_flatten_after(net, ops, followers, op)
+                    return _linear_over_map_as_conv(net)            # shapes changed: walk again
+            seen_map_op = seen_map_op or op.kind in ("conv2d", "maxpool", "avgpool")
+            shape = shape_after(op, shape)
+        if ops is net.ops:
+            chains += [(head, shape) for head in net.heads]
+
+
+def _insert_flatten_after(net, ops, convs, flatten):
+    """Put ``flatten`` (now of a 1x1 map) after each new conv and its activation, if any."""
+    for conv in convs:
+        chain = next(c for c in net.chains if conv in c)
+        at = chain.index(conv) + 1
+        if at < len(chain) and chain[at].kind in ("relu", "prelu"):
+            at += 1
+        chain.insert(at, FloatOp("flatten", f"{flatten.name}", extra={}))
 
 
 # ---------------------------------------------------------------------------------------------
