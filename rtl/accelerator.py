@@ -6,6 +6,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from ternac.model import cycles
 from ternac.model.hwimage import LOAD_BITS, Target, default_table, memory_images
+from ternac.model.status import STATUS_BITS, STATUS_FIELDS
 
 from .buffers import ActivationBuffers, LoadPort
 from .mac_array import TernaryMacArray
@@ -16,6 +17,18 @@ __all__ = ["Accelerator"]
 
 #: Cycles of a block-RAM read (weight buffer, activation buffers, parameter memory).
 MEMORY_LATENCY = 1
+
+
+def status_layout():
+    """The status word as a struct (:data:`ternac.model.status.STATUS_FIELDS`, gaps read 0)."""
+    fields, offset = {}, 0
+    for field in STATUS_FIELDS:
+        if field.offset > offset:
+            fields[f"_reserved{offset}"] = field.offset - offset
+        fields[field.name] = field.width
+        offset = field.offset + field.width
+    fields[f"_reserved{offset}"] = STATUS_BITS - offset
+    return data.StructLayout(fields)
 
 
 def param_layout(config):
@@ -54,6 +67,10 @@ class Accelerator(wiring.Component):
         word has not left yet). ``load`` is not accepted while busy.
     cycles : Out(32)
         Cycles of the last finished inference.
+    error : Out(1)
+        Sticky: a load transfer was rejected since reset (``model/status.py``).
+    status : Out(8)
+        The status word, fields :data:`ternac.model.status.STATUS_FIELDS`.
     """
 
     def __init__(self, config, *, image=None):
@@ -66,6 +83,8 @@ class Accelerator(wiring.Component):
             "load": In(stream.Signature(LOAD_BITS)),
             "busy": Out(1),
             "cycles": Out(32),
+            "error": Out(1),
+            "status": Out(status_layout()),
         })
         self._position = PositionLayout(config.max_outputs + config.lanes, config.coding.n)
 
@@ -113,10 +132,16 @@ class Accelerator(wiring.Component):
         if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
                 or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE):
             raise AssertionError("RTL latencies differ from the cycle model (model/cycles.py)")
-        # The memories are not written while an inference runs.
+        # The memories are not written while an inference runs, and an idle accelerator
+        # offered both a load beat and an input word takes the load first: act_in waits from
+        # a transfer's header to its last data beat.
         m.d.comb += [loader.load.payload.eq(self.load.payload),
                      loader.load.valid.eq(self.load.valid & ~seq.busy),
-                     self.load.ready.eq(loader.load.ready & ~seq.busy)]
+                     self.load.ready.eq(loader.load.ready & ~seq.busy),
+                     seq.load_busy.eq(loader.busy | self.load.valid)]
+        m.d.comb += [self.error.eq(loader.error), self.status.busy.eq(seq.busy),
+                     self.status.load_busy.eq(loader.busy), self.status.error.eq(loader.error),
+                     self.status.error_code.eq(loader.error_code)]
 
         def writer(mem, target):
             wp = mem.write_port()
@@ -142,7 +167,6 @@ class Accelerator(wiring.Component):
 
         # Sequencer: streams, descriptor reads, buffer control.
         m.d.comb += [
-            seq.load_busy.eq(loader.busy),
             self.busy.eq(seq.busy), self.cycles.eq(seq.cycles),
             layer_rp.addr.eq(seq.layer_addr), seq.layer.as_value().eq(layer_rp.data),
             seq.in_valid.eq(self.act_in.valid), self.act_in.ready.eq(seq.in_ready),
