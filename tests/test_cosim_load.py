@@ -276,6 +276,39 @@ def test_data_beats_of_rejected_transfers():
     assert beats[0] == int(Target.PARAMS) << ADDRESS_BITS | 3
 
 
+def loadport_trace(port, beats):
+    """Feed ``beats`` to a LoadPort in Amaranth's simulator: per beat (busy, we, addr)."""
+    from amaranth.sim import Simulator
+
+    trace = []
+
+    async def bench(ctx):
+        ctx.set(port.load.valid, 1)
+        for beat in beats:
+            ctx.set(port.load.payload, beat)
+            trace.append((ctx.get(port.busy), ctx.get(port.we), ctx.get(port.addr)))
+            await ctx.tick()
+
+    sim = Simulator(port)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    return trace
+
+
+def test_loadport_drops_invalid_transfers_and_keeps_step():
+    # Each invalid transfer, then a valid one-word write: the port must be back at its header
+    # after exactly the rejected transfer's beats, write nothing for it, then write the word.
+    for (target, address, words, count), code in invalid_transfers(ROM):
+        transfers = [(target, address, words, count), (Target.LAYERS, 1, [5])]
+        beats, headers = beats_and_headers(ROM, transfers)
+        trace = loadport_trace(LoadPort(ROM), beats)
+        busy = [b for b, _, _ in trace]
+        assert busy == [int(i not in headers) for i in range(len(beats))], (code, busy)
+        writes = [(we, addr) for _, we, addr in trace if we]
+        assert writes == [(1 << Target.LAYERS, 1)], (code, writes)
+
+
 # -- act_in during a load transfer ------------------------------------------------------------
 
 def overlap_step(config, transfer, x_row, network, *, offer_after, seed):
