@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Shape, Signal
 from conftest import random_network
 from ternac.cosim import runner
 from ternac.cosim.accelerator_sim import (
@@ -406,7 +406,7 @@ def test_status_word_documented_once():
     assert layout.size == 8
     for field in STATUS_FIELDS:
         assert layout[field.name].offset == field.offset
-        assert layout[field.name].shape.width == field.width
+        assert Shape.cast(layout[field.name].shape).width == field.width
 
 
 # -- planted bugs the rest of the suite misses ----------------------------------------------------
