@@ -8,7 +8,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBS   := iverilog dataset-fashion-mnist liblz4-dev
 JOBS   ?= 2
 
-.PHONY: venv test test-quick test-cosim test-fpga demo accuracy bench clean
+.PHONY: venv test test-quick test-cosim test-formal test-fpga demo accuracy bench clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ test-quick: venv
 
 test-cosim: venv
 	$(BIN)/python -m pytest -n $(JOBS) -m cosim tests
+
+# SymbiYosys proofs (about 15 s; also part of `make test`).
+test-formal: venv
+	$(BIN)/python -m pytest -m formal tests
 
 test-fpga: venv
 	$(BIN)/python -m pytest -m fpga tests

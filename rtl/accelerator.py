@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from ternac.model.hw import cycles
 from ternac.model.hw.config import LOAD_BITS, Target
 from ternac.model.hw.lower import default_table
+from ternac.model.hw.status import STATUS_BITS, STATUS_FIELDS
 
 from .buffers import ActivationBuffers, LoadPort
 from .mac_array import TernaryMacArray
@@ -18,6 +19,18 @@ __all__ = ["Accelerator"]
 
 #: Cycles of a block-RAM read (weight buffer, activation buffers, parameter memory).
 MEMORY_LATENCY = 1
+
+
+def status_layout():
+    """The status word as a struct (:data:`ternac.model.hw.status.STATUS_FIELDS`, gaps read 0)."""
+    fields, offset = {}, 0
+    for field in STATUS_FIELDS:
+        if field.offset > offset:
+            fields[f"_reserved{offset}"] = field.offset - offset
+        fields[field.name] = field.width
+        offset = field.offset + field.width
+    fields[f"_reserved{offset}"] = STATUS_BITS - offset
+    return data.StructLayout(fields)
 
 
 def param_layout(config):
@@ -56,6 +69,10 @@ class Accelerator(wiring.Component):
         word has not left yet). ``load`` is not accepted while busy.
     cycles : Out(32)
         Cycles of the last finished inference.
+    error : Out(1)
+        Sticky: a load transfer was rejected since reset (``model/status.py``).
+    status : Out(8)
+        The status word, fields :data:`ternac.model.hw.status.STATUS_FIELDS`.
     """
 
     def __init__(self, config, *, image=None):
@@ -68,6 +85,8 @@ class Accelerator(wiring.Component):
             "load": In(stream.Signature(LOAD_BITS)),
             "busy": Out(1),
             "cycles": Out(32),
+            "error": Out(1),
+            "status": Out(status_layout()),
         })
         self._position = PositionLayout(config.max_outputs + config.lanes, config.coding.n)
 
@@ -118,10 +137,16 @@ class Accelerator(wiring.Component):
                 or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE
                 or MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
-        # The memories are not written while an inference runs.
+        # The memories are not written while an inference runs, and an idle accelerator
+        # offered both a load beat and an input word takes the load first: act_in waits from
+        # a transfer's header to its last data beat.
         m.d.comb += [loader.load.payload.eq(self.load.payload),
                      loader.load.valid.eq(self.load.valid & ~seq.busy),
-                     self.load.ready.eq(loader.load.ready & ~seq.busy)]
+                     self.load.ready.eq(loader.load.ready & ~seq.busy),
+                     seq.load_busy.eq(loader.busy | self.load.valid)]
+        m.d.comb += [self.error.eq(loader.error), self.status.busy.eq(seq.busy),
+                     self.status.load_busy.eq(loader.busy), self.status.error.eq(loader.error),
+                     self.status.error_code.eq(loader.error_code)]
 
         def writer(mem, target):
             wp = mem.write_port()
@@ -147,7 +172,6 @@ class Accelerator(wiring.Component):
 
         # Sequencer: streams, descriptor reads, buffer control.
         m.d.comb += [
-            seq.load_busy.eq(loader.busy),
             self.busy.eq(seq.busy), self.cycles.eq(seq.cycles),
             layer_rp.addr.eq(seq.layer_addr), seq.layer.as_value().eq(layer_rp.data),
             seq.in_valid.eq(self.act_in.valid), self.act_in.ready.eq(seq.in_ready),

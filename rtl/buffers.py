@@ -6,17 +6,24 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS
 from ternac.model.hw.config import ADDRESS_BITS, LOAD_BITS, Target
+from ternac.model.hw.status import TARGET_VALUES, LoadError, beats_per_word
 
 __all__ = ["ActivationBuffers", "LoadPort"]
 
 
 class LoadPort(wiring.Component):
-    """Decode the ``load`` stream (``model/hw/config.py``) into memory writes.
+    """Decode the ``load`` stream (``model/hw/config.py``) into memory writes, rejecting bad transfers.
 
     Two header beats (``target << 28 | address``, then a word count) are followed by the
     words, each ``ceil(width / 32)`` beats, least significant first; the word width depends
     on the target. The port never stalls the stream: a word is written in the cycle of its
     last beat, to ``addr`` with ``we[target]`` set.
+
+    A transfer whose header fails :func:`ternac.model.hw.status.check_transfer` (target not a
+    memory, memory absent, ``address + count`` past the depth; decided at the count beat) is
+    rejected whole: its ``count`` words of data beats (one beat per word for a target that
+    is not a memory) are consumed without any write, then the port waits for the next
+    header. ``error`` and ``error_code`` record the first rejection until reset.
 
     Latency: a word is written in the cycle its last beat is accepted.
 
@@ -24,20 +31,26 @@ class LoadPort(wiring.Component):
     ----------
     load : In(stream.Signature(32))
     busy : Out(1)
-        A transfer is between its header and its last word.
+        A transfer is between its header and its last data beat.
     addr : Out(28), data : Out(widest word), we : Out(4)
         Write request, one ``we`` bit per :class:`~ternac.model.hw.config.Target`.
+    error : Out(1)
+        Sticky: a transfer was rejected since reset.
+    error_code : Out(range(len(LoadError)))
+        :class:`~ternac.model.hw.status.LoadError` of the first rejected transfer.
     """
 
     def __init__(self, config):
-        self._beats = [config.beats_per_word(t) if config.depth(t) else 1 for t in Target]
-        self._present = [bool(config.depth(t)) for t in Target]
+        self._beats = [beats_per_word(config, t) for t in range(TARGET_VALUES)]
+        self._depths = [config.depth(t) for t in Target]
         super().__init__({
             "load": In(stream.Signature(LOAD_BITS)),
             "busy": Out(1),
             "addr": Out(ADDRESS_BITS),
             "data": Out(LOAD_BITS * max(self._beats)),
             "we": Out(len(Target)),
+            "error": Out(1),
+            "error_code": Out(range(len(LoadError))),
         })
 
     def elaborate(self, platform):
@@ -46,33 +59,47 @@ class LoadPort(wiring.Component):
         target = Signal(LOAD_BITS - ADDRESS_BITS)
         count = Signal(LOAD_BITS)
         beat = Signal(range(most))
+        last_beat = Signal(range(most))                 # beats of the transfer's words, minus 1
+        reject = Signal()
         held = Signal(LOAD_BITS * max(1, most - 1))      # the beats before a word's last one
-        last_beat = Array(Const(b - 1, range(most)) for b in self._beats)
         payload = self.load.payload
         m.d.comb += self.load.ready.eq(1)
         with m.Switch(beat):
             for j in range(most):
                 with m.Case(j):
                     m.d.comb += self.data.eq(Cat(held[:LOAD_BITS * j], payload))
+
+        # The header check (model/status.py: check_transfer), on the count beat.
+        code = Signal(range(len(LoadError)))
+        depth = Array(Const(d, ADDRESS_BITS + 1) for d in self._depths)[target[:2]]
+        with m.If(target >= len(Target)):
+            m.d.comb += code.eq(LoadError.BAD_TARGET)
+        with m.Elif(depth == 0):
+            m.d.comb += code.eq(LoadError.NO_MEMORY)
+        with m.Elif(self.addr + payload > depth):
+            m.d.comb += code.eq(LoadError.OUT_OF_RANGE)
+
         with m.FSM():
             with m.State("HEADER"):  # noqa: SIM117 (one block per FSM state)
                 with m.If(self.load.valid):
-                    m.d.sync += [target.eq(payload[ADDRESS_BITS:]), self.addr.eq(payload[:ADDRESS_BITS])]
+                    m.d.sync += [target.eq(payload[ADDRESS_BITS:]), self.addr.eq(payload[:ADDRESS_BITS]),
+                                 last_beat.eq(Array(Const(b - 1, range(most)) for b in self._beats)
+                                              [payload[ADDRESS_BITS:]])]
                     m.next = "COUNT"
             with m.State("COUNT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
-                    m.d.sync += [count.eq(payload), beat.eq(0)]
+                    m.d.sync += [count.eq(payload), beat.eq(0), reject.eq(code != LoadError.NONE)]
+                    with m.If((code != LoadError.NONE) & ~self.error):
+                        m.d.sync += [self.error.eq(1), self.error_code.eq(code)]
                     m.next = "DATA"
                     with m.If(payload == 0):
                         m.next = "HEADER"
             with m.State("DATA"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
-                    with m.If((target < len(self._beats)) & (beat == last_beat[target[:2]])):
-                        for t, present in enumerate(self._present):
-                            if present:
-                                m.d.comb += self.we[t].eq(target == t)
+                    with m.If(beat == last_beat):
+                        m.d.comb += [self.we[t].eq((target == t) & ~reject) for t in Target]
                         m.d.sync += [self.addr.eq(self.addr + 1), count.eq(count - 1), beat.eq(0)]
                         with m.If(count == 1):
                             m.next = "HEADER"

@@ -90,9 +90,9 @@ def test_fused_relu_and_flatten_layers():
 
 def test_unsupported_layers_and_misfits_raise():
     torch.manual_seed(0)
-    conv = quantize_network(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3)),
-                            Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
-    with pytest.raises(TernacError, match=r"not mappable: layer .* \(flatten\) of a 4x2x2 map"):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4, 3))
+    conv = quantize_network(model, Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
+    with pytest.raises(TernacError, match=r"not mappable: layer .* \(avgpool\): only max pooling"):
         size_config(conv)
     network = random_network([40, 20, 5], lanes=4)
     config = size_config(network)

@@ -12,8 +12,8 @@ from .lower import (
     lower,
     mapping_problem,
     size_config,
-    transfer_beats,
 )
+from .status import transfer_beats
 
 __all__ = [
     "ADDRESS_BITS", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "LOAD_BITS",

@@ -19,8 +19,9 @@ from ..codebook import Codebook, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
-from .config import ADDRESS_BITS, KERNEL_BITS, LOAD_BITS, HardwareConfig, Target, pack_fields
+from .config import KERNEL_BITS, HardwareConfig, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
+from .status import transfer_beats
 
 __all__ = [
     "AcceleratorProgram",
@@ -31,7 +32,6 @@ __all__ = [
     "lower",
     "mapping_problem",
     "size_config",
-    "transfer_beats",
 ]
 
 
@@ -185,7 +185,7 @@ class AcceleratorProgram:
         beats = []
         for target, words in self.images.items():
             if words:
-                beats += transfer_beats(self.config, target, 0, words)
+                beats += transfer_beats(self.config, int(target), 0, words)
         return beats
 
     def actions(self):
@@ -214,15 +214,6 @@ class AcceleratorProgram:
         return {"config": self.config.summary(),
                 "layers": [asdict(d) for d in self.layers],
                 "cycles": self.cycles.to_dict(), "load_beats": len(self.load_beats())}
-
-
-def transfer_beats(config, target, address, words):
-    """One ``load`` transfer: header, count, then each word as little-endian 32-bit beats."""
-    per_word = config.beats_per_word(target)
-    beats = [int(target) << ADDRESS_BITS | address, len(words)]
-    for word in words:
-        beats += [(word >> (LOAD_BITS * j)) & ((1 << LOAD_BITS) - 1) for j in range(per_word)]
-    return beats
 
 
 # -- fusion ---------------------------------------------------------------------------------
