@@ -150,10 +150,12 @@ def random_inputs(network, count, seed=0):
     return x.astype(np.int8)
 
 
-def golden_outputs(network, x):
-    """The golden model's network outputs for int8 inputs: (B, O) int8."""
+def golden_outputs(network, x, head=None):
+    """The golden model's outputs (of output ``head`` for a network with heads): (B, O) int8."""
     x = _as_int8_batch(network, x)
-    out = golden_network(network, x.reshape((len(x),) + tuple(network.input_shape)), trace=True)[-1]
+    out = golden_network(network, x.reshape((len(x),) + tuple(network.input_shape)))
+    if network.heads:
+        out = out[head or 0]
     return np.asarray(out).reshape(len(x), -1)
 
 
@@ -208,7 +210,7 @@ def golden_infer_step(network, program, x, *, idle_probability=0.0, max_idle=4,
     return {
         "op": "infer", "n": n, "layer": len(network.layers) - 1, "first_sample": first_sample,
         "inputs": [program.input_stream(row) for row in x],
-        "expected": golden_outputs(network, x).astype(int).tolist(),
+        "expected": golden_outputs(network, x, program.head).astype(int).tolist(),
         "out_words": program.output_words,
         "positions": program.output_positions().tolist(),
         "predicted": predicted,
@@ -329,8 +331,10 @@ def _progress_watch(path, callback):
 
 def sim_network(network, x, *, sim="verilator", lanes=None, config=None, bake=False,
                 waves=None, layer_cycles=True, idle_probability=0.0, stall_probability=0.0,
-                seed=0, name=None, progress=None, strict=False):
+                seed=0, name=None, progress=None, strict=False, head=None):
     """Run int8 inputs ``x`` through ``network`` on the simulated RTL, against the golden model.
+
+    A network with several outputs runs one program per output: give ``head``.
 
     Parameters
     ----------
@@ -350,7 +354,7 @@ def sim_network(network, x, *, sim="verilator", lanes=None, config=None, bake=Fa
     -------
     :class:`SimRun`
     """
-    program = lower(network, config, lanes=lanes)
+    program = lower(network, config, lanes=lanes, head=head)
     x = _as_int8_batch(network, x)
     started = time.perf_counter()
     design = build_accelerator(program.config, sim=sim, program=program if bake else None,

@@ -60,14 +60,30 @@ def _one_or_all(values):
 
 
 def run(args, say):
+    net = load_network(args.net)
+    x, labels = _samples(args, net)
+    if not net.heads:
+        return _run_program(args, say, net, x, labels, None)
+    # One program per output head; each is checked against its golden output.
+    heads = []
+    for head in range(len(net.heads)):
+        say(f"head {head}:")
+        heads.append(_run_program(args, say, net, x, None if head else labels, head))
+    failed = [f"head {i}: {h['failed']}" for i, h in enumerate(heads) if not h["ok"]]
+    return {"net": args.net, "simulator": args.simulator, "heads": heads,
+            "bit_exact": all(h["bit_exact"] for h in heads),
+            "cycles_exact": all(h["cycles_exact"] for h in heads),
+            "ok": not failed, "failed": "; ".join(failed) or None}
+
+
+def _run_program(args, say, net, x, labels, head):
+    """Simulate one program (the network, or its output ``head``); its summary."""
     from tqdm import tqdm
 
     from .accelerator_sim import sim_network
     from .runner import CosimError
 
-    net = load_network(args.net)
-    x, labels = _samples(args, net)
-    config = lower(net, lanes=args.lanes).config
+    config = lower(net, lanes=args.lanes, head=head).config
     say(f"{args.net}: {len(x)} samples on {args.simulator}, {config.lanes} lanes, coding "
         f"{config.coding}, {config.code_bits}-bit codes"
         f"{', writable decoder table' if config.codebook_depth else ''}; weights "
@@ -81,10 +97,11 @@ def run(args, say):
     try:
         # The runner prints the waveform path on stdout: keep stdout for the JSON summary.
         with contextlib.redirect_stdout(sys.stderr):
-            result = sim_network(net, x, sim=args.simulator, config=config, bake=args.bake,
+            result = sim_network(net, x, sim=args.simulator, config=config, bake=args.bake, head=head,
                                  waves=True if args.waves else None, seed=args.seed,
                                  idle_probability=args.stall, stall_probability=args.stall,
-                                 progress=progress, name=f"ternac-sim-{args.simulator}")
+                                 progress=progress,
+                                 name=f"ternac-sim-{args.simulator}" + (f"-head{head}" if head else ""))
     except (ToolchainError, CosimError) as error:
         raise TernacError(str(error)) from None
     finally:
@@ -97,7 +114,7 @@ def run(args, say):
                  and (stalled or result.cycles_exact))
     measured_layers = [row for row in result.layer_cycles if row]
     summary = {
-        "net": args.net, "simulator": args.simulator, "samples": result.samples,
+        "net": args.net, "simulator": args.simulator, "head": head, "samples": result.samples,
         "bit_exact": result.bit_exact, "mismatches": result.mismatches,
         "mismatched_samples": result.mismatched_samples, "first_mismatch": result.first_mismatch,
         "cycles_per_inference": _one_or_all(result.measured),

@@ -84,12 +84,14 @@ def build_arch(text, input_shape, classes, seed=None):
                               f"{input_shape[1]}x{input_shape[2]} input")
         layers += [nn.Conv2d(channels, c, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(2)]
         channels, height, width = c, height // 2, width // 2
-    layers.append(nn.Flatten())
-    features = channels * height * width
-    for h in fc:
-        layers += [nn.Linear(features, h), nn.ReLU()]
+    # The first dense layer reads the whole map: a Conv2d with a map-sized kernel, the same
+    # function as Flatten + Linear, coded (y, x, channel) as the accelerator stores the map.
+    features = fc[0] if fc else classes
+    layers += [nn.Conv2d(channels, features, (height, width)), *([nn.ReLU()] if fc else []),
+               nn.Flatten()]
+    for h in fc[1:] + [classes] if fc else []:
+        layers += [nn.Linear(features, h), *([nn.ReLU()] if h != classes else [])]
         features = h
-    layers.append(nn.Linear(features, classes))
     return nn.Sequential(*layers)
 
 

@@ -207,7 +207,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             requant.valid.eq(valid), requant.acc.eq(acc), requant.tag.eq(pos.as_value()),
             requant.bias.eq(param.bias), requant.mult.eq(param.mult),
-            requant.shift.eq(param.shift), requant.relu.eq(seq.cur.relu),
+            requant.shift.eq(param.shift), requant.neg_mult.eq(param.neg_mult),
+            requant.neg_shift.eq(param.neg_shift), requant.relu.eq(seq.cur.relu),
             requant.zero.eq(pos.index >= seq.cur.out_features),
         ]
         out_pos = data.View(self._position, requant.out_tag)

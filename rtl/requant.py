@@ -84,6 +84,9 @@ def delayed(m, value, cycles, name):
 class Requantizer(wiring.Component):
     """``y = sat8(relu((acc + bias) * M, rounded half up, >> S))``, bit-exact with ``arith.requantize``.
 
+    A negative ``acc + bias`` takes the pair ``(neg_mult, neg_shift)`` instead (PReLU and
+    LeakyReLU; the lowering writes ``(M, S)`` there for other layers).
+
     Four register stages, each with at most one adder, multiplier, barrel shift or saturation
     on its path (the requantizer used to set Fmax, ``docs/fpga.md``):
 
@@ -109,6 +112,8 @@ class Requantizer(wiring.Component):
     ----------
     acc, bias : In(signed(acc_bits))
     mult : In(15), shift : In(6), relu : In(1)
+    neg_mult : In(signed(16)), neg_shift : In(6)
+        The negative-side pair, chosen by the sign of ``acc + bias`` in stage 2.
     zero : In(1)
         Force the output to 0 (padding lanes past the layer's outputs).
     tag : In(tag_bits)
@@ -119,7 +124,9 @@ class Requantizer(wiring.Component):
         self._acc_bits = acc_bits
         super().__init__({
             "valid": In(1), "acc": In(signed(acc_bits)), "bias": In(signed(acc_bits)),
-            "mult": In(MULT_BITS), "shift": In(SHIFT_BITS), "relu": In(1), "zero": In(1),
+            "mult": In(MULT_BITS), "shift": In(SHIFT_BITS),
+            "neg_mult": In(signed(MULT_BITS + 1)), "neg_shift": In(SHIFT_BITS),
+            "relu": In(1), "zero": In(1),
             "tag": In(tag_bits),
             "out_valid": Out(1), "y": Out(signed(ACT_BITS)), "out_tag": Out(tag_bits),
         })
@@ -133,14 +140,22 @@ class Requantizer(wiring.Component):
         # Data registers have no reset (``valid`` qualifies them), so that they can go into the
         # DSP block's input and output registers.
         biased = Signal(signed(self._acc_bits + 1), reset_less=True)
-        mult = Signal.like(self.mult, reset_less=True)
-        m.d.sync += [biased.eq(self.acc + self.bias), mult.eq(self.mult)]          # stage 1
+        pairs = [Signal.like(port, reset_less=True, name=f"{port.name}_1")
+                 for port in (self.mult, self.shift, self.neg_mult, self.neg_shift)]
+        m.d.sync += [biased.eq(self.acc + self.bias)]                              # stage 1
+        m.d.sync += [reg.eq(port) for reg, port in
+                     zip(pairs, (self.mult, self.shift, self.neg_mult, self.neg_shift))]
+        # A negative biased accumulator takes the negative-side pair (PReLU / LeakyReLU).
+        mult, shift, neg_mult, neg_shift = pairs
+        negative_in = biased[-1]
         product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
-        m.d.sync += product.eq(biased * mult)                                      # stage 2
+        chosen_shift = Signal.like(shift, reset_less=True)
+        m.d.sync += [product.eq(biased * Mux(negative_in, neg_mult, mult)),         # stage 2
+                     chosen_shift.eq(Mux(negative_in, neg_shift, shift))]
         halved = Signal(signed(len(product) + 1), reset_less=True)
-        m.d.sync += halved.eq((product << 1) >> delayed(m, self.shift, 2, "shift"))  # stage 3
+        m.d.sync += halved.eq((product << 1) >> chosen_shift)                       # stage 3
         rounded = Signal(signed(len(product) + 1), reset_less=True)
-        m.d.sync += rounded.eq((halved + 1) >> 1)                                  # stage 4
+        m.d.sync += rounded.eq(self._round_half_up(halved))                        # stage 4
         relu = delayed(m, self.relu, self.latency, "relu")
         zero = delayed(m, self.zero, self.latency, "zero")
         m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.latency, "valid")),
@@ -151,3 +166,7 @@ class Requantizer(wiring.Component):
         clamped = Mux(~top.any() | top.all(), rounded[:ACT_BITS], Mux(negative, ACT_MIN, ACT_MAX))
         m.d.comb += self.y.eq(Mux(zero | (relu & negative), 0, clamped))
         return m
+
+    def _round_half_up(self, halved):
+        """Stage 4, ``(h + 1) >> 1``: its own method, which the planted-bug tests override."""
+        return (halved + 1) >> 1

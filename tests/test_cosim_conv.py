@@ -12,6 +12,7 @@ from ternac.cosim.accelerator_sim import (
     golden_outputs,
     random_inputs,
     run_rtl_program,
+    sim_network,
     union_config,
 )
 from ternac.cosim.runner import CosimFailure, build_design
@@ -87,3 +88,16 @@ def test_planted_padding_bug_is_caught(conv_nets):
         run_rtl_program(design, steps, name="planted-padding")
     # The same bench passes the correct design (the failure is the bug's, not the bench's).
     run_rtl_program(build_accelerator(config, sim="verilator"), steps, name="clean-padding")
+
+
+@pytest.mark.parametrize("head", [0, 1])
+def test_two_head_cnn_on_verilator(head):
+    # BatchNorm folded, PReLU and LeakyReLU in the requantizer, ceil_mode padded max pooling,
+    # x.view(x.size(0), -1) into a Linear (a map-sized conv), two heads: one program each.
+    from nets import two_head_network
+
+    net = two_head_network()
+    x = random_inputs(net, 4, seed=head)
+    run = sim_network(net, x, sim="verilator", head=head, strict=True, name=f"two-head-{head}")
+    assert run.bit_exact and run.cycles_exact
+    np.testing.assert_array_equal(run.outputs, golden_outputs(net, x, head))

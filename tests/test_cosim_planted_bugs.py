@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Fragment, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Fragment, Module, Mux
 from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 from conftest import random_network
@@ -36,12 +36,12 @@ from ternac.cosim.accelerator_sim import (
     run_rtl_program,
 )
 from ternac.cosim.runner import CosimFailure, build_design
-from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_MAX, requantize
+from ternac.model.arith import ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_MAX, requantize
 from ternac.model.codebook import Codebook
 from ternac.model.hw import LOAD_BITS, HardwareConfig, Target, default_table, lower
 from ternac.rtl import accelerator, buffers, mac_array
 from ternac.rtl.accelerator import Accelerator
-from ternac.rtl.requant import Requantizer, delayed
+from ternac.rtl.requant import Requantizer
 
 SIM = "icarus"          # compiles in seconds: three mutant builds stay cheap
 #: Same as the P=8 (8,2) geometry of test_cosim_accelerator.py, so the clean run shares its build.
@@ -148,43 +148,14 @@ class BeatSwappedAccelerator(Accelerator):
 
 
 class MutantRequantizer(Requantizer):
-    """:meth:`Requantizer.elaborate` copied, with ``truncate`` dropping the rounding increment.
-
-    With ``truncate=False`` it must compute what the production requantizer computes, cycle
-    for cycle (:func:`test_mutant_requantizer_copy_behaves_as_production`), so the copy cannot
-    silently drift from ``rtl/requant.py`` in behaviour; its text may differ.
-    """
+    """The production requantizer, with ``truncate`` dropping the rounding increment."""
 
     def __init__(self, *, truncate, **kwargs):
         self._truncate = truncate
         super().__init__(**kwargs)
 
-    def elaborate(self, platform):
-        m = Module()
-        # Data registers have no reset (``valid`` qualifies them), so that they can go into the
-        # DSP block's input and output registers.
-        biased = Signal(signed(self._acc_bits + 1), reset_less=True)
-        mult = Signal.like(self.mult, reset_less=True)
-        m.d.sync += [biased.eq(self.acc + self.bias), mult.eq(self.mult)]          # stage 1
-        product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
-        m.d.sync += product.eq(biased * mult)                                      # stage 2
-        halved = Signal(signed(len(product) + 1), reset_less=True)
-        m.d.sync += halved.eq((product << 1) >> delayed(m, self.shift, 2, "shift"))  # stage 3
-        rounded = Signal(signed(len(product) + 1), reset_less=True)
-        if self._truncate:
-            m.d.sync += rounded.eq(halved >> 1)                 # the planted bug: no "+ 1"
-        else:
-            m.d.sync += rounded.eq((halved + 1) >> 1)                              # stage 4
-        relu = delayed(m, self.relu, self.latency, "relu")
-        zero = delayed(m, self.zero, self.latency, "zero")
-        m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.latency, "valid")),
-                     self.out_tag.eq(delayed(m, self.tag, self.latency, "tag"))]
-        # ReLU and saturation without a comparator: ``rounded`` fits int8 iff its bits from
-        # ACT_BITS-1 up are all equal, else it saturates towards its sign.
-        negative, top = rounded[-1], rounded[ACT_BITS - 1:]
-        clamped = Mux(~top.any() | top.all(), rounded[:ACT_BITS], Mux(negative, ACT_MIN, ACT_MAX))
-        m.d.comb += self.y.eq(Mux(zero | (relu & negative), 0, clamped))
-        return m
+    def _round_half_up(self, halved):
+        return halved >> 1 if self._truncate else super()._round_half_up(halved)    # the bug
 
 
 class TruncatingAccelerator(Accelerator):
@@ -320,14 +291,17 @@ def test_requantizer_rounding_perturbation_is_caught(layer_case):
 
 
 def requantizer_outputs(dut, vectors):
-    """``y`` of a requantizer for each ``(acc, bias, mult, shift, relu)``, one per cycle
-    (Amaranth's simulator), with the latency checked on the way."""
+    """``y`` of a requantizer for each ``(acc, bias, mult, shift, relu[, neg_mult, neg_shift])``,
+    one per cycle (Amaranth's simulator), with the latency checked on the way. Without a
+    negative-side pair the vector's ``(mult, shift)`` is used for both signs."""
     got = []
 
     async def bench(ctx):
         for i, vector in enumerate([*vectors, *[None] * dut.latency]):
             if vector is not None:
-                for name, value in zip(("acc", "bias", "mult", "shift", "relu"), vector):
+                vector = (*vector, *vector[2:4]) if len(vector) == 5 else vector
+                for name, value in zip(("acc", "bias", "mult", "shift", "relu", "neg_mult",
+                                        "neg_shift"), vector):
                     ctx.set(getattr(dut, name), int(value))
             ctx.set(dut.valid, vector is not None)
             await ctx.tick()
@@ -342,10 +316,9 @@ def requantizer_outputs(dut, vectors):
     return got
 
 
-def test_mutant_requantizer_copy_behaves_as_production():
-    # The rounding mutant is a copy of Requantizer.elaborate: unmutated it must behave as the
-    # production block (and so as arith.requantize), cycle for cycle; mutated it must truncate,
-    # which shows on these vectors. Edits to rtl/requant.py that keep its behaviour pass.
+def test_rounding_mutant_truncates_where_production_rounds():
+    # The production requantizer equals arith.requantize cycle for cycle, also on the
+    # negative-side (PReLU) pair; the mutant differs only in stage 4 and must truncate.
     rng = np.random.default_rng(3)
     count, bits = 300, CONFIG.acc_bits
     lo, hi = -(1 << (bits - 2)), (1 << (bits - 2)) - 1          # acc + bias fits acc_bits
@@ -364,6 +337,11 @@ def test_mutant_requantizer_copy_behaves_as_production():
     assert production == golden
     assert copy == production
     assert mutant == truncated and mutant != golden
+    slopes = [(a, b, m, s, 0, int(n), int(t)) for (a, b, m, s, _), n, t in
+              zip(vectors, rng.integers(-(1 << MULT_BITS) + 1, 1 << MULT_BITS, len(vectors)),
+                  rng.integers(0, SHIFT_MAX + 1, len(vectors)))]
+    assert requantizer_outputs(Requantizer(**params), slopes) == [
+        int(requantize(a + b, m, s, False, n, t)) for a, b, m, s, _, n, t in slopes]
 
 
 def test_mutations_stay_inside_their_elaboration():

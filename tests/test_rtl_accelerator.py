@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CONV_CASES, random_cnn, random_network
+from nets import two_head_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
 from ternac.model.hw import lower, size_config
@@ -23,9 +24,9 @@ def random_inputs(network, count, seed=0):
     return x.astype(np.int8)
 
 
-def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0):
+def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0, head=None):
     """Run ``x`` through the RTL and compare outputs and cycles with the golden model."""
-    program = lower(network, dense=dense)
+    program = lower(network, dense=dense, head=head)
     if load:
         dut, beats = (DenseBaseline if dense else Accelerator)(program.config), program.load_beats()
     else:
@@ -33,7 +34,9 @@ def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0):
     expect = program.cycles.total
     run = run_rtl_network(dut, x, program=program, beats=beats, stall=stall, seed=seed,
                           timeout_cycles=20 * expect + 10_000)   # same bound as the cocotb bench
-    np.testing.assert_array_equal(run.outputs, golden_network(network, x).reshape(len(x), -1))
+    golden = golden_network(network, x)
+    golden = golden[head or 0] if network.heads else golden
+    np.testing.assert_array_equal(run.outputs, golden.reshape(len(x), -1))
     assert run.cycles == run.measured                           # the counter sees what the host sees
     if stall == 0:
         assert run.cycles == [expect] * len(x)
@@ -118,3 +121,11 @@ def test_random_convolutions_bit_and_cycle_exact(case, lanes):
     shape, convs, classes = CONV_CASES[case]
     network = random_cnn(shape, convs, classes, lanes=lanes, seed=case)
     run_rtl_checked(network, random_inputs(network, 2))
+
+
+@pytest.mark.parametrize("head", [0, 1])
+def test_two_head_cnn_every_head(head):
+    # BatchNorm, PReLU, LeakyReLU, ceil_mode padded max pooling, x.view(x.size(0), -1), two
+    # heads: each head is one program (trunk, then that head), bit- and cycle-exact.
+    network = two_head_network()
+    run_rtl_checked(network, random_inputs(network, 2), head=head)

@@ -140,7 +140,8 @@ class HardwareConfig:
 
     def param_fields(self):
         """Parameter word fields (name, width, signed), LSB first."""
-        return [("bias", self.acc_bits, True), ("mult", MULT_BITS, False), ("shift", SHIFT_BITS, False)]
+        return [("bias", self.acc_bits, True), ("mult", MULT_BITS, False), ("shift", SHIFT_BITS, False),
+                ("neg_mult", MULT_BITS + 1, True), ("neg_shift", SHIFT_BITS, False)]
 
     def layer_fields(self):
         """Layer-descriptor fields (name, width, signed), LSB first; widths by :func:`field_width`.

@@ -151,6 +151,7 @@ class AcceleratorProgram:
     images: dict = field(repr=False)
     cycles: CycleReport
     _nonzeros: tuple = field(default=(), repr=False)    # non-zero weight uses per pass
+    head: int | None = None                             # the output it computes (heads only)
 
     @property
     def input_words(self):
@@ -218,10 +219,22 @@ class AcceleratorProgram:
 
 # -- fusion ---------------------------------------------------------------------------------
 
-def _fuse(network):
+def _chain(network, head):
+    """The layers one program runs: the trunk, then head ``head`` (a program per output)."""
+    if not network.heads:
+        if head not in (None, 0):
+            raise TernacError(f"the network has one output, there is no head {head}")
+        return list(network.layers)
+    head = 0 if head is None else head
+    if not 0 <= head < len(network.heads):
+        raise TernacError(f"the network has heads 0..{len(network.heads) - 1}, not {head}")
+    return list(network.layers) + list(network.heads[head])
+
+
+def _fuse(network, head=None):
     """``(passes, problems)``: the passes as ``[TernaryLayer, relu]`` and every unmappable layer."""
     passes, problems = [], []
-    for layer in network.layers:
+    for layer in _chain(network, head):
         if isinstance(layer, TernaryLayer):
             if layer.conv is not None and not layer.conv.padded_channels:
                 problems.append(f"layer {layer.name} (conv2d): its weights are coded in the "
@@ -264,21 +277,22 @@ def _fuse(network):
     return passes, problems
 
 
-def fused_layers(network):
-    """The network as the accelerator runs it: a list of ``(TernaryLayer, relu)``.
+def fused_layers(network, head=None):
+    """The network (or its output ``head``) as the accelerator runs it: ``(layer, relu)`` passes.
 
     Raises :class:`TernacError` listing every layer that cannot be mapped.
     """
-    passes, problems = _fuse(network)
+    passes, problems = _fuse(network, head)
     if problems:
         raise TernacError("not mappable: " + "; ".join(problems))
     return [tuple(p) for p in passes]
 
 
 def mapping_problem(network, lanes=None):
-    """``None`` if :func:`lower` maps ``network`` (with ``lanes``), else the reason as text."""
+    """``None`` if :func:`lower` maps ``network`` (every head, with ``lanes``), else the reason."""
     try:
-        lower(network, lanes=lanes)
+        for head in range(max(1, len(network.heads))):
+            lower(network, lanes=lanes, head=head)
     except TernacError as error:
         return str(error)
     return None
@@ -305,12 +319,13 @@ def _pass_cycles(walk, v, g, lanes):
     return pool_cycles(steps_or_groups * v) if walk.pool else layer_cycles(v, steps_or_groups, lanes)
 
 
-def size_config(network, lanes=None, *, dense=False):
-    """The smallest :class:`HardwareConfig` that runs ``network`` with ``lanes`` lanes.
+def size_config(network, lanes=None, *, dense=False, head=None):
+    """The smallest :class:`HardwareConfig` that runs ``network`` (its output ``head``) with
+    ``lanes`` lanes.
 
     ``lanes`` defaults to the network's packing hint ``network.lanes``.
     """
-    layers = fused_layers(network)
+    layers = fused_layers(network, head)
     geometry = Geometry.for_network(network, lanes)
     p, n = geometry.lanes, geometry.coding.n
     ternary = [layer for layer, _ in layers if isinstance(layer, TernaryLayer)]
@@ -373,13 +388,15 @@ def default_table(coding):
     return Codebook.default(coding).slot_table()
 
 
-def lower(network, config=None, *, lanes=None, dense=False):
+def lower(network, config=None, *, lanes=None, dense=False, head=None):
     """Map ``network`` onto ``config`` (default: :func:`size_config` of the network).
 
-    Raises :class:`TernacError` naming what cannot be mapped or does not fit.
+    A network with several outputs (``network.heads``) runs as one program per output: the
+    trunk then head ``head`` (default 0). Raises :class:`TernacError` naming what cannot be
+    mapped or does not fit.
     """
-    layers = fused_layers(network)
-    config = config or size_config(network, lanes, dense=dense)
+    layers = fused_layers(network, head)
+    config = config or size_config(network, lanes, dense=dense, head=head)
     p, n = config.lanes, config.coding.n
     if len(layers) > config.layer_depth:
         raise TernacError(f"network has {len(layers)} layers, the layer table holds {config.layer_depth}")
@@ -402,8 +419,12 @@ def lower(network, config=None, *, lanes=None, dense=False):
         images[Target.WEIGHTS] += (_dense_weight_words(layer, config) if config.dense
                                    else pack_codes(layer.codes, config.geometry))
         for o in range(g * p):
-            values = ({"bias": layer.bias[o], "mult": layer.mult[o], "shift": layer.shift[o]}
-                      if o < layer.out_features else {})
+            values = {}
+            if o < layer.out_features:
+                prelu = layer.neg_mult is not None
+                values = {"bias": layer.bias[o], "mult": layer.mult[o], "shift": layer.shift[o],
+                          "neg_mult": (layer.neg_mult if prelu else layer.mult)[o],
+                          "neg_shift": (layer.neg_shift if prelu else layer.shift)[o]}
             images[Target.PARAMS].append(pack_fields(config.param_fields(), values))
         if config.codebook_depth:
             images[Target.CODEBOOK] += layer.codebook.slot_table()
@@ -423,7 +444,8 @@ def lower(network, config=None, *, lanes=None, dense=False):
         macs=tuple(_macs(layer) for layer, _ in layers), lanes=p, n=n)
     nonzeros = tuple(int(np.count_nonzero(layer.weights())) * layer.positions()
                      for layer, _ in layers if isinstance(layer, TernaryLayer))
-    return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros)
+    return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros,
+                              (head or 0) if network.heads else None)
 
 
 def _macs(layer):
