@@ -84,7 +84,7 @@ async def send_load(dut, counter, step, beats, what):
                           seed=step.get("seed", 0))
     budget = step["budget"]
     try:
-        await within(source.send(beats), budget, f"stream 'load' ({what})")
+        await within(source.send(beats, timeout_cycles=budget), budget + 1, f"stream 'load' ({what})")
     except AssertionError as error:
         status = decode_status(dut.status.value)
         raise AssertionError(f"{error}; {len(source.beats)} of {len(beats)} beats accepted, "
@@ -132,8 +132,8 @@ async def run_overlap(dut, counter, step, scoreboard, problems):
     out_words = -(-len(step["expected"]) // step["n"])
     try:
         await send_load(dut, counter, step, beats[:split], "before act_in is offered")
-        sender = cocotb.start_soon(within(inputs.send(step["inputs"]), step["budget"],
-                                          "stream 'act_in'"))
+        sender = cocotb.start_soon(within(inputs.send(step["inputs"], timeout_cycles=step["budget"]),
+                                          step["budget"] + 1, "stream 'act_in'"))
         await send_load(dut, counter, step, beats[split:], "while act_in is offered")
         await within(sink.wait_for(out_words, timeout_cycles=step["budget"]), step["budget"] + 1,
                      "stream 'act_out'")
