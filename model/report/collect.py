@@ -188,18 +188,17 @@ def tool_versions():
     iverilog = shutil.which("iverilog")
     versions["iverilog"] = "not installed"
     if iverilog:
-        out = subprocess.run([iverilog, "-V"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([iverilog, "-V"], check=False, capture_output=True, text=True, timeout=30)
         versions["iverilog"] = (out.stdout.splitlines() or ["unknown"])[0].strip()
     return versions
 
 
 def _run_simulator(network, program, simulator, x, labels, dataset, progress):
     """One ``sim_network`` run, as a ``ternac sim --json``-like record; an error is a record too."""
-    from tqdm import tqdm
-
     from ternac.cosim.accelerator_sim import sim_network
     from ternac.cosim.runner import CosimError
     from ternac.cosim.toolchain import ToolchainError
+    from tqdm import tqdm
 
     progress(f"simulating {len(x)} samples on {simulator}")
     bar = tqdm(total=len(x), desc=f"ternac report ({simulator})", unit="inference",
@@ -345,15 +344,15 @@ def _bullets(doc, after=""):
     text = inspect.cleandoc(doc)
     if after:
         text = text[text.index(after):]
-    return [_plain(item) for item in re.findall(r"^\* (.+?)(?=^\* |^\S|\Z)", text, flags=re.M | re.S)]
+    return [_plain(item) for item in re.findall(r"^\* (.+?)(?=^\* |^\S|\Z)", text, flags=re.MULTILINE | re.DOTALL)]
 
 
 def _assumptions(energy, program):
     notes = sorted({a["note"] for a in energy["designs"].get("ternac", {}).get("actions", [])})
     cycle = [_plain(inspect.getdoc(cycles_module.CycleReport).split("\n\n")[1]),
              _plain(inspect.getdoc(cycles_module.layer_cycles)),
-             f"ISSUE_TO_LATCH = {cycles_module.ISSUE_TO_LATCH} cycles, DRAIN_TO_WRITE = "
-             f"{cycles_module.DRAIN_TO_WRITE} cycles (model/hw/cycles.py)."]
+             (f"ISSUE_TO_LATCH = {cycles_module.ISSUE_TO_LATCH} cycles, DRAIN_TO_WRITE = "
+             f"{cycles_module.DRAIN_TO_WRITE} cycles (model/hw/cycles.py).")]
     if program:
         cycle.append(f"Utilization = dense-equivalent MACs / (P x N = {program.cycles.peak} per cycle "
                      f"x cycles); idle slots of sparse sub-vectors count as work done.")
@@ -362,12 +361,12 @@ def _assumptions(energy, program):
         + _bullets(energy_module.__doc__, "Assumptions") + [f"Action note: {n}" for n in notes],
         "cycle model": cycle,
         "bits per weight": _bullets(bits_module.__doc__),
-        "accuracy": ["Inputs are pixels in [0, 1] quantized to int8 with the network's input scale; "
-                     "a prediction is the argmax of the int8 logits, the lowest index winning a tie.",
-                     "RTL accuracy is counted on the RTL's own outputs; the float and at-training "
-                     "figures are as recorded in the .tern file, not re-measured."],
-        "FPGA": ["Fmax is nextpnr's for one placement seed; inferences per second = Fmax / "
-                 "predicted cycles per inference (compute only: no host I/O)."],
+        "accuracy": [("Inputs are pixels in [0, 1] quantized to int8 with the network's input scale; "
+                     "a prediction is the argmax of the int8 logits, the lowest index winning a tie."),
+                     ("RTL accuracy is counted on the RTL's own outputs; the float and at-training "
+                     "figures are as recorded in the .tern file, not re-measured.")],
+        "FPGA": [("Fmax is nextpnr's for one placement seed; inferences per second = Fmax / "
+                 "predicted cycles per inference (compute only: no host I/O).")],
     }
 
 

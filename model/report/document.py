@@ -63,9 +63,9 @@ def _summary(report, images):
     best = next((r for r in reversed(acc) if r.get("accuracy") is not None), None)
     fpga = [b for b in report["fpga"]["builds"] if b["match"] != "other network" and b["design"] == "ternary"]
     rows = [
-        ["network", f"{_shape(net['input_shape'])} -> {_shape(net['output_shape'])}, "
+        ["network", (f"{_shape(net['input_shape'])} -> {_shape(net['output_shape'])}, "
                     f"{net['weights']:,} weights, coding {', '.join(net['codings'])}, "
-                    f"{net['bits_per_weight']['all_in']:.3f} bits/weight all-in"],
+                    f"{net['bits_per_weight']['all_in']:.3f} bits/weight all-in")],
         ["accuracy", f"{best['model']}: {_pct(best['accuracy'])} ({best['samples']} samples)"
          if best else "MISSING"],
         *[[f"sign-off {sim}", value.get("status") or "MISSING"] for sim, value in signoff.items()],
@@ -91,16 +91,16 @@ def _network(report, images):
         ["layers", f"{net['layers']} ({net['ternary_layers']} ternary)"],
         ["coding", ", ".join(net["codings"])],
         ["weights", f"{net['weights']:,}, {net['nonzero_share']:.1%} non-zero"],
-        ["bits per weight", f"{bits['codes']:.4f} codes, {bits['all_in']:.4f} all-in "
-                            f"({bits['total_bits']:,} bits, x{bits['fp32_ratio']:.1f} smaller than fp32)"],
+        ["bits per weight", (f"{bits['codes']:.4f} codes, {bits['all_in']:.4f} all-in "
+                            f"({bits['total_bits']:,} bits, x{bits['fp32_ratio']:.1f} smaller than fp32)")],
         ["lanes (packing hint)", str(net["lanes"])],
     ]
     hw = net["hardware"]
     if hw:
-        rows.append(["accelerator", f"{hw['lanes']} lanes, coding ({hw['coding'][0]},{hw['coding'][1]}), "
+        rows.append(["accelerator", (f"{hw['lanes']} lanes, coding ({hw['coding'][0]},{hw['coding'][1]}), "
                                     f"{hw['code_bits']}-bit codes, {hw['acc_bits']}-bit accumulator, "
                                     f"weight buffer {hw['weight_depth']} x {hw['weight_bits']} b, "
-                                    f"activation buffers 2 x {hw['act_depth']} x {hw['act_bits']} b"])
+                                    f"activation buffers 2 x {hw['act_depth']} x {hw['act_bits']} b")])
     rows += [[f"meta: {key}", _num(value) if isinstance(value, float) else str(value)]
              for key, value in net["meta"].items()]
     return [{"type": "table", "headers": ["property", "value"], "rows": rows}]

@@ -10,7 +10,7 @@ import re
 from ..energy import DESIGNS
 from .collect import DOCS
 
-__all__ = ["plot_accuracy", "plot_cycles", "plot_energy_breakdown", "docs_accuracy_points"]
+__all__ = ["docs_accuracy_points", "plot_accuracy", "plot_cycles", "plot_energy_breakdown"]
 
 
 def _pyplot():
