@@ -54,4 +54,9 @@ def run(args, say):
         f"energy x{summary['energy']['ratios_vs_ternac']['int8']:.1f} below dense int8 "
         f"({time.perf_counter() - start:.0f} s)")
     summary["signed_off"] = ok
+    say(f"\n$ ternac report {summary['info']['net']} --out {Path(args.out) / 'report'} (with the sim results above)")
+    report = parser.parse_args(["report", summary["info"]["net"], "--out", str(Path(args.out) / "report"),
+                                "--dataset", args.dataset, "--samples", str(args.samples)])
+    summary["report"] = report._module.run(report, say, sim_summaries=[
+        {**summary[s], "source": f"ternac demo ({s})"} for s in ("sim_verilator", "sim_icarus")])
     return summary

@@ -38,4 +38,6 @@ def write_report(report, out):
             "images": [str(out / name) for name in images.values() if name],
             "sections": status,
             "present": [name for name, state in status.items() if state == "present"],
+            "signoff": {sim: value.get("status", "MISSING")
+                        for sim, value in report["signoff"]["simulators"].items()},
             "missing": report["missing"]}
