@@ -166,7 +166,7 @@ def _chromium(tmp_path, *flags):
 
 
 def _dom(tmp_path, page):
-    return _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    return _chromium(tmp_path, "--virtual-time-budget=3000", "--dump-dom", page.as_uri())
 
 
 def test_report_renders_in_chromium(small_report, tmp_path):

@@ -60,14 +60,13 @@ def _summary(report, images):
     signoff = report["signoff"]["simulators"]
     cycles = report["program"]["cycles"]
     energy = report["energy"]
-    best = next((r for r in reversed(acc) if r.get("accuracy") is not None), None)
+    measured = [f"{r['model']} {_pct(r['accuracy'])} ({r['samples']})" for r in acc if r.get("accuracy") is not None]
     fpga = [b for b in report["fpga"]["builds"] if b["match"] != "other network" and b["design"] == "ternary"]
     rows = [
         ["network", (f"{_shape(net['input_shape'])} -> {_shape(net['output_shape'])}, "
                     f"{net['weights']:,} weights, coding {', '.join(net['codings'])}, "
                     f"{net['bits_per_weight']['all_in']:.3f} bits/weight all-in")],
-        ["accuracy", f"{best['model']}: {_pct(best['accuracy'])} ({best['samples']} samples)"
-         if best else "MISSING"],
+        ["accuracy (samples)", ", ".join(measured) or "MISSING"],
         *[[f"sign-off {sim}", value.get("status") or "MISSING"] for sim, value in signoff.items()],
         ["cycles per inference", f"{cycles['total']:,} ({cycles['utilization']:.1%} utilization)"
          if cycles else f"not mappable: {report['program']['reason']}"],

@@ -108,6 +108,11 @@ def plot_accuracy(report, path):
     for row in ours:
         ax.scatter([x], [100 * row["accuracy"]], marker="*", s=180, zorder=3,
                    label=f"this network: {row['model']} ({row['dataset']}, {row['samples']} samples)")
+    floats = [row for row in report["accuracy"]["rows"] if row["model"].startswith("float")
+              and row.get("accuracy") is not None]
+    for row in floats:
+        ax.axhline(100 * row["accuracy"], color="k", linestyle="--", linewidth=0.8,
+                   label=f"this network: float ({row['dataset']})")
     if not ours:
         ax.axvline(x, color="k", linestyle=":", label="this network's bits/weight (accuracy MISSING)")
     ax.set_xlabel("bits per weight, all-in (codes + per-channel parameters + tables)")
