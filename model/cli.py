@@ -29,6 +29,7 @@ COMMANDS = {
     "verilog": ("ternac.rtl.cmd_verilog", "generate the accelerator's Verilog, memory images, manifest"),
     "sim": ("ternac.cosim.cmd_sim", "run a network on the simulated RTL, bit-exact against the reference"),
     "fpga": ("ternac.fpga.cmd_fpga", "build the accelerator for an FPGA board; utilization and Fmax"),
+    "report": ("ternac.model.cmd_report", "the design review: one HTML page (and Markdown) of a network"),
     "demo": ("ternac.model.cmd_demo", "the main job end to end on a small network"),
 }
 

@@ -18,9 +18,12 @@ def configure(parser):
     parser.add_argument("--samples", type=int, default=100, help="test samples run on the simulated RTL")
 
 
+def _net_path(args):
+    return str(Path(args.out) / f"{args.dataset}.tern")
+
+
 def steps(args):
-    out = Path(args.out)
-    net = str(out / f"{args.dataset}.tern")
+    out, net = Path(args.out), _net_path(args)
     sim = ["sim", net, "--dataset", args.dataset, "--samples", str(args.samples)]
     return [
         ("train", ["train", "--dataset", args.dataset, "--arch", args.arch, "--coding", args.coding,
@@ -56,4 +59,10 @@ def run(args, say):
         f"({time.perf_counter() - start:.0f} s)")
     summary.update(signed_off=not failed, ok=not failed,
                    failed=f"failed steps: {', '.join(failed)}" if failed else None)
+    out = Path(args.out) / "report"
+    say(f"\n$ ternac report {_net_path(args)} --out {out} (with the sim results above)")
+    report = parse_args(["report", _net_path(args), "--out", str(out),
+                         "--dataset", args.dataset, "--samples", str(args.samples)])
+    summary["report"] = report._module.run(report, say, sim_summaries=[
+        {**summary[s], "source": f"ternac demo ({s})"} for s in ("sim_verilator", "sim_icarus")])
     return summary

@@ -105,7 +105,7 @@ def test_sim_mismatch_exits_1_with_the_summary_printed(capsys, monkeypatch, flip
 def test_demo_runs_every_step_and_fails_on_a_failed_sim(tmp_path, capsys, monkeypatch):
     """A failing sim step no longer stops the demo halfway: energy still runs, the exit is 1."""
     from ternac.cosim import cmd_sim
-    from ternac.model import cmd_energy, cmd_eval, cmd_info, cmd_train
+    from ternac.model import cmd_energy, cmd_eval, cmd_info, cmd_report, cmd_train
     from ternac.rtl import cmd_verilog
 
     ran = []
@@ -123,9 +123,10 @@ def test_demo_runs_every_step_and_fails_on_a_failed_sim(tmp_path, capsys, monkey
     monkeypatch.setattr(cmd_sim, "run", fake("sim", lambda args: {"ok": args.simulator != "verilator",
                                                                    "failed": "not bit-exact"}))
     monkeypatch.setattr(cmd_energy, "run", fake("energy", {"ratios_vs_ternac": {"int8": 13.0}}))
+    monkeypatch.setattr(cmd_report, "run", lambda args, say, sim_summaries: ran.append("report") or {})
     code, summary, err = run_cli(capsys, "demo", "--out", tmp_path)
     assert code == 1 and "sim_verilator" in summary["failed"] and "failed steps" in err
-    assert summary["signed_off"] is False and ran[-3:] == ["sim_verilator", "sim_icarus", "energy"]
+    assert summary["signed_off"] is False and ran[-4:] == ["sim_verilator", "sim_icarus", "energy", "report"]
 
 
 # --------------------------------------------------------------------------------------------

@@ -123,8 +123,10 @@ def test_requantizer_bit_exact(width):
 
     async def bench(ctx):
         for i in range(count):
+            # A layer without PReLU repeats (M, S) as its negative-side pair.
             for name, value in (("acc", acc[i]), ("bias", bias[i]), ("mult", mult[i]),
-                                ("shift", shift[i]), ("relu", relu[i])):
+                                ("shift", shift[i]), ("neg_mult", mult[i]), ("neg_shift", shift[i]),
+                                ("relu", relu[i])):
                 ctx.set(getattr(dut, name), int(value))
             ctx.set(dut.valid, 1)
             await ctx.tick()
