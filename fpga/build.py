@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
+from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io
 from ternac.model.codebook import Codebook, Coding, TernacError
 from ternac.model.cycles import predict_cycles
-from ternac.model.hwimage import hardware_config, memory_images
+from ternac.model.hwimage import Target, hardware_config, memory_images
 from ternac.model.network import Network, TernaryLayer
 
 __all__ = [
@@ -55,8 +55,8 @@ class Board:
     module: str
     platform: str
     family: str                 # "ice40" or "ecp5"
-    clock: str                  # the board clock resource (its constraint is the P&R target)
-    target_mhz: float           # timing target given to nextpnr (the board clock is lower)
+    clock: str                  # the board clock resource: the PLL's input
+    target_mhz: float           # the PLL frequency a build first asks for (the Fmax goal)
     pins: tuple                 # 7 pins: sdi, sck, load_go, act_go, out_go, capture, sdo
     conn: tuple
     io_attrs: dict
@@ -66,12 +66,6 @@ class Board:
         import importlib
         cls = getattr(importlib.import_module(self.module), self.platform)
         platform = cls()
-        # Constrain the board clock to the P&R target so that nextpnr's timing-driven
-        # placement works for Fmax; the reported Fmax is what the routed design achieves.
-        # (A new Resource: the platform's resource objects are shared class attributes.)
-        board_clock = platform.lookup(self.clock, 0)
-        platform.resources[self.clock, 0] = Resource(self.clock, 0, *board_clock.ios,
-                                                     Clock(self.target_mhz * 1e6), board_clock.attrs)
         platform.add_resources([Resource(
             "harness", 0,
             *[Subsignal(name, Pins(pin, dir="o" if name == "sdo" else "i", conn=self.conn))
@@ -84,11 +78,11 @@ HARNESS_PINS = ("sdi", "sck", "load_go", "act_go", "out_go", "capture", "sdo")
 
 BOARDS = {
     "icebreaker": Board(
-        "icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40", "clk12", 50.0,
+        "icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40", "clk12", 48.0,
         pins=("1", "2", "3", "4", "7", "8", "9"), conn=("pmod", 0), io_attrs={},
         capacity={"lut": 5280, "ff": 5280, "ebr": 30, "dsp": 8, "spram": 4}),
     "ulx3s-85f": Board(
-        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "clk25", 100.0,
+        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "clk25", 150.0,
         pins=("0+", "0-", "1+", "1-", "2+", "2-", "3+"), conn=("gpio", 0),
         io_attrs={"IO_TYPE": "LVCMOS33"},
         capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0}),
@@ -226,11 +220,23 @@ class PinHarness(Elaboratable):
         return m
 
 
-def make_core(design, config, network):
+#: Where the weight buffer lives: block RAM (a ``Memory``) or iCE40 SPRAM (``rtl/spram.py``).
+WEIGHT_MEMORIES = ("bram", "spram")
+
+
+def make_core(design, config, network, weights="bram"):
+    """The core with ``network`` baked in; SPRAM has no initial contents, so its weights are not."""
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.dense_baseline import DenseBaseline
+    from ternac.rtl.spram import spram_weight_memory
+    image = memory_images(network, config)
+    if weights == "spram":
+        if design != "ternary":
+            raise TernacError("the SPRAM weight buffer is built for the ternary design only")
+        image.pop(Target.WEIGHTS)
+        return Accelerator(config, image=image, weight_memory=spram_weight_memory)
     cls = Accelerator if design == "ternary" else DenseBaseline
-    return cls(config, image=memory_images(network, config))
+    return cls(config, image=image)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,19 +407,48 @@ def _mul_cells(path):
 # Build
 
 
-def build(board, design, net, *, seed=SEED, root=None, say=None):
+def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None):
     """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
-    for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``)."""
+    for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``).
+
+    ``weights``: ``"spram"`` or ``"bram"`` (default: SPRAM for the ternary design on iCE40).
+    ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
+    (``Board.target_mhz``) first; if the routed design misses it, a second build at the
+    highest PLL frequency at or below 97 % of the Fmax the first one achieved.
+    """
     say = say or (lambda text: None)
     if board not in BOARDS:
         raise TernacError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
     if design not in DESIGNS:
         raise TernacError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     spec = BOARDS[board]
+    if weights is None:
+        weights = "spram" if spec.family == "ice40" and design == "ternary" else "bram"
+    if weights not in WEIGHT_MEMORIES:
+        raise TernacError(f"unknown weight memory {weights!r}; known: {', '.join(WEIGHT_MEMORIES)}")
+    if weights == "spram" and not spec.capacity["spram"]:
+        raise TernacError(f"{board} has no SPRAM")
+    from .pll import pll_at_most, pll_settings
+    board_mhz = _board_clock_mhz(spec)
+    settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
+    result = _build_once(spec, design, net, weights, settings, seed=seed, root=root, say=say)
+    if pll_mhz is None and result["fits"] and not result["timing_pass"]:
+        first = {"clock_mhz": result["clock_mhz"], "fmax_mhz": result["fmax_mhz"]}
+        settings = pll_at_most(spec.family, board_mhz, round(0.97 * result["fmax_mhz"], 2))
+        say(f"  {first['fmax_mhz']:.1f} MHz < {first['clock_mhz']:g} MHz: again with the PLL at "
+            f"{settings.output_mhz:g} MHz")
+        result = _build_once(spec, design, net, weights, settings, seed=seed, root=root, say=say)
+        result["first_attempt"] = first
+    (Path(result["build_dir"]) / "report.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _build_once(spec, design, net, weights, settings, *, seed, root, say):
+    from .pll import PllDomain
     network = network_by_name(net)
     config = hardware_config(network, network.lanes, dense=design != "ternary")
     root = Path(root or build_root())
-    out = root / f"{board}-{design}-{net}"
+    out = root / f"{spec.name}-{design}-{net}"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -434,8 +469,9 @@ def build(board, design, net, *, seed=SEED, root=None, say=None):
     elif spec.family == "ecp5" and not use_dsp:
         overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
     platform = spec.make_platform()
-    top = PinHarness(make_core(design, config, network))
-    say(f"building {board} {design} {net} in {out} ...")
+    core = make_core(design, config, network, weights)
+    top = PllDomain(PinHarness(core), settings, clock_resource=spec.clock)
+    say(f"building {spec.name} {design} {net} ({weights} weights, PLL {settings.output_mhz:g} MHz) in {out} ...")
     start = time.monotonic()
     error = None
     try:
@@ -476,29 +512,30 @@ def build(board, design, net, *, seed=SEED, root=None, say=None):
 
     clock = min(parsed["fmax"].values(), key=lambda c: c["achieved"]) if parsed["fmax"] else None
     fmax = clock["achieved"] if clock and fits else None
+    clock_mhz = settings.output_mhz
+    meets = bool(fmax and fmax >= clock_mhz)
     cycles = predict_cycles(network, config.geometry)
     macs_per_cycle = config.lanes * config.coding.n
-    result = {
-        "board": board, "device": f"{platform.device}-{platform.package}", "family": spec.family,
-        "design": design, "net": net, "config": config.summary(),
+    return {
+        "board": spec.name, "device": f"{platform.device}-{platform.package}", "family": spec.family,
+        "design": design, "net": net, "weights": weights, "config": config.summary(),
         "fits": fits, "reason": reason,
         "lut": used("lut"), "ff": used("ff") if "ff" in names else synth["ff"],
         "ebr": used("ebr"), "dsp": used("dsp"), "spram": used("spram"), "lutram": used("lutram"),
-        "fmax_mhz": fmax, "target_mhz": spec.target_mhz, "timing_pass": bool(clock and clock["pass"]),
-        "board_clock_mhz": None, "seed": seed, "nextpnr_opts": nextpnr_opts,
+        "fmax_mhz": fmax, "clock_mhz": clock_mhz, "timing_pass": meets, "pll": settings.summary(),
+        "board_clock_mhz": settings.input_mhz, "seed": seed, "nextpnr_opts": nextpnr_opts,
         "synth_opts": overrides.get("synth_opts", ""),
         "build_seconds": round(seconds, 1),
         "capacity": spec.capacity,
         "utilization": util, "fmax": parsed["fmax"],
         "yosys": synth, "yosys_cells": cells, "muls_before_synth": _mul_cells(out / f"{name}.muls.txt"),
         "cycles_per_inference": cycles.total, "macs_per_cycle": macs_per_cycle,
-        "gmacs_per_s": round(fmax * macs_per_cycle / 1000, 3) if fmax else None,
-        "inferences_per_s": round(fmax * 1e6 / cycles.total) if fmax else None,
+        "weights_held": config.weight_depth * config.lanes * config.coding.n,
+        # Throughput at the clock the bitstream runs at (the PLL's), when it meets timing.
+        "gmacs_per_s": round(clock_mhz * macs_per_cycle / 1000, 3) if meets else None,
+        "inferences_per_s": round(clock_mhz * 1e6 / cycles.total) if meets else None,
         "build_dir": str(out),
     }
-    result["board_clock_mhz"] = _board_clock_mhz(spec)
-    (out / "report.json").write_text(json.dumps(result, indent=2))
-    return result
 
 
 def _board_clock_mhz(spec):
