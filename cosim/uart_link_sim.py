@@ -1,0 +1,96 @@
+"""The host link in simulation: the board's design (UART, frames, accelerator with SPRAM weights)
+under Verilator or Icarus, reachable as a serial port.
+
+:func:`simulated_port` builds the design (:class:`ternac.rtl.host_link.HostLink` around the
+SPRAM accelerator, the UART at ``clock / SIM_DIVISOR`` baud so a byte costs 40 cycles), starts
+the simulator in a thread with the bit-level UART bench (:mod:`ternac.cosim.uart_link_tb`) and
+yields a pyserial port on the bench's pseudo-terminal: the host driver
+(:mod:`ternac.model.host_driver`) runs on it exactly as on a board's ``/dev/ttyUSB1``.
+"""
+
+import functools
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ternac.model.codebook import TernacError
+
+from . import runner
+from .accelerator_sim import config_from_dict, config_to_dict
+from .spram_sim import spram_model_path
+
+__all__ = ["SIM_DIVISOR", "SIM_TIMEOUT", "TB", "TOPLEVEL", "build_link", "link_design",
+           "simulated_port"]
+
+TB = "ternac.cosim.uart_link_tb"
+TOPLEVEL = "ternac_board"
+#: Clock cycles per UART bit in simulation (the hardware's 1 Mbaud is 30 or more).
+SIM_DIVISOR = 4
+#: Cycles without a byte after which the link drops a half-received frame, in simulation.
+SIM_TIMEOUT = 50_000
+
+
+def link_design(hardware, divisor=SIM_DIVISOR, timeout=SIM_TIMEOUT):
+    """Factory for :func:`ternac.cosim.runner.build_design`: the host link around the accelerator."""
+    from ternac.rtl.accelerator import Accelerator
+    from ternac.rtl.host_link import HostLink
+    from ternac.rtl.spram import spram_weight_memory
+
+    config = config_from_dict(hardware)
+    core = Accelerator(config, weight_memory=functools.partial(spram_weight_memory, primitive=True))
+    return HostLink(core, config, divisor=divisor, timeout=timeout)
+
+
+def build_link(config, *, sim="verilator", waves=None):
+    return runner.build_design(link_design, {"hardware": config_to_dict(config)}, sim=sim,
+                               toplevel=TOPLEVEL, waves=waves, extra_sources=[spram_model_path()])
+
+
+@contextmanager
+def simulated_port(config, *, sim="verilator", name="uart-link", max_cycles=50_000_000,
+                   start_seconds=300.0, waves=None):
+    """A pyserial port connected to the simulated host link; the simulation ends on exit.
+
+    Raises :class:`TernacError` if the simulator does not come up within ``start_seconds``,
+    and :exc:`~ternac.cosim.runner.CosimFailure` if the bench failed (framing error on ``tx``,
+    cycle budget ``max_cycles`` exhausted).
+    """
+    import serial
+
+    design = build_link(config, sim=sim, waves=waves)
+    with tempfile.TemporaryDirectory() as tmp:
+        pty_file, stop_file = Path(tmp) / "pty", Path(tmp) / "stop"
+        outcome = {}
+
+        def simulate():
+            try:
+                outcome["result"] = runner.run_test(
+                    design, TB, name=name,
+                    data={"divisor": SIM_DIVISOR, "pty_file": str(pty_file),
+                          "stop_file": str(stop_file), "max_cycles": max_cycles})
+            except (runner.CosimError, runner.CosimFailure) as error:   # re-raised below
+                outcome["error"] = error
+
+        thread = threading.Thread(target=simulate, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + start_seconds
+        while not pty_file.is_file():
+            if not thread.is_alive() or time.monotonic() > deadline:
+                stop_file.touch()
+                thread.join()
+                if "error" in outcome:
+                    raise outcome["error"]
+                raise TernacError(f"the {sim} simulation did not open its serial port "
+                                  f"within {start_seconds:g} s")
+            time.sleep(0.05)
+        port = serial.serial_for_url(pty_file.read_text(), baudrate=1_000_000, timeout=0.05)
+        try:
+            yield port
+        finally:
+            port.close()
+            stop_file.touch()
+            thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
