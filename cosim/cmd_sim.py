@@ -35,6 +35,9 @@ def configure(parser):
     parser.add_argument("--stall", type=float, default=0.0, metavar="P",
                         help="probability of back-pressure on act_out and of idle cycles on "
                         "act_in per beat (outputs must not change; cycles then exceed the model)")
+    parser.add_argument("--link", choices=("streams", "uart"), default="streams",
+                        help="drive the accelerator's streams directly (default), or the board's "
+                        "design through its UART host link with the `ternac run` driver")
     parser.add_argument("--waves", action="store_true",
                         help="record a waveform (FST; also WAVES=1) and print its path")
 
@@ -71,6 +74,9 @@ def run(args, say):
     net = load_network(args.net)
     x, labels = _samples(args, net)
     config = hardware_config(net, args.lanes)
+    if args.link == "uart":
+        from .uart_link_sim import sim_uart
+        return sim_uart(args, net, config, x, labels, say)
     say(f"{args.net}: {len(x)} samples on {args.simulator}, {config.lanes} lanes, coding "
         f"{config.coding}, {config.code_bits}-bit codes"
         f"{', writable decoder table' if config.codebook_depth else ''}; weights "

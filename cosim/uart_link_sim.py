@@ -8,7 +8,9 @@ yields a pyserial port on the bench's pseudo-terminal: the host driver
 (:mod:`ternac.model.host_driver`) runs on it exactly as on a board's ``/dev/ttyUSB1``.
 """
 
+import contextlib
 import functools
+import sys
 import tempfile
 import threading
 import time
@@ -20,9 +22,10 @@ from ternac.model.codebook import TernacError
 from . import runner
 from .accelerator_sim import config_from_dict, config_to_dict
 from .spram_sim import spram_model_path
+from .toolchain import ToolchainError
 
 __all__ = ["SIM_DIVISOR", "SIM_TIMEOUT", "TB", "TOPLEVEL", "build_link", "link_design",
-           "simulated_port"]
+           "sim_uart", "simulated_port"]
 
 TB = "ternac.cosim.uart_link_tb"
 TOPLEVEL = "ternac_board"
@@ -94,3 +97,22 @@ def simulated_port(config, *, sim="verilator", name="uart-link", max_cycles=50_0
             thread.join()
         if "error" in outcome:
             raise outcome["error"]
+
+
+def sim_uart(args, network, config, x, labels, say):
+    """``ternac sim --link uart``: the ``ternac run`` driver against the simulated board."""
+    from ternac.model.host_driver import HostLinkDriver, run_network
+    from ternac.model.host_run import report
+
+    say(f"{args.net}: {len(x)} samples through the UART host link on {args.simulator} "
+        f"({SIM_DIVISOR} cycles per bit, weights in SPRAM)")
+    try:
+        with contextlib.redirect_stdout(sys.stderr), simulated_port(
+                config, sim=args.simulator, name=f"ternac-sim-uart-{args.simulator}",
+                waves=True if args.waves else None) as port:
+            summary = run_network(HostLinkDriver(port, timeout=300), network, config, x, say=say)
+    except (ToolchainError, runner.CosimError) as error:
+        raise TernacError(str(error)) from None
+    summary.update(net=args.net, simulator=args.simulator, link="uart",
+                   note="inferences/s is of the simulation, not of a board")
+    return report(args, summary, labels, say)
