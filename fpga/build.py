@@ -45,6 +45,8 @@ __all__ = [
 
 #: nextpnr placement/routing seed used for every reported build.
 SEED = 1
+#: The host link drops a half-received frame after this long without a byte.
+LINK_TIMEOUT_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ BOARDS = {
 NETWORKS = {
     "64-64-10": ([64, 64, 10], (8, 2), 8),
     "784-256-256-10": ([784, 256, 256, 10], (8, 2), 8),
+    # About the largest on the iCE40UP5K: 16000 of the 16384 SPRAM weight words (1,016,320 weights).
+    "784-1280-10": ([784, 1280, 10], (8, 2), 8),
 }
 
 #: "dense-lut" is the dense baseline with DSP inference off: its multipliers in LUTs.
@@ -220,16 +224,38 @@ class PinHarness(Elaboratable):
         return m
 
 
+#: How the host reaches the core: the UART host link (frames, ``rtl/host_link.py``) on the
+#: board's USB serial port, or the 7-pin harness (:class:`PinHarness`).
+LINKS = ("uart", "pins")
+
+
+class UartHarness(Elaboratable):
+    """The core behind the host link on the board's USB-serial UART (``uart`` resource)."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = self.link
+        pins = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", pins.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", pins.tx)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx)]
+        return m
+
+
 #: Where the weight buffer lives: block RAM (a ``Memory``) or iCE40 SPRAM (``rtl/spram.py``).
 WEIGHT_MEMORIES = ("bram", "spram")
 
 
-def make_core(design, config, network, weights="bram"):
-    """The core with ``network`` baked in; SPRAM has no initial contents, so its weights are not."""
+def make_core(design, config, network, weights="bram", bake=True):
+    """The core, with ``network`` baked in if ``bake`` (SPRAM has no initial contents: never
+    its weights)."""
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.dense_baseline import DenseBaseline
     from ternac.rtl.spram import spram_weight_memory
-    image = memory_images(network, config)
+    image = memory_images(network, config) if bake else {Target.WEIGHTS: []}
     if weights == "spram":
         if design != "ternary":
             raise TernacError("the SPRAM weight buffer is built for the ternary design only")
@@ -407,11 +433,14 @@ def _mul_cells(path):
 # Build
 
 
-def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None):
+def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None,
+          link=None, baud=None):
     """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
     for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``).
 
     ``weights``: ``"spram"`` or ``"bram"`` (default: SPRAM for the ternary design on iCE40).
+    ``link``: ``"uart"`` (default for the ternary design: the host link at ``baud``, default 1 Mbaud; nothing baked in, the
+    host loads the network) or ``"pins"`` (the 7-pin harness, network baked in).
     ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
     (``Board.target_mhz``) first; if the routed design misses it, a second build at the
     highest PLL frequency at or below 97 % of the Fmax the first one achieved.
@@ -428,22 +457,29 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         raise TernacError(f"unknown weight memory {weights!r}; known: {', '.join(WEIGHT_MEMORIES)}")
     if weights == "spram" and not spec.capacity["spram"]:
         raise TernacError(f"{board} has no SPRAM")
+    link = link or ("uart" if design == "ternary" else "pins")
+    if link not in LINKS:
+        raise TernacError(f"unknown link {link!r}; known: {', '.join(LINKS)}")
+    if link == "uart" and design != "ternary":
+        raise TernacError("the host link is built for the ternary design only")
+    from ternac.rtl.uart import DEFAULT_BAUD
+    baud = baud or DEFAULT_BAUD
     from .pll import pll_at_most, pll_settings
     board_mhz = _board_clock_mhz(spec)
     settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
-    result = _build_once(spec, design, net, weights, settings, seed=seed, root=root, say=say)
+    result = _build_once(spec, design, net, weights, link, baud, settings, seed=seed, root=root, say=say)
     if pll_mhz is None and result["fits"] and not result["timing_pass"]:
         first = {"clock_mhz": result["clock_mhz"], "fmax_mhz": result["fmax_mhz"]}
         settings = pll_at_most(spec.family, board_mhz, round(0.97 * result["fmax_mhz"], 2))
         say(f"  {first['fmax_mhz']:.1f} MHz < {first['clock_mhz']:g} MHz: again with the PLL at "
             f"{settings.output_mhz:g} MHz")
-        result = _build_once(spec, design, net, weights, settings, seed=seed, root=root, say=say)
+        result = _build_once(spec, design, net, weights, link, baud, settings, seed=seed, root=root, say=say)
         result["first_attempt"] = first
     (Path(result["build_dir"]) / "report.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def _build_once(spec, design, net, weights, settings, *, seed, root, say):
+def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root, say):
     from .pll import PllDomain
     network = network_by_name(net)
     config = hardware_config(network, network.lanes, dense=design != "ternary")
@@ -469,9 +505,18 @@ def _build_once(spec, design, net, weights, settings, *, seed, root, say):
     elif spec.family == "ecp5" and not use_dsp:
         overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
     platform = spec.make_platform()
-    core = make_core(design, config, network, weights)
-    top = PllDomain(PinHarness(core), settings, clock_resource=spec.clock)
-    say(f"building {spec.name} {design} {net} ({weights} weights, PLL {settings.output_mhz:g} MHz) in {out} ...")
+    core = make_core(design, config, network, weights, bake=link == "pins")
+    clock_hz = settings.output_mhz * 1e6
+    if link == "uart":
+        from ternac.rtl.host_link import HostLink
+        from ternac.rtl.uart import baud_divisor
+        harness = UartHarness(HostLink(core, config, divisor=baud_divisor(clock_hz, baud),
+                                       timeout=int(clock_hz * LINK_TIMEOUT_S)))
+    else:
+        harness = PinHarness(core)
+    top = PllDomain(harness, settings, clock_resource=spec.clock)
+    say(f"building {spec.name} {design} {net} ({weights} weights, {link} link, PLL "
+        f"{settings.output_mhz:g} MHz) in {out} ...")
     start = time.monotonic()
     error = None
     try:
@@ -518,7 +563,8 @@ def _build_once(spec, design, net, weights, settings, *, seed, root, say):
     macs_per_cycle = config.lanes * config.coding.n
     return {
         "board": spec.name, "device": f"{platform.device}-{platform.package}", "family": spec.family,
-        "design": design, "net": net, "weights": weights, "config": config.summary(),
+        "design": design, "net": net, "weights": weights, "link": link,
+        "baud": baud if link == "uart" else None, "config": config.summary(),
         "fits": fits, "reason": reason,
         "lut": used("lut"), "ff": used("ff") if "ff" in names else synth["ff"],
         "ebr": used("ebr"), "dsp": used("dsp"), "spram": used("spram"), "lutram": used("lutram"),
