@@ -20,7 +20,7 @@ def configure(parser):
                         "network) or the 7-pin harness (network baked in)")
     parser.add_argument("--baud", type=int, help="host link baud rate (default 1000000)")
     parser.add_argument("--pll-mhz", type=float,
-                        help="PLL frequency (default: the board's goal, then at most 97 %% of the "
+                        help="PLL frequency (default: the board's goal, then at most 95 %% of the "
                         "achieved Fmax if the goal is missed)")
     parser.add_argument("--all", action="store_true",
                         help="every build of the report table (python -m ternac.fpga.report)")
