@@ -98,10 +98,12 @@ class HostLink(wiring.Component):
 
     def __init__(self, core, config, *, divisor, timeout):
         n = config.coding.n
-        if (n * 8) % LOAD_BITS:
-            raise TernacError(f"the host link needs N*8 to be a multiple of {LOAD_BITS} bits, N={n}")
+        if (n * 8) % LOAD_BITS or n & (n - 1):
+            raise TernacError(f"the host link needs N to be a power of two with N*8 a multiple of "
+                              f"{LOAD_BITS} bits, N={n}")
         self._core = core
         self._n = n
+        self._shift = n.bit_length() - 1         # x * N as a shift: no multiplier
         self._words = max(config.act_depth, MIN_BUFFER_WORDS)
         self._act_depth = config.act_depth
         self._divisor = divisor
@@ -276,7 +278,7 @@ class HostLink(wiring.Component):
                 with m.Elif(kind == Request.INFER):
                     with m.If(~committed):
                         m.d.sync += error(LinkError.STATE)
-                    with m.Elif(length != in_words * n):
+                    with m.Elif(length != in_words << self._shift):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Else():
                         m.next = "FEED"
@@ -314,7 +316,7 @@ class HostLink(wiring.Component):
             with m.State("CYCLES"):               # `cycles` is updated by the last handshake
                 m.d.sync += [cycles.eq(core.cycles),
                              reply(reply_type(Request.INFER), small_value=core.cycles, small_bytes=4,
-                                   from_buffer=out_words * n)]
+                                   from_buffer=out_words << self._shift)]
                 m.next = "REPLY"
 
             # -- the reply --------------------------------------------------------------------

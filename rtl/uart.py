@@ -32,7 +32,18 @@ def baud_divisor(clock_hz, baud):
     return divisor
 
 
-class UartTx(wiring.Component):
+class _UartComponent(wiring.Component):
+    """A UART half at ``divisor`` clock cycles per bit."""
+
+    def __init__(self, *, divisor):
+        if divisor < MIN_DIVISOR:
+            raise TernacError(f"UART divisor must be at least {MIN_DIVISOR}, got {divisor}")
+        self._divisor = divisor
+        super().__init__()
+
+
+
+class UartTx(_UartComponent):
     """Send each byte of ``i`` on ``tx`` (idle high): start bit, 8 bits LSB first, stop bit.
 
     ``i.ready`` is high when the line is idle; a byte takes ``10 * divisor`` cycles.
@@ -40,12 +51,6 @@ class UartTx(wiring.Component):
 
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
-
-    def __init__(self, *, divisor):
-        if divisor < MIN_DIVISOR:
-            raise TernacError(f"UART divisor must be at least {MIN_DIVISOR}, got {divisor}")
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -68,7 +73,7 @@ class UartTx(wiring.Component):
         return m
 
 
-class UartRx(wiring.Component):
+class UartRx(_UartComponent):
     """Receive bytes from ``rx``: each byte is one cycle of ``o.valid`` (no back-pressure).
 
     ``rx`` passes two flip-flops first (it comes from a pin). A start bit is checked again in
@@ -79,12 +84,6 @@ class UartRx(wiring.Component):
     rx: In(1, init=1)
     o: Out(stream.Signature(8))
     framing_error: Out(1)
-
-    def __init__(self, *, divisor):
-        if divisor < MIN_DIVISOR:
-            raise TernacError(f"UART divisor must be at least {MIN_DIVISOR}, got {divisor}")
-        self._divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
