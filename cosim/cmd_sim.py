@@ -34,6 +34,9 @@ def configure(parser):
     parser.add_argument("--stall", type=float, default=0.0, metavar="P",
                         help="probability of back-pressure on act_out and of idle cycles on "
                         "act_in per beat (outputs must not change; cycles then exceed the model)")
+    parser.add_argument("--link", choices=("streams", "uart"), default="streams",
+                        help="drive the accelerator's streams directly (default), or the board's "
+                        "design through its UART host link with the `ternac run` driver")
     parser.add_argument("--waves", action="store_true",
                         help="record a waveform (FST; also WAVES=1) and print its path")
 
@@ -62,6 +65,9 @@ def _one_or_all(values):
 def run(args, say):
     net = load_network(args.net)
     x, labels = _samples(args, net)
+    if args.link == "uart":
+        from .uart_link_sim import sim_uart
+        return sim_uart(args, net, lower(net, lanes=args.lanes).config, x, labels, say)
     if not net.heads:
         return _run_program(args, say, net, x, labels, None)
     # One program per output head; each is checked against its golden output.

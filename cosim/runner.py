@@ -272,7 +272,7 @@ def _log_tail(path):
 
 
 def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves=None,
-                 build_args=()):
+                 build_args=(), extra_sources=()):
     """Generate Verilog for a design and compile it for ``sim``, reusing a finished build.
 
     Parameters
@@ -293,6 +293,9 @@ def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves
         variable (``1``/``0``) overrides it, as in :mod:`cocotb_tools.runner`.
     build_args : sequence of str
         Extra simulator build arguments.
+    extra_sources : sequence of path
+        More Verilog files to compile with the design (e.g. simulation models of vendor
+        primitives it instantiates); their text is part of the build's hash.
 
     Returns
     -------
@@ -322,8 +325,10 @@ def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves
     text = _generate_verilog(factory, config, toplevel)
     # The simulator binary links cocotb's VPI library, so tool upgrades need a fresh build too.
     tools = [importlib.metadata.version(name) for name in ("cocotb", "verilator")]
+    extra_sources = [Path(path) for path in extra_sources]
+    extra = [path.read_text() for path in extra_sources]
     digest = hashlib.sha256(
-        json.dumps([text, sim, toplevel, waves, build_args, tools]).encode()).hexdigest()[:16]
+        json.dumps([text, sim, toplevel, waves, build_args, tools, *extra]).encode()).hexdigest()[:16]
     directory = build_root() / sim / f"{toplevel}-{digest}"
     design = CosimBuild(sim, toplevel, directory, directory / f"{toplevel}.v", waves)
     stamp = directory / "built.json"
@@ -337,7 +342,7 @@ def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves
         _atomic_write(design.verilog, text)
         log = directory / "build.log"
         try:
-            sources, args = [design.verilog], list(build_args)
+            sources, args = [design.verilog, *extra_sources], list(build_args)
             if waves and sim == "icarus":
                 dump = directory / "iverilog_dump.v"
                 _atomic_write(dump, _ICARUS_DUMP_MODULE.format(toplevel=toplevel))

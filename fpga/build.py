@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from amaranth.build import Attrs, Clock, Pins, Resource, Subsignal
+from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io
 from ternac.model.codebook import Codebook, Coding, TernacError
-from ternac.model.hw import lower
+from ternac.model.hw import Target, lower
 from ternac.model.network import Network, TernaryLayer
 
 __all__ = [
@@ -44,6 +44,11 @@ __all__ = [
 
 #: nextpnr placement/routing seed used for every reported build.
 SEED = 1
+#: Rebuilds at a lower PLL frequency when a build misses its clock, and the margin below Fmax.
+PLL_RETRIES = 2
+PLL_MARGIN = 0.95
+#: The host link drops a half-received frame after this long without a byte.
+LINK_TIMEOUT_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,8 @@ class Board:
     module: str
     platform: str
     family: str                 # "ice40" or "ecp5"
-    clock: str                  # the board clock resource (its constraint is the P&R target)
-    target_mhz: float           # timing target given to nextpnr (the board clock is lower)
+    clock: str                  # the board clock resource: the PLL's input
+    target_mhz: float           # the PLL frequency a build first asks for (the Fmax goal)
     pins: tuple                 # 7 pins: sdi, sck, load_go, act_go, out_go, capture, sdo
     conn: tuple
     io_attrs: dict
@@ -65,12 +70,6 @@ class Board:
         import importlib
         cls = getattr(importlib.import_module(self.module), self.platform)
         platform = cls()
-        # Constrain the board clock to the P&R target so that nextpnr's timing-driven
-        # placement works for Fmax; the reported Fmax is what the routed design achieves.
-        # (A new Resource: the platform's resource objects are shared class attributes.)
-        board_clock = platform.lookup(self.clock, 0)
-        platform.resources[self.clock, 0] = Resource(self.clock, 0, *board_clock.ios,
-                                                     Clock(self.target_mhz * 1e6), board_clock.attrs)
         platform.add_resources([Resource(
             "harness", 0,
             *[Subsignal(name, Pins(pin, dir="o" if name == "sdo" else "i", conn=self.conn))
@@ -83,11 +82,11 @@ HARNESS_PINS = ("sdi", "sck", "load_go", "act_go", "out_go", "capture", "sdo")
 
 BOARDS = {
     "icebreaker": Board(
-        "icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40", "clk12", 50.0,
+        "icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40", "clk12", 48.0,
         pins=("1", "2", "3", "4", "7", "8", "9"), conn=("pmod", 0), io_attrs={},
         capacity={"lut": 5280, "ff": 5280, "ebr": 30, "dsp": 8, "spram": 4}),
     "ulx3s-85f": Board(
-        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "clk25", 100.0,
+        "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "clk25", 150.0,
         pins=("0+", "0-", "1+", "1-", "2+", "2-", "3+"), conn=("gpio", 0),
         io_attrs={"IO_TYPE": "LVCMOS33"},
         capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0}),
@@ -97,6 +96,8 @@ BOARDS = {
 NETWORKS = {
     "64-64-10": ([64, 64, 10], (8, 2), 8),
     "784-256-256-10": ([784, 256, 256, 10], (8, 2), 8),
+    # About the largest on the iCE40UP5K: 16000 of the 16384 SPRAM weight words (1,016,320 weights).
+    "784-1280-10": ([784, 1280, 10], (8, 2), 8),
 }
 
 #: "dense-lut" is the dense baseline with DSP inference off: its multipliers in LUTs.
@@ -225,11 +226,46 @@ class PinHarness(Elaboratable):
         return m
 
 
-def make_core(design, program):
+#: How the host reaches the core: the UART host link (frames, ``rtl/host_link.py``) on the
+#: board's USB serial port, or the 7-pin harness (:class:`PinHarness`).
+LINKS = ("uart", "pins")
+
+
+class UartHarness(Elaboratable):
+    """The core behind the host link on the board's USB-serial UART (``uart`` resource)."""
+
+    def __init__(self, link):
+        self.link = link
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = self.link
+        pins = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx = io.Buffer("i", pins.rx)
+        m.submodules.tx_buffer = tx = io.Buffer("o", pins.tx)
+        m.d.comb += [link.rx.eq(rx.i), tx.o.eq(link.tx)]
+        return m
+
+
+#: Where the weight buffer lives: block RAM (a ``Memory``) or iCE40 SPRAM (``rtl/spram.py``).
+WEIGHT_MEMORIES = ("bram", "spram")
+
+
+def make_core(design, program, weights="bram", bake=True):
+    """The core, with the lowered network baked in if ``bake`` (SPRAM has no initial contents:
+    never its weights)."""
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.dense_baseline import DenseBaseline
+    from ternac.rtl.spram import spram_weight_memory
+    config = program.config
+    image = dict(program.images) if bake else {Target.WEIGHTS: []}
+    if weights == "spram":
+        if design != "ternary":
+            raise TernacError("the SPRAM weight buffer is built for the ternary design only")
+        image.pop(Target.WEIGHTS)
+        return Accelerator(config, image=image, weight_memory=spram_weight_memory)
     cls = Accelerator if design == "ternary" else DenseBaseline
-    return cls(program.config, image=program.images)
+    return cls(config, image=image)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,20 +436,64 @@ def _mul_cells(path):
 # Build
 
 
-def build(board, design, net, *, seed=SEED, root=None, say=None):
+def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None,
+          link=None, baud=None):
     """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
-    for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``)."""
+    for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``).
+
+    ``weights``: ``"spram"`` or ``"bram"`` (default: SPRAM for the ternary design on iCE40).
+    ``link``: ``"uart"`` (default for the ternary design: the host link at ``baud``, default 1 Mbaud; nothing baked in, the
+    host loads the network) or ``"pins"`` (the 7-pin harness, network baked in).
+    ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
+    (``Board.target_mhz``) first; while the routed design misses it, up to
+    :data:`PLL_RETRIES` more builds, each with the PLL at most :data:`PLL_MARGIN` of the Fmax
+    the last one achieved (placement changes with the clock, so Fmax does too).
+    """
     say = say or (lambda text: None)
     if board not in BOARDS:
         raise TernacError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
     if design not in DESIGNS:
         raise TernacError(f"unknown design {design!r}; known: {', '.join(DESIGNS)}")
     spec = BOARDS[board]
+    if weights is None:
+        weights = "spram" if spec.family == "ice40" and design == "ternary" else "bram"
+    if weights not in WEIGHT_MEMORIES:
+        raise TernacError(f"unknown weight memory {weights!r}; known: {', '.join(WEIGHT_MEMORIES)}")
+    if weights == "spram" and not spec.capacity["spram"]:
+        raise TernacError(f"{board} has no SPRAM")
+    link = link or ("uart" if design == "ternary" else "pins")
+    if link not in LINKS:
+        raise TernacError(f"unknown link {link!r}; known: {', '.join(LINKS)}")
+    if link == "uart" and design != "ternary":
+        raise TernacError("the host link is built for the ternary design only")
+    from ternac.rtl.uart import DEFAULT_BAUD
+    baud = baud or DEFAULT_BAUD
+    from .pll import pll_at_most, pll_settings
+    board_mhz = _board_clock_mhz(spec)
+    settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
+    result = _build_once(spec, design, net, weights, link, baud, settings, seed=seed, root=root, say=say)
+    attempts = []
+    while (pll_mhz is None and result["fits"] and not result["timing_pass"]
+           and len(attempts) < PLL_RETRIES):
+        attempts.append({"clock_mhz": result["clock_mhz"], "fmax_mhz": result["fmax_mhz"]})
+        limit = min(PLL_MARGIN * result["fmax_mhz"], result["clock_mhz"] - 0.5)
+        settings = pll_at_most(spec.family, board_mhz, round(limit, 2))
+        say(f"  {result['fmax_mhz']:.1f} MHz < {result['clock_mhz']:g} MHz: again with the PLL at "
+            f"{settings.output_mhz:g} MHz")
+        result = _build_once(spec, design, net, weights, link, baud, settings, seed=seed, root=root,
+                             say=say)
+    result["earlier_attempts"] = attempts
+    (Path(result["build_dir"]) / "report.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root, say):
+    from .pll import PllDomain
     network = network_by_name(net)
     program = lower(network, dense=design != "ternary")
     config = program.config
     root = Path(root or build_root())
-    out = root / f"{board}-{design}-{net}"
+    out = root / f"{spec.name}-{design}-{net}"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -434,8 +514,18 @@ def build(board, design, net, *, seed=SEED, root=None, say=None):
     elif spec.family == "ecp5" and not use_dsp:
         overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
     platform = spec.make_platform()
-    top = PinHarness(make_core(design, program))
-    say(f"building {board} {design} {net} in {out} ...")
+    core = make_core(design, program, weights, bake=link == "pins")
+    clock_hz = settings.output_mhz * 1e6
+    if link == "uart":
+        from ternac.rtl.host_link import HostLink
+        from ternac.rtl.uart import baud_divisor
+        harness = UartHarness(HostLink(core, config, divisor=baud_divisor(clock_hz, baud),
+                                       timeout=int(clock_hz * LINK_TIMEOUT_S)))
+    else:
+        harness = PinHarness(core)
+    top = PllDomain(harness, settings, clock_resource=spec.clock)
+    say(f"building {spec.name} {design} {net} ({weights} weights, {link} link, PLL "
+        f"{settings.output_mhz:g} MHz) in {out} ...")
     start = time.monotonic()
     error = None
     try:
@@ -476,29 +566,31 @@ def build(board, design, net, *, seed=SEED, root=None, say=None):
 
     clock = min(parsed["fmax"].values(), key=lambda c: c["achieved"]) if parsed["fmax"] else None
     fmax = clock["achieved"] if clock and fits else None
+    clock_mhz = settings.output_mhz
+    meets = bool(fmax and fmax >= clock_mhz)
     cycles = program.cycles
     macs_per_cycle = config.lanes * config.coding.n
-    result = {
-        "board": board, "device": f"{platform.device}-{platform.package}", "family": spec.family,
-        "design": design, "net": net, "config": config.summary(),
+    return {
+        "board": spec.name, "device": f"{platform.device}-{platform.package}", "family": spec.family,
+        "design": design, "net": net, "weights": weights, "link": link,
+        "baud": baud if link == "uart" else None, "config": config.summary(),
         "fits": fits, "reason": reason,
         "lut": used("lut"), "ff": used("ff") if "ff" in names else synth["ff"],
         "ebr": used("ebr"), "dsp": used("dsp"), "spram": used("spram"), "lutram": used("lutram"),
-        "fmax_mhz": fmax, "target_mhz": spec.target_mhz, "timing_pass": bool(clock and clock["pass"]),
-        "board_clock_mhz": None, "seed": seed, "nextpnr_opts": nextpnr_opts,
+        "fmax_mhz": fmax, "clock_mhz": clock_mhz, "timing_pass": meets, "pll": settings.summary(),
+        "board_clock_mhz": settings.input_mhz, "seed": seed, "nextpnr_opts": nextpnr_opts,
         "synth_opts": overrides.get("synth_opts", ""),
         "build_seconds": round(seconds, 1),
         "capacity": spec.capacity,
         "utilization": util, "fmax": parsed["fmax"],
         "yosys": synth, "yosys_cells": cells, "muls_before_synth": _mul_cells(out / f"{name}.muls.txt"),
         "cycles_per_inference": cycles.total, "macs_per_cycle": macs_per_cycle,
-        "gmacs_per_s": round(fmax * macs_per_cycle / 1000, 3) if fmax else None,
-        "inferences_per_s": round(fmax * 1e6 / cycles.total) if fmax else None,
+        "weights_held": config.weight_depth * config.lanes * config.coding.n,
+        # Throughput at the clock the bitstream runs at (the PLL's), when it meets timing.
+        "gmacs_per_s": round(clock_mhz * macs_per_cycle / 1000, 3) if meets else None,
+        "inferences_per_s": round(clock_mhz * 1e6 / cycles.total) if meets else None,
         "build_dir": str(out),
     }
-    result["board_clock_mhz"] = _board_clock_mhz(spec)
-    (out / "report.json").write_text(json.dumps(result, indent=2))
-    return result
 
 
 def _board_clock_mhz(spec):

@@ -1,6 +1,6 @@
 """``ternac fpga``: build the accelerator for a board (open flow), report utilization and Fmax."""
 
-from .build import BOARDS, DESIGNS, NETWORKS, SEED, build
+from .build import BOARDS, DESIGNS, LINKS, NETWORKS, SEED, WEIGHT_MEMORIES, build
 
 __all__ = ["configure", "run"]
 
@@ -13,6 +13,15 @@ def configure(parser):
     parser.add_argument("--net", choices=sorted(NETWORKS), default="64-64-10",
                         help="synthetic network to size and bake in (default: 64-64-10)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"nextpnr seed (default {SEED})")
+    parser.add_argument("--weights", choices=WEIGHT_MEMORIES,
+                        help="weight buffer in block RAM or iCE40 SPRAM (default: SPRAM on iCE40)")
+    parser.add_argument("--link", choices=LINKS,
+                        help="UART host link (default for the ternary design; the host loads the "
+                        "network) or the 7-pin harness (network baked in)")
+    parser.add_argument("--baud", type=int, help="host link baud rate (default 1000000)")
+    parser.add_argument("--pll-mhz", type=float,
+                        help="PLL frequency (default: the board's goal, then at most 95 %% of the "
+                        "achieved Fmax if the goal is missed)")
     parser.add_argument("--all", action="store_true",
                         help="every build of the report table (python -m ternac.fpga.report)")
 
@@ -21,8 +30,9 @@ def _line(r):
     if not r["fits"]:
         return f"{r['board']} {r['design']} {r['net']}: does not fit: {r['reason']}"
     return (f"{r['board']} {r['design']} {r['net']}: {r['lut']} LUT, {r['ff']} FF, {r['ebr']} EBR, "
-            f"{r['dsp']} DSP, Fmax {r['fmax_mhz']:.1f} MHz ({r['gmacs_per_s']:.2f} GMAC/s dense-equivalent, "
-            f"{r['inferences_per_s']:,} inferences/s), built in {r['build_seconds']:.0f} s")
+            f"{r['dsp']} DSP, {r['spram'] or 0} SPRAM; PLL {r['clock_mhz']:g} MHz, Fmax {r['fmax_mhz']:.1f} MHz "
+            f"({'meets' if r['timing_pass'] else 'MISSES'} timing; "
+            f"{r['inferences_per_s'] or 0:,} inferences/s at the PLL clock), built in {r['build_seconds']:.0f} s")
 
 
 def run(args, say):
@@ -30,7 +40,8 @@ def run(args, say):
         from .report import RUNS, run_all
         results = run_all(RUNS, say=say)
         return {"builds": results}
-    result = build(args.board, args.design, args.net, seed=args.seed, say=say)
+    result = build(args.board, args.design, args.net, seed=args.seed, say=say, weights=args.weights,
+                   link=args.link, baud=args.baud, pll_mhz=args.pll_mhz)
     say(_line(result))
     say(f"report: {result['build_dir']}/report.json")
     return result

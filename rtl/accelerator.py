@@ -58,6 +58,10 @@ class Accelerator(wiring.Component):
     image : dict, optional
         Initial memory contents per :class:`~ternac.model.hw.config.Target`
         (:attr:`AcceleratorProgram.images <ternac.model.hw.lower.AcceleratorProgram>`).
+    weight_memory : callable, optional
+        ``weight_memory(config, init)`` returns the weight buffer: a component with a
+        memory's ``read`` and ``write`` port signatures and a 1-cycle read (e.g.
+        :func:`ternac.rtl.spram.spram_weight_memory`); default a block-RAM ``Memory``.
 
     Attributes
     ----------
@@ -75,9 +79,10 @@ class Accelerator(wiring.Component):
         The status word, fields :data:`ternac.model.hw.status.STATUS_FIELDS`.
     """
 
-    def __init__(self, config, *, image=None):
+    def __init__(self, config, *, image=None, weight_memory=None):
         self._config = config
         self._image = image or {}
+        self._weight_memory = weight_memory
         word = config.act_bits
         super().__init__({
             "act_in": In(stream.Signature(word)),
@@ -121,6 +126,14 @@ class Accelerator(wiring.Component):
         m.submodules[name] = mem
         return mem
 
+    def _weight_ports(self, m):
+        """Write and read port of the weight buffer."""
+        if self._weight_memory is None:
+            mem = self._memory(m, "weights", Target.WEIGHTS)
+            return mem.write_port(), mem.read_port()
+        m.submodules.weights = mem = self._weight_memory(self._config, self._image.get(Target.WEIGHTS, []))
+        return mem.write, mem.read
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
@@ -148,19 +161,17 @@ class Accelerator(wiring.Component):
                      self.status.load_busy.eq(loader.busy), self.status.error.eq(loader.error),
                      self.status.error_code.eq(loader.error_code)]
 
-        def writer(mem, target):
-            wp = mem.write_port()
+        def writer(wp, target):
             m.d.comb += [wp.addr.eq(loader.addr), wp.data.eq(loader.data), wp.en.eq(loader.we[target])]
             return wp
 
         # Weight buffer, parameter memory, layer table: written by the load port only.
-        weights = self._memory(m, "weights", Target.WEIGHTS)
+        weight_wp, weight_rp = self._weight_ports(m)
         params = self._memory(m, "params", Target.PARAMS)
         layers = self._memory(m, "layers", Target.LAYERS)
-        writer(weights, Target.WEIGHTS)
-        writer(params, Target.PARAMS)
-        layer_wp = writer(layers, Target.LAYERS)
-        weight_rp = weights.read_port()
+        writer(weight_wp, Target.WEIGHTS)
+        writer(params.write_port(), Target.PARAMS)
+        layer_wp = writer(layers.write_port(), Target.LAYERS)
         param_rp = params.read_port()
         param = data.View(param_layout(cfg), param_rp.data)
         # Transparent: an inference may start the cycle after the last descriptor is loaded.

@@ -94,8 +94,25 @@ def test_ice40_ternary_build_fits_with_fmax(ice40_builds):
     assert r["ebr"] > 0                                  # the memories are block RAM, not gone
     assert json.loads((Path(r["build_dir"]) / "report.json").read_text())["fmax_mhz"] == r["fmax_mhz"]
     # The MAC array has no multiplier: the only $mul is the requantizer's, and it is the only DSP.
-    assert r["muls_before_synth"] == {"top.core.requant": 1}
+    [(module, muls)] = r["muls_before_synth"].items()
+    assert module.endswith(".core.requant") and muls == 1
     assert r["dsp"] <= 1
+    # Weights in the four SPRAMs, behind the UART host link, at a PLL clock the design meets.
+    assert (r["weights"], r["link"], r["spram"]) == ("spram", "uart", 4)
+    assert r["timing_pass"] and r["clock_mhz"] <= r["fmax_mhz"]
+    assert r["pll"]["primitive"] == "SB_PLL40_PAD"
+
+
+@pytest.mark.fpga
+@pytest.mark.parametrize("family, board_mhz, primitive", [("ice40", 12, "SB_PLL40_PAD"),
+                                                          ("ecp5", 25, "EHXPLLL")])
+def test_pll_settings_at_most(family, board_mhz, primitive):
+    from ternac.fpga.pll import pll_at_most
+    settings = pll_at_most(family, board_mhz, 33.3)
+    assert settings.primitive == primitive
+    assert 30 < settings.output_mhz <= 33.3
+    divider = "DIVF" if family == "ice40" else "CLKFB_DIV"
+    assert isinstance(settings.params[divider], int)
 
 
 @pytest.mark.fpga

@@ -1,0 +1,119 @@
+"""The host link in simulation: the board's design (UART, frames, accelerator with SPRAM weights)
+under Verilator or Icarus, reachable as a serial port.
+
+:func:`simulated_port` builds the design (:class:`ternac.rtl.host_link.HostLink` around the
+SPRAM accelerator, the UART at ``clock / SIM_DIVISOR`` baud so a byte costs 40 cycles), starts
+the simulator in a thread with the bit-level UART bench (:mod:`ternac.cosim.uart_link_tb`) and
+yields a pyserial port on the bench's pseudo-terminal: the host driver
+(:mod:`ternac.model.host_driver`) runs on it exactly as on a board's ``/dev/ttyUSB1``.
+"""
+
+import contextlib
+import functools
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ternac.model.codebook import TernacError
+from ternac.model.hw import HardwareConfig, lower
+
+from . import runner
+from .spram_sim import spram_model_path
+from .toolchain import ToolchainError
+
+__all__ = ["SIM_DIVISOR", "SIM_TIMEOUT", "TB", "TOPLEVEL", "build_link", "link_design",
+           "sim_uart", "simulated_port"]
+
+TB = "ternac.cosim.uart_link_tb"
+TOPLEVEL = "ternac_board"
+#: Clock cycles per UART bit in simulation (the hardware's 1 Mbaud is 30 or more).
+SIM_DIVISOR = 4
+#: Cycles without a byte after which the link drops a half-received frame, in simulation.
+SIM_TIMEOUT = 50_000
+
+
+def link_design(hardware, divisor=SIM_DIVISOR, timeout=SIM_TIMEOUT):
+    """Factory for :func:`ternac.cosim.runner.build_design`: the host link around the accelerator."""
+    from ternac.rtl.accelerator import Accelerator
+    from ternac.rtl.host_link import HostLink
+    from ternac.rtl.spram import spram_weight_memory
+
+    config = HardwareConfig.from_dict(hardware)
+    core = Accelerator(config, weight_memory=functools.partial(spram_weight_memory, primitive=True))
+    return HostLink(core, config, divisor=divisor, timeout=timeout)
+
+
+def build_link(config, *, sim="verilator", waves=None):
+    return runner.build_design(link_design, {"hardware": config.to_dict()}, sim=sim,
+                               toplevel=TOPLEVEL, waves=waves, extra_sources=[spram_model_path()])
+
+
+@contextmanager
+def simulated_port(config, *, sim="verilator", name="uart-link", max_cycles=50_000_000,
+                   start_seconds=300.0, waves=None):
+    """A pyserial port connected to the simulated host link; the simulation ends on exit.
+
+    Raises :class:`TernacError` if the simulator does not come up within ``start_seconds``,
+    and :exc:`~ternac.cosim.runner.CosimFailure` if the bench failed (framing error on ``tx``,
+    cycle budget ``max_cycles`` exhausted).
+    """
+    import serial
+
+    design = build_link(config, sim=sim, waves=waves)
+    with tempfile.TemporaryDirectory() as tmp:
+        pty_file, stop_file = Path(tmp) / "pty", Path(tmp) / "stop"
+        outcome = {}
+
+        def simulate():
+            try:
+                outcome["result"] = runner.run_test(
+                    design, TB, name=name,
+                    data={"divisor": SIM_DIVISOR, "pty_file": str(pty_file),
+                          "stop_file": str(stop_file), "max_cycles": max_cycles})
+            except (runner.CosimError, runner.CosimFailure) as error:   # re-raised below
+                outcome["error"] = error
+
+        thread = threading.Thread(target=simulate, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + start_seconds
+        while not pty_file.is_file():
+            if not thread.is_alive() or time.monotonic() > deadline:
+                stop_file.touch()
+                thread.join()
+                if "error" in outcome:
+                    raise outcome["error"]
+                raise TernacError(f"the {sim} simulation did not open its serial port "
+                                  f"within {start_seconds:g} s")
+            time.sleep(0.05)
+        port = serial.serial_for_url(pty_file.read_text(), baudrate=1_000_000, timeout=0.05)
+        try:
+            yield port
+        finally:
+            port.close()
+            stop_file.touch()
+            thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+
+
+def sim_uart(args, network, config, x, labels, say):
+    """``ternac sim --link uart``: the ``ternac run`` driver against the simulated board."""
+    from ternac.model.host_driver import HostLinkDriver, run_network
+    from ternac.model.host_run import report
+
+    say(f"{args.net}: {len(x)} samples through the UART host link on {args.simulator} "
+        f"({SIM_DIVISOR} cycles per bit, weights in SPRAM)")
+    try:
+        with contextlib.redirect_stdout(sys.stderr), simulated_port(
+                config, sim=args.simulator, name=f"ternac-sim-uart-{args.simulator}",
+                waves=True if args.waves else None) as port:
+            summary = run_network(HostLinkDriver(port, timeout=300), network, lower(network, config), x,
+                                  say=say)
+    except (ToolchainError, runner.CosimError) as error:
+        raise TernacError(str(error)) from None
+    summary.update(net=args.net, simulator=args.simulator, link="uart",
+                   note="inferences/s is of the simulation, not of a board")
+    return report(args, summary, labels, say)

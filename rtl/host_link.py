@@ -1,0 +1,364 @@
+"""The host link: the accelerator behind a UART, driven by framed packets (``model/host_link.py``).
+
+One frame at a time: the link receives a whole request into its frame buffer, checks CRC,
+type, length and state, and only then acts on it and answers. So a corrupted, truncated or
+unknown frame changes nothing (the answer is an ERROR frame), and a frame that stops arriving
+is dropped after ``timeout`` cycles without a byte.
+
+A network load is BEGIN, LOAD frames, COMMIT. BEGIN resets the accelerator's control (its
+load port may have been left mid-transfer) and marks the network unusable; each LOAD frame's
+beats go to the ``load`` port once the frame's CRC checks; COMMIT carries the byte count and
+the CRC-16 of every LOAD payload since BEGIN, and only when both match what arrived is the
+network marked usable. INFER is refused until then: a broken transfer never runs half a
+network. (A shadow copy of the weights is not possible on the iCE40UP5K: the four SPRAMs hold
+one network and nothing else is large enough.)
+
+An INFER frame's input words are fed to ``act_in`` one per cycle and ``act_out`` is always
+ready, so the accelerator's ``cycles`` equal the cycle model; the output words go to the frame
+buffer and back to the host with the cycles.
+"""
+
+# ruff: noqa: SIM117 (Amaranth: one `with` block per FSM state and per condition)
+import struct
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from ternac.model.codebook import TernacError
+from ternac.model.host_link import (
+    COMMIT_FORMAT,
+    CRC_INIT,
+    CRC_POLY,
+    ERROR,
+    SYNC,
+    LinkError,
+    Request,
+    reply_type,
+)
+from ternac.model.hw import LOAD_BITS
+
+from .uart import UartRx, UartTx
+
+__all__ = ["HostLink", "crc16_update"]
+
+#: Words of the frame buffer at least (one iCE40 EBR is 256 x 16 bit).
+MIN_BUFFER_WORDS = 256
+
+
+def _crc16_terms():
+    """For each bit of the next CRC, the CRC bits (0..15) and byte bits (16..23) it XORs."""
+    state = [{i} for i in range(16)]                    # CRC bit i as a set of input bits
+    for i in range(8):
+        state[8 + i] = state[8 + i] ^ {16 + i}          # crc ^= byte << 8
+    for _ in range(8):
+        top = state[15]
+        state = [set()] + state[:15]                    # crc << 1
+        state = [bit ^ top if (CRC_POLY >> i) & 1 else bit for i, bit in enumerate(state)]
+    return [sorted(bit) for bit in state]
+
+
+_CRC16_TERMS = _crc16_terms()
+
+
+def crc16_update(crc, byte):
+    """CRC-16/CCITT-FALSE of one more byte, as XOR logic (``model.host_link.crc16``, unrolled)."""
+    inputs = Cat(crc, byte)
+    bits = []
+    for terms in _CRC16_TERMS:
+        value = Const(0, 1)
+        for t in terms:
+            value = value ^ inputs[t]
+        bits.append(value)
+    return Cat(*bits)
+
+
+class HostLink(wiring.Component):
+    """The accelerator ``core`` behind a UART (``rx``/``tx``), speaking the host-link frames.
+
+    Parameters
+    ----------
+    core : Accelerator
+        Its ``sync`` domain is reset by a BEGIN frame (memories keep their contents).
+    config : HardwareConfig
+        The core's configuration (N, act_depth).
+    divisor : int
+        Clock cycles per UART bit (:func:`ternac.rtl.uart.baud_divisor`).
+    timeout : int
+        Cycles without a byte after which a half-received frame is dropped.
+
+    Attributes
+    ----------
+    rx : In(1)
+    tx : Out(1)
+    """
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+
+    def __init__(self, core, config, *, divisor, timeout):
+        n = config.coding.n
+        if (n * 8) % LOAD_BITS or n & (n - 1):
+            raise TernacError(f"the host link needs N to be a power of two with N*8 a multiple of "
+                              f"{LOAD_BITS} bits, N={n}")
+        self._core = core
+        self._n = n
+        self._shift = n.bit_length() - 1         # x * N as a shift: no multiplier
+        self._words = max(config.act_depth, MIN_BUFFER_WORDS)
+        self._act_depth = config.act_depth
+        self._divisor = divisor
+        self._timeout = timeout
+        super().__init__()
+
+    @property
+    def max_payload(self):
+        """Largest payload (bytes) a request may carry: the frame buffer."""
+        return self._words * self._n
+
+    def elaborate(self, platform):
+        m = Module()
+        n, words = self._n, self._words
+        core_reset = Signal()
+        core = self._core
+        m.submodules.core = ResetInserter({"sync": core_reset})(core)
+        m.submodules.uart_rx = urx = UartRx(divisor=self._divisor)
+        m.submodules.uart_tx = utx = UartTx(divisor=self._divisor)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+        m.submodules.buffer = buffer = Memory(shape=8 * n, depth=words, init=[])
+        wp = buffer.write_port(granularity=8)
+        rp = buffer.read_port()
+        buffer_bytes = [rp.data[8 * i:8 * i + 8] for i in range(n)]
+
+        byte, got = urx.o.payload, urx.o.valid
+        kind = Signal(8)
+        length = Signal(16)
+        received = Signal(16)                     # payload bytes so far
+        word, lane = Signal(range(words + 1)), Signal(range(n))   # where the next one goes
+        crc, frame_crc = Signal(16), Signal(16)
+        too_long = Signal()
+        tail = Signal(8 * struct.calcsize(COMMIT_FORMAT))   # the last payload bytes (COMMIT)
+        load_crc, load_crc_next = Signal(16, init=CRC_INIT), Signal(16)
+        load_bytes = Signal(32)
+        committed, loading = Signal(), Signal()
+        in_words, out_words = Signal(16), Signal(16)
+        cycles = Signal(32)
+        timer = Signal(range(self._timeout + 1))
+
+        # The reply: header, `reply_buffer` bytes of the frame buffer, `small_len` bytes of
+        # `small`, CRC.
+        reply_kind = Signal(8)
+        reply_buffer = Signal(16)
+        small = Signal(64)
+        small_len = Signal(4)
+        tx_crc = Signal(16)
+        tx_index = Signal(16)
+        tx_word, tx_lane = Signal(range(words + 1)), Signal(range(n))
+        settled = Signal()                        # the buffer's read data is for tx_word
+
+        def reply(kind_value, *, small_value=0, small_bytes=0, from_buffer=0):
+            return [reply_kind.eq(kind_value), small.eq(small_value), small_len.eq(small_bytes),
+                    reply_buffer.eq(from_buffer), tx_index.eq(0), tx_word.eq(0), tx_lane.eq(0),
+                    tx_crc.eq(CRC_INIT), settled.eq(0)]
+
+        def error(code):
+            return reply(ERROR, small_value=Cat(Const(code, 8), kind), small_bytes=2)
+
+        # Feeding act_in / load from the buffer: `index` is the word whose data the read port
+        # shows (its address was presented the cycle before), one word per cycle.
+        index = Signal(range(words + 1))
+        beat = Signal(range(max(1, 8 * n // LOAD_BITS)))
+        beats_left = Signal(16)
+        beats_per_word = 8 * n // LOAD_BITS
+        load_step = core.load.valid & core.load.ready
+        feed_step = core.act_in.valid & core.act_in.ready
+        m.d.comb += [
+            core.load.payload.eq(Array(rp.data[LOAD_BITS * j:LOAD_BITS * (j + 1)]
+                                       for j in range(beats_per_word))[beat]),
+            core.act_in.payload.eq(rp.data),
+        ]
+
+        with m.If(got):
+            m.d.sync += timer.eq(0)
+        with m.Elif(timer != self._timeout):
+            m.d.sync += timer.eq(timer + 1)
+        timed_out = (timer == self._timeout) & ~got
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(got & (byte == SYNC)):
+                    m.d.sync += [crc.eq(CRC_INIT), kind.eq(0)]
+                    m.next = "TYPE"
+
+            def receive(field_update, next_state):
+                with m.If(got):
+                    m.d.sync += [crc.eq(crc16_update(crc, byte)), *field_update]
+                    m.next = next_state
+                with m.Elif(timed_out):
+                    m.d.sync += error(LinkError.TIMEOUT)
+                    m.next = "REPLY"
+
+            with m.State("TYPE"):
+                receive([kind.eq(byte)], "LEN0")
+            with m.State("LEN0"):
+                receive([length[:8].eq(byte)], "LEN1")
+            with m.State("LEN1"):
+                full = Cat(length[:8], byte)
+                receive([length[8:].eq(byte), received.eq(0), word.eq(0), lane.eq(0),
+                         too_long.eq(full > self.max_payload), load_crc_next.eq(load_crc)],
+                        "CRC0")
+                with m.If(got & (full != 0)):
+                    m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [wp.addr.eq(word), wp.data.eq(byte.replicate(n)),
+                             wp.en.eq(Mux(got & ~too_long, 1 << lane, 0))]
+                last = received == length - 1
+                receive([received.eq(received + 1), tail.eq(Cat(tail[8:], byte)),
+                         load_crc_next.eq(crc16_update(load_crc_next, byte)),
+                         lane.eq(Mux(lane == n - 1, 0, lane + 1)),
+                         word.eq(Mux(lane == n - 1, word + 1, word))],
+                        "PAYLOAD")
+                with m.If(got & last):
+                    m.next = "CRC0"
+            with m.State("CRC0"):
+                with m.If(got):
+                    m.d.sync += frame_crc[:8].eq(byte)
+                    m.next = "CRC1"
+                with m.Elif(timed_out):
+                    m.d.sync += error(LinkError.TIMEOUT)
+                    m.next = "REPLY"
+            with m.State("CRC1"):
+                with m.If(got):
+                    m.d.sync += frame_crc[8:].eq(byte)
+                    m.next = "CHECK"
+                with m.Elif(timed_out):
+                    m.d.sync += error(LinkError.TIMEOUT)
+                    m.next = "REPLY"
+
+            with m.State("CHECK"):
+                commit_bytes, commit_crc, commit_in, commit_out = (
+                    tail[:32], tail[32:48], tail[48:64], tail[64:80])
+                m.d.comb += rp.addr.eq(0)         # INFER and LOAD start at word 0
+                m.d.sync += [index.eq(0), beat.eq(0), beats_left.eq(length >> 2)]
+                m.next = "REPLY"
+                with m.If(frame_crc != crc):
+                    m.d.sync += error(LinkError.CRC)
+                with m.Elif(kind == Request.STATUS):
+                    with m.If(length != 0):
+                        m.d.sync += error(LinkError.LENGTH)
+                    with m.Else():
+                        m.d.sync += reply(reply_type(Request.STATUS), small_bytes=8, small_value=Cat(
+                            committed, loading, Const(0, 6), Const(n, 8), Const(self.max_payload, 16),
+                            cycles))
+                with m.Elif(kind == Request.BEGIN):
+                    with m.If(length != 0):
+                        m.d.sync += error(LinkError.LENGTH)
+                    with m.Else():
+                        m.d.comb += core_reset.eq(1)
+                        m.d.sync += [committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
+                                     load_bytes.eq(0), reply(reply_type(Request.BEGIN))]
+                with m.Elif(kind == Request.LOAD):
+                    with m.If(too_long | (length == 0) | (length[:2] != 0)):
+                        m.d.sync += error(LinkError.LENGTH)
+                    with m.Elif(~loading):
+                        m.d.sync += error(LinkError.STATE)
+                    with m.Else():
+                        m.next = "LOAD"
+                with m.Elif(kind == Request.COMMIT):
+                    with m.If(length != len(tail) // 8):
+                        m.d.sync += error(LinkError.LENGTH)
+                    with m.Elif(~loading):
+                        m.d.sync += error(LinkError.STATE)
+                    with m.Elif((commit_bytes != load_bytes) | (commit_crc != load_crc)
+                                | (commit_in == 0) | (commit_in > self._act_depth)
+                                | (commit_out == 0) | (commit_out > self._act_depth)):
+                        m.d.sync += [loading.eq(0), error(LinkError.COMMIT)]
+                    with m.Else():
+                        m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
+                                     out_words.eq(commit_out), reply(reply_type(Request.COMMIT))]
+                with m.Elif(kind == Request.INFER):
+                    with m.If(~committed):
+                        m.d.sync += error(LinkError.STATE)
+                    with m.Elif(length != in_words << self._shift):
+                        m.d.sync += error(LinkError.LENGTH)
+                    with m.Else():
+                        m.next = "FEED"
+                with m.Else():
+                    m.d.sync += error(LinkError.TYPE)
+
+            with m.State("LOAD"):
+                m.d.comb += [core.load.valid.eq(1), rp.addr.eq(index)]
+                with m.If(load_step):
+                    m.d.sync += [beat.eq(Mux(beat == beats_per_word - 1, 0, beat + 1)),
+                                 beats_left.eq(beats_left - 1)]
+                    with m.If(beat == beats_per_word - 1):
+                        m.d.comb += rp.addr.eq(index + 1)
+                        m.d.sync += index.eq(index + 1)
+                    with m.If(beats_left == 1):
+                        m.d.sync += [load_crc.eq(load_crc_next), load_bytes.eq(load_bytes + length),
+                                     reply(reply_type(Request.LOAD))]
+                        m.next = "REPLY"
+
+            with m.State("FEED"):
+                m.d.comb += [core.act_in.valid.eq(1), rp.addr.eq(index + feed_step)]
+                with m.If(feed_step):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == in_words - 1):
+                        m.d.sync += index.eq(0)
+                        m.next = "COLLECT"
+            with m.State("COLLECT"):
+                m.d.comb += [core.act_out.ready.eq(1), wp.addr.eq(index),
+                             wp.data.eq(core.act_out.payload),
+                             wp.en.eq(Mux(core.act_out.valid, (1 << n) - 1, 0))]
+                with m.If(core.act_out.valid):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == out_words - 1):
+                        m.next = "CYCLES"
+            with m.State("CYCLES"):               # `cycles` is updated by the last handshake
+                m.d.sync += [cycles.eq(core.cycles),
+                             reply(reply_type(Request.INFER), small_value=core.cycles, small_bytes=4,
+                                   from_buffer=out_words << self._shift)]
+                m.next = "REPLY"
+
+            # -- the reply --------------------------------------------------------------------
+            header = Array([Const(SYNC, 8), reply_kind,
+                            (reply_buffer + small_len)[:8], (reply_buffer + small_len)[8:16]])
+            sent = utx.i.valid & utx.i.ready
+            with m.State("REPLY"):
+                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(header[tx_index[:2]])]
+                with m.If(sent):
+                    m.d.sync += tx_index.eq(tx_index + 1)
+                    with m.If(tx_index != 0):
+                        m.d.sync += tx_crc.eq(crc16_update(tx_crc, utx.i.payload))
+                    with m.If(tx_index == 3):
+                        m.d.sync += tx_index.eq(0)
+                        m.next = "SEND_BUFFER"
+                        with m.If(reply_buffer == 0):
+                            m.next = "SEND_SMALL"
+            with m.State("SEND_BUFFER"):
+                m.d.comb += [rp.addr.eq(tx_word), utx.i.payload.eq(Array(buffer_bytes)[tx_lane]),
+                             utx.i.valid.eq(settled)]
+                m.d.sync += settled.eq(1)
+                with m.If(sent):
+                    m.d.sync += [tx_crc.eq(crc16_update(tx_crc, utx.i.payload)),
+                                 tx_index.eq(tx_index + 1), settled.eq(0),
+                                 tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1)),
+                                 tx_word.eq(Mux(tx_lane == n - 1, tx_word + 1, tx_word))]
+                    with m.If(tx_index == reply_buffer - 1):
+                        m.d.sync += tx_index.eq(0)
+                        m.next = "SEND_SMALL"
+            with m.State("SEND_SMALL"):
+                m.d.comb += [utx.i.valid.eq(small_len != 0), utx.i.payload.eq(small[:8])]
+                with m.If(sent):
+                    m.d.sync += [tx_crc.eq(crc16_update(tx_crc, utx.i.payload)),
+                                 small.eq(small >> 8), small_len.eq(small_len - 1)]
+                with m.If(small_len == 0):
+                    m.next = "SEND_CRC0"
+            with m.State("SEND_CRC0"):
+                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(tx_crc[:8])]
+                with m.If(sent):
+                    m.next = "SEND_CRC1"
+            with m.State("SEND_CRC1"):
+                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(tx_crc[8:])]
+                with m.If(sent):
+                    m.next = "IDLE"
+        return m
