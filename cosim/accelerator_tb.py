@@ -249,26 +249,25 @@ async def run_reset(dut, counter, step, problems):
             "discarded_outputs": len(sink.beats), "busy_after": busy_after}
 
 
-@cocotb.test()
-async def accelerator_program(dut):
-    """Execute the program handed over by the pytest process (see the module docstring)."""
+async def run_script(dut, name, handlers):
+    """Execute the bench script handed over by the pytest process, one step after the other.
+
+    ``handlers[op](dut, counter, step, scoreboard, problems)`` runs a step of kind ``op`` and
+    returns its record. Whatever happens, every record so far and the scoreboard's counts go
+    back to the pytest process; then any mismatch or problem fails the test.
+    """
     data = load_data()
     dut.act_in__valid.value = 0
     dut.act_out__ready.value = 0
     dut.load__valid.value = 0
     counter = await clock_and_reset(dut, period_ns=CLOCK_NS)
-    scoreboard = Scoreboard(data.get("name", "accelerator"))
+    scoreboard = Scoreboard(data.get("name", name))
     problems, steps = [], []
     try:
         for step in data["steps"]:
-            if step["op"] == "load":
-                steps.append(await run_load(dut, counter, step))
-            elif step["op"] == "infer":
-                steps.append(await run_infer(dut, counter, step, scoreboard, problems))
-            elif step["op"] == "reset":
-                steps.append(await run_reset(dut, counter, step, problems))
-            else:
+            if step["op"] not in handlers:
                 raise ValueError(f"unknown step {step['op']!r}")
+            steps.append(await handlers[step["op"]](dut, counter, step, scoreboard, problems))
     finally:
         save_output({"steps": steps, "checked": scoreboard.checked,
                      "mismatches": len(scoreboard.mismatches),
@@ -277,3 +276,16 @@ async def accelerator_program(dut):
     scoreboard.finish()
     assert not problems, "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)"
                                                      if len(problems) > 5 else "")
+
+
+STEPS = {
+    "load": lambda dut, counter, step, scoreboard, problems: run_load(dut, counter, step),
+    "infer": run_infer,
+    "reset": lambda dut, counter, step, scoreboard, problems: run_reset(dut, counter, step, problems),
+}
+
+
+@cocotb.test()
+async def accelerator_program(dut):
+    """Execute the program handed over by the pytest process (see the module docstring)."""
+    await run_script(dut, "accelerator", STEPS)

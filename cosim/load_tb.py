@@ -31,9 +31,7 @@ from ternac.model.hw.status import decode_status
 from ternac.model.pack import unpack_activations
 
 from . import accelerator_tb
-from .runner import load_data, save_output
-from .scoreboard import Scoreboard
-from .streams import StreamSink, StreamSource, clock_and_reset
+from .streams import StreamSink, StreamSource
 
 CLOCK_NS = accelerator_tb.CLOCK_NS
 
@@ -168,38 +166,18 @@ async def run_reset(dut, step, problems):
     return {"op": "reset", **seen}
 
 
+STEPS = {
+    "load": lambda dut, counter, step, scoreboard, problems: run_load(dut, counter, step, problems),
+    "status": lambda dut, counter, step, scoreboard, problems: run_status(dut, step, problems),
+    "infer": lambda dut, counter, step, scoreboard, problems: within(
+        accelerator_tb.run_infer(dut, counter, step, scoreboard, problems), step["budget"],
+        "streams 'act_in'/'act_out' (infer step)"),
+    "overlap": run_overlap,
+    "reset": lambda dut, counter, step, scoreboard, problems: run_reset(dut, step, problems),
+}
+
+
 @cocotb.test()
 async def load_program(dut):
     """Execute the program handed over by the pytest process (see the module docstring)."""
-    data = load_data()
-    dut.act_in__valid.value = 0
-    dut.act_out__ready.value = 0
-    dut.load__valid.value = 0
-    counter = await clock_and_reset(dut, period_ns=CLOCK_NS)
-    scoreboard = Scoreboard(data.get("name", "load"))
-    problems, steps = [], []
-    try:
-        for step in data["steps"]:
-            op = step["op"]
-            if op == "load":
-                steps.append(await run_load(dut, counter, step, problems))
-            elif op == "status":
-                steps.append(await run_status(dut, step, problems))
-            elif op == "infer":
-                steps.append(await within(
-                    accelerator_tb.run_infer(dut, counter, step, scoreboard, problems),
-                    step["budget"], "streams 'act_in'/'act_out' (infer step)"))
-            elif op == "overlap":
-                steps.append(await run_overlap(dut, counter, step, scoreboard, problems))
-            elif op == "reset":
-                steps.append(await run_reset(dut, step, problems))
-            else:
-                raise ValueError(f"unknown step {op!r}")
-    finally:
-        save_output({"steps": steps, "checked": scoreboard.checked,
-                     "mismatches": len(scoreboard.mismatches),
-                     "first_mismatch": str(scoreboard.first_mismatch or "") or None,
-                     "problems": problems})
-    scoreboard.finish()
-    assert not problems, "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)"
-                                                     if len(problems) > 5 else "")
+    await accelerator_tb.run_script(dut, "load", STEPS)

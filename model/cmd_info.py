@@ -20,24 +20,24 @@ def run(args, say):
     from .hw import lower
 
     net = load_network(args.net)
-    try:
-        program, problem = lower(net, lanes=args.lanes), None
+    try:       # one program per output head (the trunk is in each)
+        programs = [lower(net, lanes=args.lanes, head=h) for h in range(max(1, len(net.heads)))]
+        program, problem = programs[0], None
     except TernacError as error:
-        program, problem = None, str(error)
+        programs, program, problem = [], None, str(error)
     network_bits = bits_per_weight(net)
     bits = {row["name"]: row for row in network_bits["per_layer"]}
-    passes = {}
-    if program:
-        report = program.cycles
-        passes = {d.name: (d, u) for d, u in zip(program.layers, report.layer_utilization())}
+    passes = {d.name: (d, u) for p in programs
+              for d, u in zip(p.layers, p.cycles.layer_utilization())}
     coding = sorted({str(layer.coding) for layer in net.ternary_layers})
     say(f"{args.net}: input {tuple(net.input_shape)} (scale {net.input_scale:.6g}), coding "
         f"{', '.join(coding)}" + (f", {program.config.lanes} lanes" if program else ""))
     say(f"{'layer':>10} {'kind':>8} {'in':>14} {'out':>14} {'codes b/w':>10} {'all-in b/w':>10} "
         f"{'acc bits':>8} {'cycles':>8} {'util':>6}")
     rows = []
-    for layer in net.layers:
-        row = {"name": layer.name, "kind": _kind(layer),
+    for head, layer in [(None, layer) for layer in net.layers] + [
+            (h, layer) for h, chain in enumerate(net.heads) for layer in chain]:
+        row = {"name": layer.name, "kind": _kind(layer), "head": head,
                "in_shape": list(layer.in_shape()), "out_shape": list(layer.out_shape())}
         line = f"{row['name']:>10} {row['kind']:>8} {tuple(row['in_shape'])!s:>14} {tuple(row['out_shape'])!s:>14} "
         if isinstance(layer, TernaryLayer):
@@ -47,8 +47,12 @@ def run(args, say):
                        cycles=desc.cycles if desc else None, utilization=util)
             line += (f"{row['codes_bpw']:>10.4f} {row['all_in_bpw']:>10.4f} {row['acc_bits']:>8} "
                      + (f"{desc.cycles:>8} {util:>6.1%}" if desc else f"{'-':>8} {'-':>6}"))
+        elif layer.name in passes:                  # a pooling pass
+            desc, _ = passes[layer.name]
+            row.update(cycles=desc.cycles)
+            line += f"{'':>10} {'':>10} {'':>8} {desc.cycles:>8}"
         rows.append(row)
-        say(line)
+        say(line + (f"  (head {head})" if head is not None else ""))
     say(f"network: {network_bits['weights']} weights, {network_bits['codes']:.4f} code bits/weight, "
         f"{network_bits['all_in']:.4f} all-in (x{network_bits['fp32_ratio']:.1f} vs fp32)")
     summary = {"net": args.net, "coding": coding, "layers": rows, "mappable": program is not None,
@@ -57,8 +61,13 @@ def run(args, say):
         say(f"accelerator: {problem}")
         return {**summary, "reason": problem, "predicted_cycles": None, "utilization": None}
     cfg, report = program.config, program.cycles
-    say(f"predicted cycles per inference: {report.total} ({report.utilization:.1%} of {cfg.lanes}x"
-        f"{cfg.coding.n} dense-equivalent MACs per cycle)")
-    return {**summary, "lanes": cfg.lanes, "code_bits": cfg.code_bits, "hardware": cfg.to_dict(),
-            "predicted_cycles": report.total, "utilization": report.utilization,
-            "cycles": report.to_dict()}
+    for p in programs:
+        say(f"predicted cycles per inference{'' if p.head is None else f' of head {p.head}'}: "
+            f"{p.cycles.total} ({p.cycles.utilization:.1%} of {cfg.lanes}x{cfg.coding.n} "
+            f"dense-equivalent MACs per cycle)")
+    summary.update(lanes=cfg.lanes, code_bits=cfg.code_bits, hardware=cfg.to_dict(),
+                   predicted_cycles=report.total, utilization=report.utilization,
+                   cycles=report.to_dict())
+    if net.heads:
+        summary["heads"] = [p.cycles.to_dict() for p in programs]
+    return summary
