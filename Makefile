@@ -52,5 +52,14 @@ bench: venv
 	$(BIN)/python -m ternac.cosim.simspeed
 	$(BIN)/python -m ternac.fpga.report
 
+# The whole-CNN sign-off quoted in docs/simulation.md (about 10 min on 2 cores).
+cnn-signoff: venv
+	mkdir -p out
+	$(BIN)/python -m ternac.model.cli train --dataset fashion-mnist --arch cnn:8-16 --coding 8,2 \
+	  --float-epochs 3 --epochs 3 --threads 1 --out out/cnn816.tern --json
+	$(BIN)/python -m ternac.model.cli info out/cnn816.tern
+	$(BIN)/python -m ternac.model.cli sim out/cnn816.tern --dataset fashion-mnist --samples 1000 \
+	  --simulator verilator --json
+
 clean:
 	rm -rf build .pytest_cache
