@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from ternac.model.arith import acc_bits
 from ternac.model.codebook import Coding, TernacError
+from ternac.model.datasets import random_inputs
 from ternac.model.hw import HardwareConfig, Target, lower
 from ternac.model.reference import golden_network
 
@@ -132,22 +133,6 @@ def _as_int8_batch(network, x):
     if x.dtype != np.int8:
         raise TernacError(f"inputs must be int8, got {x.dtype}")
     return x.reshape(len(x), -1)
-
-
-def random_inputs(network, count, seed=0):
-    """``count`` int8 input vectors (B, I): first the extremes, then uniform random values.
-
-    The first ones are all -128, all 127, all 0, and alternating 127/-128 (as many of them
-    as ``count`` allows); they drive accumulators and the requantizer into saturation.
-    """
-    size = int(np.prod(network.input_shape))
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-128, 128, (count, size))
-    extremes = [np.full(size, -128), np.full(size, 127), np.zeros(size),
-                np.where(np.arange(size) % 2 == 0, 127, -128)]
-    for i, row in enumerate(extremes[:count]):
-        x[i] = row
-    return x.astype(np.int8)
 
 
 def golden_outputs(network, x, head=None):

@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 from ternac.model.codebook import TernacError
+from ternac.model.datasets import network_samples
 from ternac.model.hw import lower
-from ternac.model.network import check_input_shape, load_network
+from ternac.model.network import load_network
 
 from .toolchain import SIMULATORS, ToolchainError
 
@@ -41,22 +42,6 @@ def configure(parser):
                         help="record a waveform (FST; also WAVES=1) and print its path")
 
 
-def _samples(args, net):
-    if args.samples < 1:
-        raise TernacError(f"--samples must be at least 1, got {args.samples}")
-    if not args.dataset:
-        from .accelerator_sim import random_inputs
-        return random_inputs(net, args.samples, args.seed), None
-    from ternac.model.convert import quantize_inputs
-    from ternac.model.datasets import load_dataset
-
-    data = load_dataset(args.dataset)
-    count = min(args.samples, len(data.x_test))
-    check_input_shape(net.input_shape, data.input_shape, f"the data set {args.dataset}")
-    x = quantize_inputs(net, data.x_test[:count])
-    return np.asarray(x, dtype=np.int8).reshape(count, -1), data.y_test[:count]
-
-
 def _one_or_all(values):
     values = [int(v) for v in values]
     return values[0] if values and len(set(values)) == 1 else values
@@ -64,7 +49,7 @@ def _one_or_all(values):
 
 def run(args, say):
     net = load_network(args.net)
-    x, labels = _samples(args, net)
+    x, labels = network_samples(net, args.dataset, args.samples, args.seed)
     if args.link == "uart":
         from .uart_link_sim import sim_uart
         return sim_uart(args, net, lower(net, lanes=args.lanes).config, x, labels, say)

@@ -2,18 +2,12 @@
 
 from .bits import bits_per_weight
 from .codebook import TernacError
-from .network import TernaryLayer, load_network
+from .network import TernaryLayer, layer_kind, load_network
 
 
 def configure(parser):
     parser.add_argument("net", help="a .tern network")
     parser.add_argument("--lanes", type=int, help="predict cycles for this lane count instead")
-
-
-def _kind(layer):
-    if isinstance(layer, TernaryLayer):
-        return "conv2d" if layer.conv else "linear"
-    return getattr(layer, "mode", None) or layer.kind
 
 
 def run(args, say):
@@ -37,7 +31,7 @@ def run(args, say):
     rows = []
     for head, layer in [(None, layer) for layer in net.layers] + [
             (h, layer) for h, chain in enumerate(net.heads) for layer in chain]:
-        row = {"name": layer.name, "kind": _kind(layer), "head": head,
+        row = {"name": layer.name, "kind": layer_kind(layer), "head": head,
                "in_shape": list(layer.in_shape()), "out_shape": list(layer.out_shape())}
         line = f"{row['name']:>10} {row['kind']:>8} {tuple(row['in_shape'])!s:>14} {tuple(row['out_shape'])!s:>14} "
         if isinstance(layer, TernaryLayer):

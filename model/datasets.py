@@ -27,7 +27,8 @@ import numpy as np
 
 from .codebook import TernacError
 
-__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "load_dataset", "load_user_data", "read_idx"]
+__all__ = ["DATASETS", "FASHION_MNIST_DIR", "Dataset", "load_dataset", "load_user_data", "network_samples",
+           "random_inputs", "read_idx"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_INSTALL = "sudo apt-get install dataset-fashion-mnist"
@@ -215,3 +216,36 @@ def load_user_data(path, input_shape=None, test_share=0.2):
     pick = (lambda idx: None) if y is None else (lambda idx: y[idx])
     classes = int(y.max()) + 1 if y is not None else 0
     return Dataset(Path(path).name, x[train], pick(train), x[test], pick(test), classes)
+
+
+def random_inputs(network, count, seed=0):
+    """``count`` int8 input vectors (B, I): first the extremes, then uniform random values.
+
+    The first ones are all -128, all 127, all 0, and alternating 127/-128 (as many of them
+    as ``count`` allows); they drive accumulators and the requantizer into saturation.
+    """
+    size = int(np.prod(network.input_shape))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (count, size))
+    extremes = [np.full(size, -128), np.full(size, 127), np.zeros(size),
+                np.where(np.arange(size) % 2 == 0, 127, -128)]
+    for i, row in enumerate(extremes[:count]):
+        x[i] = row
+    return x.astype(np.int8)
+
+
+def network_samples(network, dataset, samples, seed=0):
+    """The int8 inputs (B, I) and labels a run uses: the first ``samples`` test images of
+    ``dataset``, or without one :func:`random_inputs` (labels None)."""
+    from .convert import quantize_inputs
+    from .network import check_input_shape
+
+    if samples < 1:
+        raise TernacError(f"--samples must be at least 1, got {samples}")
+    if not dataset:
+        return random_inputs(network, samples, seed), None
+    data = load_dataset(dataset)
+    count = min(samples, len(data.x_test))
+    check_input_shape(network.input_shape, data.input_shape, f"the data set {dataset}")
+    x = quantize_inputs(network, data.x_test[:count])
+    return np.asarray(x, dtype=np.int8).reshape(count, -1), data.y_test[:count]

@@ -62,14 +62,14 @@ def run(args, say):
         import serial
     except ModuleNotFoundError:
         raise TernacError("ternac run needs pyserial (pip install pyserial)") from None
-    from ternac.cosim.cmd_sim import _samples
 
+    from .datasets import network_samples
     from .host_driver import HostLinkDriver, run_network
     from .hw import lower
     from .network import load_network
 
     net = load_network(args.net)
-    x, labels = _samples(args, net)
+    x, labels = network_samples(net, args.dataset, args.samples, args.seed)
     program = lower(net, lanes=args.lanes)
     try:
         port = serial.serial_for_url(args.port, baudrate=args.baud, timeout=0.1)

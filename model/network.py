@@ -45,6 +45,7 @@ __all__ = [
     "ReluLayer",
     "TernaryLayer",
     "check_input_shape",
+    "layer_kind",
     "load_network",
     "pool_output_size",
     "save_network",
@@ -223,6 +224,13 @@ class FlattenLayer:
 
     def out_shape(self):
         return (int(np.prod(self.shape)),)
+
+
+def layer_kind(layer):
+    """What a person calls the layer: linear, conv2d, max, avg, relu, flatten."""
+    if isinstance(layer, TernaryLayer):
+        return "conv2d" if layer.conv else "linear"
+    return getattr(layer, "mode", None) or layer.kind
 
 
 @dataclass(eq=False)

@@ -22,9 +22,10 @@ from .. import bits as bits_module
 from .. import energy as energy_module
 from ..bits import bits_per_weight
 from ..codebook import TernacError
+from ..datasets import network_samples
 from ..hw import cycles as cycles_module
 from ..hw import lower
-from ..network import TernaryLayer
+from ..network import TernaryLayer, layer_kind
 
 __all__ = ["SIMULATORS", "collect", "network_shape"]
 
@@ -62,12 +63,6 @@ def network_shape(network):
     return "-".join(str(n) for n in [layers[0].in_features] + [layer.out_features for layer in layers])
 
 
-def _kind(layer):
-    if isinstance(layer, TernaryLayer):
-        return "conv2d" if layer.conv else "linear"
-    return getattr(layer, "mode", None) or layer.kind
-
-
 # -- network and layers ---------------------------------------------------------------------
 
 def _network_section(network, net_path, program):
@@ -101,7 +96,7 @@ def _layer_rows(network, program, reason):
         passes = {d.name: (d, u) for d, u in zip(program.layers, program.cycles.layer_utilization())}
     rows, previous = [], None
     for layer in network.layers:
-        row = {"name": layer.name, "kind": _kind(layer), "in_shape": list(layer.in_shape()),
+        row = {"name": layer.name, "kind": layer_kind(layer), "in_shape": list(layer.in_shape()),
                "out_shape": list(layer.out_shape())}
         if isinstance(layer, TernaryLayer):
             weights = layer.weights()
@@ -125,14 +120,6 @@ def _layer_rows(network, program, reason):
 
 
 # -- accuracy -------------------------------------------------------------------------------
-
-def _samples(network, dataset, samples, seed=0):
-    """The int8 inputs and labels ``ternac sim`` runs (the same selection, by its function)."""
-    from types import SimpleNamespace
-
-    from ternac.cosim.cmd_sim import _samples as sim_samples
-
-    return sim_samples(SimpleNamespace(samples=samples, dataset=dataset, seed=seed), network)
 
 
 def _accuracy_section(c, network, dataset, samples, x, labels, runs):
@@ -401,7 +388,7 @@ def collect(network, net_path, *, lanes=None, dataset=None, samples=100, simulat
     now = datetime.datetime.now().astimezone()
     x, labels = (None, None)
     if dataset or simulators:
-        x, labels = _samples(network, dataset, samples)
+        x, labels = network_samples(network, dataset, samples)
     runs = [_saved_run(run, run.get("source", "saved summary"), run.get("date") or now.date().isoformat())
             for run in sim_runs]
     for simulator in simulators:
