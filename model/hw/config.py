@@ -80,6 +80,11 @@ class HardwareConfig:
         0 for the default codebook as a ROM; otherwise the entries of a writable decoder table.
     dense : bool
         The int8 multiply-accumulate baseline instead of the ternary array.
+    fused_pool : bool
+        Max pooling fused into a convolution (a per-lane window maximum before the
+        requantizer, and the walk's pooling-window loop).
+    tap_packing : bool
+        Packing passes for convolutions with few channels (``model/layout.py``).
     """
 
     lanes: int
@@ -92,6 +97,8 @@ class HardwareConfig:
     acc_bits: int
     codebook_depth: int = 0
     dense: bool = False
+    fused_pool: bool = False
+    tap_packing: bool = False
 
     def __post_init__(self):
         if not isinstance(self.coding, Coding):
@@ -167,6 +174,12 @@ class HardwareConfig:
             "kernel_w", "kernel_h", "stride_x", "stride_y", "pad_x", "pad_y")]
         layout += [(name, self.address_bits, True) for name in (
             "origin", "x_step", "y_step", "ky_jump")]
+        if self.fused_pool:
+            layout += [(name, KERNEL_BITS, False) for name in (
+                "window_w", "window_h", "win_stride_x", "win_stride_y")]
+            layout += [(name, self.address_bits, True) for name in ("win_x_step", "win_y_jump")]
+        if self.tap_packing:
+            layout += [("pool_mode", 2, False), ("tap_bytes", field_width(self.coding.n), False)]
         return layout + [("group_step", 1, False), ("pool", 1, False), ("relu", 1, False),
                          ("last", 1, False)]
 
