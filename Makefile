@@ -55,11 +55,13 @@ bench: venv
 # The whole-CNN sign-off quoted in docs/simulation.md (about 10 min on 2 cores).
 cnn-signoff: venv
 	mkdir -p out
-	$(BIN)/python -m ternac.model.cli train --dataset fashion-mnist --arch cnn:8-16 --coding 8,2 \
-	  --float-epochs 3 --epochs 3 --threads 1 --out out/cnn816.tern --json
-	$(BIN)/python -m ternac.model.cli info out/cnn816.tern
-	$(BIN)/python -m ternac.model.cli sim out/cnn816.tern --dataset fashion-mnist --samples 1000 \
+	$(BIN)/python -m ternac.model.cli train --dataset fashion-mnist --arch cnn:32-64 --coding 8,2 \
+	  --float-epochs 6 --epochs 12 --threads 2 --float-cache out/float-cache --out out/cnn3264.tern --json
+	$(BIN)/python -m ternac.model.cli info out/cnn3264.tern
+	$(BIN)/python -m ternac.model.cli sim out/cnn3264.tern --dataset fashion-mnist --samples 1000 \
 	  --simulator verilator --json
+	$(BIN)/python -m ternac.model.cli sim out/cnn3264.tern --dataset fashion-mnist --samples 20 \
+	  --simulator icarus --json
 
 clean:
 	rm -rf build .pytest_cache

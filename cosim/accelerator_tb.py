@@ -47,7 +47,7 @@ import itertools
 import time
 
 import cocotb
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, Edge, First, ReadOnly, RisingEdge
 from ternac.model.pack import unpack_activations
 
 from .runner import load_data, save_output
@@ -60,10 +60,13 @@ QUIET_CYCLES = 8
 
 
 class LayerProbe:
-    """Cycle stamps of each inference's phases, from the sequencer's ports (one read per cycle).
+    """Cycle stamps of each inference's phases, from the sequencer's ports.
 
     For inference ``j``: ``records[j] = {"start": first act_in handshake, "layers": [first step
-    of each layer], "output": first output-buffer read}``.
+    of each layer], "output": first output-buffer read}``. A pass starts at the first issued
+    step after the buffers swap (``sel`` toggles); between those events the probe sleeps
+    instead of reading every cycle (``sel`` is a register; the combinational ``out_en`` is
+    read again once settled, so a glitch is not an event).
     """
 
     def __init__(self, dut, counter):
@@ -73,28 +76,38 @@ class LayerProbe:
         self.records = []
         self._task = cocotb.start_soon(self._run())
 
+    async def _first_issue(self):
+        """Cycle of the next issued step, from now (called while settled; returns after the
+        edge that follows it)."""
+        issue = self.signals[2]
+        while issue.value != 1:
+            await RisingEdge(self.counter.clk)
+            await ReadOnly()
+        cycle = self.counter.count
+        await RisingEdge(self.counter.clk)
+        return cycle
+
     async def _run(self):
-        in_valid, in_ready, issue, sel, out_en = self.signals
-        current, expect_layer, last_sel = None, False, 0
+        in_valid, in_ready, _, sel, out_en = self.signals
         while True:
             await ReadOnly()
-            t = self.counter.count
-            if current is None:
-                if in_valid.value == 1 and in_ready.value == 1:
-                    current = {"start": t, "layers": [], "output": None}
-                    self.records.append(current)
-                    expect_layer, last_sel = True, int(sel.value)
-            else:
-                now_sel = int(sel.value)
-                if now_sel != last_sel:
-                    expect_layer, last_sel = True, now_sel
-                if expect_layer and issue.value == 1:
-                    current["layers"].append(t)
-                    expect_layer = False
+            if not (in_valid.value == 1 and in_ready.value == 1):
+                await RisingEdge(self.counter.clk)
+                continue
+            current = {"start": self.counter.count, "layers": [], "output": None}
+            self.records.append(current)
+            first_sel = int(sel.value)
+            current["layers"].append(await self._first_issue())
+            while True:
+                await ReadOnly()
                 if out_en.value == 1:
-                    current["output"] = t
-                    current = None
-            await RisingEdge(self.counter.clk)
+                    current["output"] = self.counter.count
+                    await RisingEdge(self.counter.clk)
+                    break
+                if int(sel.value) == (first_sel + len(current["layers"])) % 2:
+                    current["layers"].append(await self._first_issue())      # the next pass
+                    continue
+                await First(Edge(sel), RisingEdge(out_en))
 
     def stop(self):
         self._task.cancel()

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, Event, First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_steps, get_sim_time
 
 __all__ = ["Beat", "CycleCounter", "StreamSink", "StreamSource", "StreamTimeout",
            "clock_and_reset"]
@@ -45,34 +46,41 @@ class StreamTimeout(AssertionError):
 
 
 class CycleCounter:
-    """Count rising edges of ``clk`` from now on, in a background task.
+    """Count rising edges of ``clk`` from now on (call just after a rising edge).
+
+    The count is read off the simulation time (edges are one clock ``period`` apart), so no
+    coroutine wakes on every edge: waits in the benches sleep until something happens.
 
     Parameters
     ----------
     clk : cocotb handle
         Clock signal.
+    period_ns : int
+        Its period.
 
     Attributes
     ----------
     count : int
-        Number of rising edges seen so far. Read during ``ReadOnly()`` it is also the index of
-        the *next* edge, which is how :class:`StreamSource` and :class:`StreamSink` stamp
-        handshakes without depending on the order in which coroutines resume at an edge.
+        Number of rising edges since the counter started. Read during ``ReadOnly()`` it is
+        also the index of the *next* edge, which is how :class:`StreamSource` and
+        :class:`StreamSink` stamp handshakes.
     """
 
-    def __init__(self, clk):
+    def __init__(self, clk, period_ns):
         self.clk = clk
-        self.count = 0
-        self._task = cocotb.start_soon(self._run())
+        self.period = get_sim_steps(period_ns, "ns")
+        self._start = get_sim_time("step")
 
-    async def _run(self):
-        while True:
-            await RisingEdge(self.clk)
-            self.count += 1
+    @property
+    def count(self):
+        return int(get_sim_time("step") - self._start) // self.period
+
+    def timer(self, cycles):
+        """A trigger ``cycles`` clock periods from now."""
+        return Timer(max(1, cycles) * self.period, "step")
 
     def stop(self):
-        """Stop counting."""
-        self._task.cancel()
+        """Nothing to stop (kept for the drivers' symmetry)."""
 
 
 async def clock_and_reset(dut, period_ns=10, reset_cycles=2):
@@ -98,7 +106,7 @@ async def clock_and_reset(dut, period_ns=10, reset_cycles=2):
     Clock(dut.clk, period_ns, unit="ns").start()
     await ClockCycles(dut.clk, reset_cycles)
     dut.rst.value = 0
-    return CycleCounter(dut.clk)
+    return CycleCounter(dut.clk, period_ns)
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,7 @@ class StreamSink(_StreamPort):
         self.signed = signed
         self.ready.value = 0
         self._task = None
+        self._arrived = Event()
 
     def start(self):
         """Start accepting beats in a background task (call just after a rising edge)."""
@@ -249,10 +258,16 @@ class StreamSink(_StreamPort):
             ready = not (self.stall_probability and self.rng.random() < self.stall_probability)
             self.ready.value = int(ready)
             await ReadOnly()
+            if self.valid.value != 1 and not self.stall_probability:
+                # Always ready and nothing offered: sleep until valid rises (checked again
+                # once settled: a glitch is not a beat).
+                await RisingEdge(self.valid)
+                await ReadOnly()
             if ready and self.valid.value == 1:
                 value = self.payload.value
                 value = value.to_signed() if self.signed else value.to_unsigned()
                 self.beats.append(Beat(value, self.counter.count))
+                self._arrived.set()
             await RisingEdge(self.clk)
 
     async def wait_for(self, count, *, timeout_cycles):
@@ -261,13 +276,16 @@ class StreamSink(_StreamPort):
         Raises
         ------
         :exc:`StreamTimeout`
-            If they have not arrived within ``timeout_cycles`` rising edges.
+            If they have not arrived within ``timeout_cycles`` cycles.
         """
-        for _ in range(timeout_cycles):
-            if len(self.beats) >= count:
-                return self.beats
-            await RisingEdge(self.clk)
+        deadline = self.counter.count + timeout_cycles
         if len(self.beats) >= count:
+            return self.beats
+        while len(self.beats) < count and self.counter.count < deadline:
+            self._arrived.clear()
+            await First(self._arrived.wait(), self.counter.timer(deadline - self.counter.count))
+        if len(self.beats) >= count:
+            await RisingEdge(self.clk)      # the edge that took the beat, as a per-cycle poll
             return self.beats
         raise StreamTimeout(
             f"stream {self.name!r}: {len(self.beats)} of {count} beats after "

@@ -15,6 +15,7 @@ from ternac.cosim.accelerator_sim import (
     sim_network,
     union_config,
 )
+from amaranth.hdl import Signal
 from ternac.cosim.runner import CosimFailure, build_design
 from ternac.model.hw import HardwareConfig, lower, size_config
 from ternac.rtl import accelerator
@@ -41,10 +42,14 @@ def _steps(nets, config, samples):
     return steps, inputs
 
 
-@pytest.mark.parametrize("sim,count", [("verilator", None), ("icarus", 1)])
-def test_random_convolutions(conv_nets, sim, count):
+#: The case that packs a 1-channel first layer's rows and fuses both max poolings.
+PACKED_FUSED = 5
+
+
+@pytest.mark.parametrize("sim,cases", [("verilator", None), ("icarus", [PACKED_FUSED])])
+def test_random_convolutions(conv_nets, sim, cases):
     nets, config = conv_nets
-    nets = nets[:count]
+    nets = nets if cases is None else [nets[i] for i in cases]
     steps, inputs = _steps(nets, config, samples=3)
     out = run_rtl_program(build_accelerator(config, sim=sim), steps).output
     infers = [step for step in out["steps"] if step["op"] == "infer"]
@@ -88,6 +93,46 @@ def test_planted_padding_bug_is_caught(conv_nets):
         run_rtl_program(design, steps, name="planted-padding")
     # The same bench passes the correct design (the failure is the bug's, not the bench's).
     run_rtl_program(build_accelerator(config, sim="verilator"), steps, name="clean-padding")
+
+
+class WindowRowSequencer(Sequencer):
+    """Planted bug: a fused pooling window's second row starts one column on from its first
+    row's last position instead of one row down (``win_y_jump`` read as ``win_x_step``)."""
+
+    def elaborate(self, platform):
+        port = self.layer
+        self.layer = patched = Signal.like(port)
+        try:
+            m = super().elaborate(platform)
+        finally:
+            self.layer = port
+        m.d.comb += [patched.eq(port), patched.win_y_jump.eq(port.win_x_step)]
+        return m
+
+
+class WindowRowAccelerator(Accelerator):
+    def elaborate(self, platform):
+        original = accelerator.Sequencer
+        accelerator.Sequencer = WindowRowSequencer
+        try:
+            return super().elaborate(platform)
+        finally:
+            accelerator.Sequencer = original
+
+
+def window_row_accelerator(hardware):
+    return WindowRowAccelerator(HardwareConfig.from_dict(hardware))
+
+
+def test_planted_window_walk_bug_is_caught(conv_nets):
+    nets, config = conv_nets
+    net = nets[PACKED_FUSED]
+    assert any(d.walk.fused for d in lower(net, config).layers)
+    design = build_design(window_row_accelerator, {"hardware": config.to_dict()},
+                          sim="verilator", toplevel=TOPLEVEL)
+    steps, _ = _steps([net], config, samples=2)
+    with pytest.raises(CosimFailure, match=r"values differ .* first at sample 0"):
+        run_rtl_program(design, steps, name="planted-window-row")
 
 
 @pytest.mark.parametrize("head", [0, 1])

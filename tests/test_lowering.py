@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import random_network
+from conftest import random_cnn, random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
 from ternac.model.hw import (
@@ -99,5 +99,67 @@ def test_descriptor_fields_are_documented():
     table = doc[doc.index("**Layer descriptor fields.**"):doc.index("`size_config(network, lanes)`")]
     documented = [name for row in re.findall(r"^\| (`.*?) \|", table, re.MULTILINE)
                   for name in re.findall(r"`(\w+)`", row)]
-    cfg = size_config(random_network([20, 13, 7])).replace(codebook_depth=4, code_bits=8)
+    cfg = size_config(random_network([20, 13, 7])).replace(codebook_depth=4, code_bits=8,
+                                                           fused_pool=True, tap_packing=True)
     assert documented == [name for name, _, _ in cfg.layer_fields()]
+
+
+# -- tap packing and fused pooling ------------------------------------------------------------
+
+CNN_32_64 = [(32, 3, 1, 1), ("max", 2, 2), (64, 3, 1, 1), ("max", 2, 2), (10, 7, 1, 0)]
+
+
+def test_packed_rows_round_trip_and_rule():
+    from ternac.model.layout import coded_matrix, packs_taps, uncoded_weight
+
+    assert packs_taps(1, 3, 8) and packs_taps(2, 3, 8) and packs_taps(4, 2, 8)
+    assert not packs_taps(3, 3, 8) and not packs_taps(1, 1, 8) and not packs_taps(6, 3, 16)
+    w = torch.randn(5, 2, 3, 3)
+    m = coded_matrix(w, 8)
+    assert m.shape == (5, 3 * 8)                                  # one word per kernel row
+    assert torch.equal(m[:, 8:14].reshape(5, 3, 2), w[:, :, 1, :].permute(0, 2, 1))
+    assert not m[:, 6:8].any()                                    # row padding is zero
+    assert torch.equal(uncoded_weight(m, w.shape, 8), w)
+    assert coded_matrix(w, 8, packed=False).shape == (5, 9 * 8)
+
+
+def test_cnn_32_64_program_packs_fuses_and_reaches_80_percent():
+    net = random_cnn((1, 28, 28), CNN_32_64)
+    program = lower(net)
+    assert program.config.fused_pool and program.config.tap_packing
+    names = [(d.name, d.walk.pool, d.walk.window) for d in program.layers]
+    assert names == [("0.pack", "pack", (1, 1)), ("0", None, (2, 2)), ("3", None, (2, 2)),
+                     ("6", None, (1, 1))]
+    pack, conv1, conv2, fc = program.layers
+    assert (conv1.words, conv1.groups, conv1.walk.pixels) == (3, 4, 196)   # 3 words, not 9
+    # The cycle formula with a window's positions in every group: 4 * 3 words per group.
+    assert conv1.cycles == layer_cycles(4 * 3, 196 * 4, 8)
+    assert pack.cycles == 28 * 28 * 3 + 2
+    assert program.cycles.utilization >= 0.80
+    assert program.cycles.total == 784 + sum(d.cycles for d in program.layers) + 2 + 1
+
+
+def test_unfusable_pools_stay_separate_passes():
+    from ternac.model.hw import plan
+
+    net = random_cnn((1, 8, 8), [(6, 3, 1, 1), ("max", 2, 2), (5, 3, 1, 0)])
+    assert [s.walk.fused for s in plan(net, 8)] == [False, True, False]
+    assert [s.walk.fused for s in plan(net, 8, fuse_pools=False)] == [False, False, False, False]
+    # A negative PReLU multiplier makes the requantizer decreasing: max does not commute.
+    conv = net.layers[0]
+    conv.neg_mult = conv.mult.astype(np.int64).copy()
+    conv.neg_shift = conv.shift.copy()
+    conv.neg_mult[2] = -3
+    assert [s.walk.pool for s in plan(net, 8)] == ["pack", None, "max", None]
+    # A padded pooling cannot be taken on the accumulators either.
+    padded = random_cnn((3, 6, 6), [(8, 3, 1, 1)])
+    from ternac.model.network import PoolLayer
+    padded.layers.append(PoolLayer("p", "max", 8, 6, 6, (3, 3), (2, 2), (1, 1)))
+    assert [s.walk.pool for s in plan(padded, 8)] == [None, "max"]
+
+
+def test_packed_network_needs_tap_packing_hardware():
+    net = random_cnn((1, 8, 8), [(6, 3, 1, 1)])
+    config = size_config(net)
+    with pytest.raises(TernacError, match="packed rows.*tap packing"):
+        lower(net, config.replace(tap_packing=False))

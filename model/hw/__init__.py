@@ -6,18 +6,20 @@ from .cycles import DRAIN_TO_WRITE, ISSUE_TO_LATCH, CycleReport
 from .lower import (
     AcceleratorProgram,
     LayerDescriptor,
+    Pass,
     Walk,
     default_table,
     fused_layers,
     lower,
     mapping_problem,
+    plan,
     size_config,
 )
 from .status import transfer_beats
 
 __all__ = [
     "ADDRESS_BITS", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "LOAD_BITS",
-    "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Target", "Walk",
+    "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Pass", "Target", "Walk",
     "default_table", "field_width", "fused_layers", "lower", "mapping_problem", "pack_fields",
-    "size_config", "transfer_beats",
+    "plan", "size_config", "transfer_beats",
 ]
