@@ -3,6 +3,7 @@ Verilator and Icarus, and a planted address-generator bug that the bench catches
 
 import numpy as np
 import pytest
+from amaranth.hdl import Signal
 from conftest import CONV_CASES, random_cnn
 from ternac.cosim.accelerator_sim import (
     TOPLEVEL,
@@ -15,7 +16,6 @@ from ternac.cosim.accelerator_sim import (
     sim_network,
     union_config,
 )
-from amaranth.hdl import Signal
 from ternac.cosim.runner import CosimFailure, build_design
 from ternac.model.hw import HardwareConfig, lower, size_config
 from ternac.rtl import accelerator

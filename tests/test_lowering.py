@@ -130,7 +130,7 @@ def test_cnn_32_64_program_packs_fuses_and_reaches_80_percent():
     names = [(d.name, d.walk.pool, d.walk.window) for d in program.layers]
     assert names == [("0.pack", "pack", (1, 1)), ("0", None, (2, 2)), ("3", None, (2, 2)),
                      ("6", None, (1, 1))]
-    pack, conv1, conv2, fc = program.layers
+    pack, conv1, *_ = program.layers
     assert (conv1.words, conv1.groups, conv1.walk.pixels) == (3, 4, 196)   # 3 words, not 9
     # The cycle formula with a window's positions in every group: 4 * 3 words per group.
     assert conv1.cycles == layer_cycles(4 * 3, 196 * 4, 8)

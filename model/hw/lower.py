@@ -27,11 +27,11 @@ from .status import transfer_beats
 __all__ = [
     "AcceleratorProgram",
     "LayerDescriptor",
+    "Pass",
     "Walk",
     "default_table",
     "fused_layers",
     "lower",
-    "Pass",
     "mapping_problem",
     "plan",
     "size_config",
