@@ -7,6 +7,8 @@ from .lower import (
     AcceleratorProgram,
     LayerDescriptor,
     Walk,
+    array_coding,
+    decoder_tables,
     default_table,
     fused_layers,
     lower,
@@ -18,6 +20,6 @@ from .status import transfer_beats
 __all__ = [
     "ADDRESS_BITS", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "LOAD_BITS",
     "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Target", "Walk",
-    "default_table", "field_width", "fused_layers", "lower", "mapping_problem", "pack_fields",
+    "array_coding", "decoder_tables", "default_table", "field_width", "fused_layers", "lower", "mapping_problem", "pack_fields",
     "size_config", "transfer_beats",
 ]

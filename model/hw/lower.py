@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..codebook import Codebook, TernacError
+from ..codebook import Codebook, Coding, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
-from ..pack import Geometry, pack_activations, pack_codes
+from ..pack import pack_activations, pack_codes
 from .config import KERNEL_BITS, HardwareConfig, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
 from .status import transfer_beats
@@ -27,6 +27,8 @@ __all__ = [
     "AcceleratorProgram",
     "LayerDescriptor",
     "Walk",
+    "array_coding",
+    "decoder_tables",
     "default_table",
     "fused_layers",
     "lower",
@@ -319,37 +321,93 @@ def _pass_cycles(walk, v, g, lanes):
     return pool_cycles(steps_or_groups * v) if walk.pool else layer_cycles(v, steps_or_groups, lanes)
 
 
+def array_coding(layers):
+    """The (N, K) the MAC array is built for from a network's ternary ``layers``: their common
+    N, their largest K.
+
+    Layers of smaller K run on it with their upper slots invalid. N cannot differ: it is the
+    activation word (N int8), the unit of every address, of the channel padding of stored maps
+    and of a code's sub-vector, so every layer reads and writes the same words.
+    """
+    ns = sorted({layer.coding.n for layer in layers})
+    if len(ns) > 1:
+        uses = ", ".join(f"{layer.name} {layer.coding}" for layer in layers)
+        raise TernacError(f"layers use sub-vector lengths N={ns} ({uses}): the accelerator's "
+                          f"activation word holds one N for every layer; re-code the network "
+                          f"with one N (K may differ per layer)")
+    return Coding(ns[0], max(layer.coding.k for layer in layers))
+
+
+def decoder_tables(layers):
+    """``(entries, bases, filled)`` of a writable decoder table holding every ternary layer's
+    codebook.
+
+    Each distinct codebook is stored once, in order of first use; ``bases[i]`` is layer ``i``'s
+    first entry, ``filled[i]`` the entries stored up to its codebook (a pooling pass after it
+    carries that count in its unused ``codebook_base``). Every default-codebook layer shares the default table of the largest K among
+    them: the canonical order is prefix-closed in K (codes of (N, K) are the first codes of
+    (N, K') for K < K'), and an entry of fewer slots is a wider entry with its upper slots invalid.
+    """
+    default = [layer.coding for layer in layers if not layer.codebook.learned]
+    shared = Codebook.default(max(default, key=lambda c: c.k)) if default else None
+    books, entries, bases, filled = [], [], [], []
+    for layer in layers:
+        book = layer.codebook if layer.codebook.learned else shared
+        for known, base in books:
+            if known == book:
+                break
+        else:
+            base = len(entries)
+            books.append((book, base))
+            entries += book.slot_table()
+        bases.append(base)
+        filled.append(len(entries))
+    return entries, bases, filled
+
+
 def size_config(network, lanes=None, *, dense=False, head=None):
     """The smallest :class:`HardwareConfig` that runs ``network`` (its output ``head``) with
     ``lanes`` lanes.
 
-    ``lanes`` defaults to the network's packing hint ``network.lanes``.
+    ``lanes`` defaults to the network's packing hint ``network.lanes``. Layers may use
+    different codings of one N (:func:`array_coding`): the array gets the largest K, codes are
+    stored at the widest code width. Default codebooks decode in the (N, K) ROM of that K;
+    a learned codebook in any layer needs the writable table (:func:`decoder_tables`).
     """
     layers = fused_layers(network, head)
-    geometry = Geometry.for_network(network, lanes)
-    p, n = geometry.lanes, geometry.coding.n
+    p = lanes or network.lanes
     ternary = [layer for layer, _ in layers if isinstance(layer, TernaryLayer)]
+    coding = array_coding(ternary)
     learned = any(layer.codebook.learned for layer in ternary) and not dense
-    shapes = [_pass_shape(layer, p, n) for layer, _ in layers]
+    shapes = [_pass_shape(layer, p, coding.n) for layer, _ in layers]
     coded = [shape for shape, (layer, _) in zip(shapes, layers) if isinstance(layer, TernaryLayer)]
     return HardwareConfig(
-        lanes=p, coding=geometry.coding,
-        code_bits=geometry.code_bits if learned else geometry.coding.code_bits,
+        lanes=p, coding=coding,
+        code_bits=max(layer.codebook.code_bits for layer in ternary) if learned else coding.code_bits,
         weight_depth=sum(v * g for _, v, g, *_ in coded),
         act_depth=max(max(v, words_in, words_out) for _, v, _, _, words_in, words_out in shapes),
         param_depth=sum(g * p for _, _, g, *_ in coded),
         layer_depth=len(layers),
         acc_bits=max(layer.acc_bits for layer in ternary),
-        codebook_depth=sum(len(layer.codebook) for layer in ternary) if learned else 0,
+        codebook_depth=len(decoder_tables(ternary)[0]) if learned else 0,
         dense=dense)
 
 
 # -- lowering -------------------------------------------------------------------------------
 
+def _check_coding(layer, config):
+    where = f"layer {layer.name}"
+    if layer.coding.n != config.coding.n:
+        raise TernacError(f"{where} uses coding {layer.coding}: its N differs from the accelerator's "
+                          f"{config.coding} (the activation word holds N={config.coding.n})")
+    if layer.coding.k > config.coding.k:
+        raise TernacError(f"{where} uses coding {layer.coding}: it needs K={layer.coding.k} "
+                          f"adder/subtractors per lane, the accelerator's {config.coding} array has "
+                          f"{config.coding.k}")
+
+
 def _check_layer(layer, config, v, words_in, words_out):
     where = f"layer {layer.name}"
-    if layer.coding != config.coding:
-        raise TernacError(f"{where} uses coding {layer.coding}, the accelerator is built for {config.coding}")
     if not config.dense:
         if layer.codebook.learned and not config.codebook_depth:
             raise TernacError(f"{where} has a learned codebook: the accelerator needs a writable "
@@ -401,6 +459,15 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     if len(layers) > config.layer_depth:
         raise TernacError(f"network has {len(layers)} layers, the layer table holds {config.layer_depth}")
     descriptors, images = [], {target: [] for target in Target}
+    ternary = [layer for layer, _ in layers if isinstance(layer, TernaryLayer)]
+    for layer in ternary:
+        _check_coding(layer, config)
+    # Without a writable table every codebook_base is 0 (the ROM); a pooling pass carries the
+    # table entries stored so far.
+    bases, filled = [0] * len(ternary), [0] * len(ternary)
+    if config.codebook_depth and not config.dense:
+        images[Target.CODEBOOK], bases, filled = decoder_tables(ternary)
+    bases, filled = iter(bases), iter(filled)
     weight = param = table = 0
     for i, (layer, relu) in enumerate(layers):
         walk, v, g, pixel_words, words_in, words_out = _pass_shape(layer, p, n)
@@ -412,8 +479,9 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
                 walk, weight, param, table, False, last, _pass_cycles(walk, v, g, p)))
             continue
         _check_layer(layer, config, v, words_in, words_out)
+        base, table = next(bases), next(filled)
         desc = LayerDescriptor(layer.name, layer.in_features, layer.out_features, v, g,
-                               pixel_words, words_in, words_out, walk, weight, param, table, relu,
+                               pixel_words, words_in, words_out, walk, weight, param, base, relu,
                                last, _pass_cycles(walk, v, g, p))
         descriptors.append(desc)
         images[Target.WEIGHTS] += (_dense_weight_words(layer, config) if config.dense
@@ -426,9 +494,6 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
                           "neg_mult": (layer.neg_mult if prelu else layer.mult)[o],
                           "neg_shift": (layer.neg_shift if prelu else layer.shift)[o]}
             images[Target.PARAMS].append(pack_fields(config.param_fields(), values))
-        if config.codebook_depth:
-            images[Target.CODEBOOK] += layer.codebook.slot_table()
-            table += len(layer.codebook)
         weight, param = weight + g * v, param + g * p
     for target, name in ((Target.WEIGHTS, "weight buffer"), (Target.PARAMS, "parameter memory"),
                          (Target.CODEBOOK, "codebook table")):
