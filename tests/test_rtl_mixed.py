@@ -6,12 +6,18 @@ the widest code width; default codebooks decode in the (N, K_max) ROM (the canon
 prefix-closed in K), learned ones in the writable table at each layer's ``codebook_base``.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import random_cnn, random_network
 from ternac.model.codebook import Codebook, Coding, TernacError, canonical_patterns
-from ternac.model.hw import decoder_tables, lower, size_config
+from ternac.model.hw import decoder_tables, default_table, lower, size_config
 from ternac.model.network import TernaryLayer
+from ternac.model.reference import golden_network
+from ternac.rtl.accelerator import Accelerator
+from ternac.rtl.mac_array import TernaryMacArray
+from ternac.rtl.simulate import run_rtl_network
 from test_rtl_accelerator import random_inputs, run_rtl_checked
 
 EDGE = [(8, 8), (8, 2), (8, 8)]                 # `ternac train --edge-coding 8,8`
@@ -93,3 +99,41 @@ def test_a_mix_the_hardware_cannot_run_is_refused():
     learned = random_network([30, 20, 6], codings=[(8, 2, 5), (8, 8)], lanes=4)
     with pytest.raises(TernacError, match="learned codebook: .* writable decoder table"):
         lower(learned, size_config(network))
+
+
+# -- a planted bug: the array of the narrow layers' K --------------------------------------------
+
+class NarrowArrayAccelerator(Accelerator):
+    """Mutant: the MAC array built for K=2 (the edge network's middle layer), its ROM keeping
+    each (8,8) code's first two slots only: the edge layers lose every further non-zero."""
+
+    def _make_array(self):
+        cfg = self.config
+        narrow = Coding(cfg.coding.n, 2)
+        mask = (1 << (narrow.k * narrow.slot_bits)) - 1
+        return TernaryMacArray(lanes=cfg.lanes, coding=narrow, code_bits=cfg.code_bits,
+                               acc_bits=cfg.acc_bits, tag_bits=self._position.size,
+                               table=[entry & mask for entry in default_table(cfg.coding)])
+
+
+def _first_two_nonzeros(layer):
+    """``layer`` with each sub-vector cut to its first two non-zeros (what the mutant computes)."""
+    patterns = layer.codebook.patterns.copy()
+    for row in patterns:
+        row[np.flatnonzero(row)[2:]] = 0
+    return replace(layer, codebook=Codebook.learned_table(Coding(layer.coding.n, 8), patterns))
+
+
+def test_planted_narrow_array_is_caught():
+    network = random_network([30, 20, 11, 6], codings=EDGE, lanes=4, seed=3)
+    x = random_inputs(network, 2)
+    program = lower(network)
+    run = run_rtl_network(NarrowArrayAccelerator(program.config), x, program=program,
+                          beats=program.load_beats(), timeout_cycles=20 * program.cycles.total)
+    with pytest.raises(AssertionError, match="Mismatched elements"):
+        np.testing.assert_array_equal(run.outputs, golden_network(network, x))
+    # Exactly the mutant's arithmetic: the edge layers with their upper slots dropped.
+    mutated = replace(network, layers=[_first_two_nonzeros(layer) if layer.coding.k == 8 else layer
+                                       for layer in network.layers])
+    np.testing.assert_array_equal(run.outputs, golden_network(mutated, x))
+    assert run.cycles == [program.cycles.total] * len(x)
