@@ -18,7 +18,7 @@ import numpy as np
 from ..codebook import Codebook, Coding, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
-from ..pack import pack_activations, pack_codes
+from ..pack import Geometry, pack_activations, pack_codes
 from .config import KERNEL_BITS, HardwareConfig, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
 from .status import transfer_beats
@@ -344,9 +344,10 @@ def decoder_tables(layers):
 
     Each distinct codebook is stored once, in order of first use; ``bases[i]`` is layer ``i``'s
     first entry, ``filled[i]`` the entries stored up to its codebook (a pooling pass after it
-    carries that count in its unused ``codebook_base``). Every default-codebook layer shares the default table of the largest K among
-    them: the canonical order is prefix-closed in K (codes of (N, K) are the first codes of
-    (N, K') for K < K'), and an entry of fewer slots is a wider entry with its upper slots invalid.
+    carries that count in its unused ``codebook_base``). Every default-codebook layer shares
+    the default table of the largest K among them: the canonical order is prefix-closed in K
+    (codes of (N, K) are the first codes of (N, K') for K < K'), and an entry of fewer slots
+    is a wider entry with its upper slots invalid.
     """
     default = [layer.coding for layer in layers if not layer.codebook.learned]
     shared = Codebook.default(max(default, key=lambda c: c.k)) if default else None
@@ -375,9 +376,9 @@ def size_config(network, lanes=None, *, dense=False, head=None):
     a learned codebook in any layer needs the writable table (:func:`decoder_tables`).
     """
     layers = fused_layers(network, head)
-    p = lanes or network.lanes
     ternary = [layer for layer, _ in layers if isinstance(layer, TernaryLayer)]
     coding = array_coding(ternary)
+    p = Geometry(lanes or network.lanes, coding, coding.code_bits).lanes      # validated
     learned = any(layer.codebook.learned for layer in ternary) and not dense
     shapes = [_pass_shape(layer, p, coding.n) for layer, _ in layers]
     coded = [shape for shape, (layer, _) in zip(shapes, layers) if isinstance(layer, TernaryLayer)]
@@ -465,7 +466,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     # Without a writable table every codebook_base is 0 (the ROM); a pooling pass carries the
     # table entries stored so far.
     bases, filled = [0] * len(ternary), [0] * len(ternary)
-    if config.codebook_depth and not config.dense:
+    if config.codebook_depth:
         images[Target.CODEBOOK], bases, filled = decoder_tables(ternary)
     bases, filled = iter(bases), iter(filled)
     weight = param = table = 0
