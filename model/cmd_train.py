@@ -34,8 +34,8 @@ def configure(parser):
                         help="learn a per-layer codebook of 2**B patterns (e.g. 6 with --coding 8,2)")
     parser.add_argument("--edge-coding", metavar="N,K",
                         help="keep the first and last layers at a denser coding (higher precision), "
-                             "e.g. 8,8 (dense ternary); the .tern then mixes codings, which the golden "
-                             "model runs but the single-coding accelerator does not")
+                             "e.g. 8,8 (dense ternary); the .tern then mixes codings, which the "
+                             "accelerator runs with an array of the largest K")
     parser.add_argument("--schedule", choices=SCHEDULES, default="oneshot",
                         help="oneshot projection, gradual pruning, or stochastic partial quantization")
     parser.add_argument("--out", metavar="NET.tern", help="write the integer network here")

@@ -117,7 +117,8 @@ class Accelerator(wiring.Component):
             return DenseMacArray(lanes=cfg.lanes, n=cfg.coding.n, acc_bits=cfg.acc_bits, tag_bits=tag_bits)
         return TernaryMacArray(lanes=cfg.lanes, coding=cfg.coding, code_bits=cfg.code_bits,
                                acc_bits=cfg.acc_bits, tag_bits=tag_bits,
-                               table=None if cfg.codebook_depth else default_table(cfg.coding),
+                               table=(self._image.get(Target.CODEBOOK, []) if cfg.codebook_depth
+                                      else default_table(cfg.coding)),
                                codebook_depth=cfg.codebook_depth)
 
     def _memory(self, m, name, target):

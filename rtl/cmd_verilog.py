@@ -46,9 +46,11 @@ def _config(args, network):
                  ("weight_depth", "act_depth", "param_depth", "layer_depth", "codebook_depth",
                   "acc_bits", "code_bits") if getattr(args, key) is not None}
     if network is not None:
-        if args.coding and Coding.parse(args.coding) != network.coding:
-            raise TernacError(f"--coding {args.coding} differs from the network's {network.coding}")
-        return size_config(network, args.lanes, dense=args.dense).replace(**overrides)
+        config = size_config(network, args.lanes, dense=args.dense).replace(**overrides)
+        if args.coding and Coding.parse(args.coding) != config.coding:
+            raise TernacError(f"--coding {args.coding} differs from the network's {config.coding} "
+                              f"(its N, the largest K of its layers)")
+        return config
     missing = [flag for flag, value in (("--lanes", args.lanes), ("--coding", args.coding),
                                         ("--weight-depth", args.weight_depth)) if value is None]
     if missing:

@@ -27,9 +27,10 @@ class SparseDecoder(wiring.Component):
     """Decode one code per lane into K slots, for P lanes at once.
 
     The table is a ROM holding the default codebook's ``slot_table`` (built from the golden
-    model's enumeration), or a writable memory of ``depth`` entries holding several learned
-    tables; a layer's table starts at ``base``. Each lane has its own read port, so all P
-    codes of a weight word decode in the same cycle.
+    model's enumeration), or a writable memory of ``depth`` entries holding several tables
+    (``lower.decoder_tables``); a layer's table starts at ``base``. Entries are K slots wide:
+    a codebook of smaller K (a layer of a mixed-coding network) has its upper slots invalid.
+    Each lane has its own read port, so all P codes of a weight word decode in the same cycle.
 
     Latency: 1 cycle (synchronous table read, so it maps onto block RAM).
 
@@ -39,7 +40,8 @@ class SparseDecoder(wiring.Component):
     lanes : int
     code_bits : int
     table : list of int, optional
-        ROM contents; mutually exclusive with ``depth``.
+        ROM contents (required without ``depth``), or a writable table's initial contents
+        (a network baked into the design).
     depth : int
         Entries of a writable table (0 for the ROM).
 
@@ -56,9 +58,11 @@ class SparseDecoder(wiring.Component):
     """
 
     def __init__(self, *, coding, lanes, code_bits, table=None, depth=0):
-        if (table is None) == (depth == 0):
-            raise TernacError("a decoder has either a ROM table or a writable depth, not both or neither")
-        if table is not None and len(table) > 1 << code_bits:
+        if table is None and not depth:
+            raise TernacError("a decoder needs a ROM table or a writable depth")
+        if depth and len(table or ()) > depth:
+            raise TernacError(f"{len(table)} initial decoder entries do not fit a {depth}-entry table")
+        if not depth and len(table) > 1 << code_bits:
             raise TernacError(f"a {len(table)}-entry decoder table needs more than {code_bits}-bit codes")
         self._coding = coding
         self._lanes = lanes
@@ -83,7 +87,7 @@ class SparseDecoder(wiring.Component):
         c = self._coding
         width = c.k * c.slot_bits
         if self._depth:
-            m.submodules.table = table = Memory(shape=width, depth=self._depth, init=[])
+            m.submodules.table = table = Memory(shape=width, depth=self._depth, init=self._table or [])
             wp = table.write_port()
             m.d.comb += [wp.addr.eq(self.write.addr), wp.data.eq(self.write.data), wp.en.eq(self.write.en)]
         else:

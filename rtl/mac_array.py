@@ -60,7 +60,8 @@ class TernaryMacArray(wiring.Component):
     tag_bits : int
         Width of an opaque tag carried from a word to its latch (the sequencer's output position).
     table : list of int, optional
-        Default-codebook ROM contents (``Codebook.slot_table``); or
+        Default-codebook ROM contents (``Codebook.slot_table``), or with ``codebook_depth`` the
+        writable table's initial contents;
     codebook_depth : int
         Entries of a writable decoder table (then ``table_base`` and ``table_write`` exist).
     """

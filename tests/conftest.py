@@ -30,11 +30,29 @@ def random_mlp(sizes, seed=0):
     return nn.Sequential(*layers).eval()
 
 
-def random_network(sizes, coding=(8, 2), lanes=8, seed=0, codebook_bits=None):
-    """A quantized ternac Network of a random MLP, calibrated on uniform inputs."""
+def layer_codebooks(model, codings):
+    """One codebook per Linear/Conv2d of ``model``: ``(N, K)`` the default codebook,
+    ``(N, K, B)`` a learned ``2**B``-entry one (a network of mixed codings)."""
+    from ternac.model.codebook import Codebook
+    from ternac.model.layout import coded_matrix
+    from ternac.model.quantize import learn_codebook
+
+    ops = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if len(ops) != len(codings):
+        raise ValueError(f"{len(ops)} weight layers, {len(codings)} codings")
+    return [Codebook.default(Coding(n, k)) if not bits else
+            learn_codebook(coded_matrix(op.weight.detach(), n), Coding(n, k), bits[0])
+            for op, (n, k, *bits) in zip(ops, codings)]
+
+
+def random_network(sizes, coding=(8, 2), lanes=8, seed=0, codebook_bits=None, codings=None):
+    """A quantized ternac Network of a random MLP, calibrated on uniform inputs; ``codings``:
+    one coding per layer instead (:func:`layer_codebooks`)."""
     model = random_mlp(sizes, seed)
     calib = torch.rand(256, sizes[0], generator=torch.Generator().manual_seed(seed))
-    return quantize_network(model, Coding(*coding), calib, lanes=lanes, codebook_bits=codebook_bits)
+    books = layer_codebooks(model, codings) if codings else None
+    return quantize_network(model, Coding(*coding), calib, lanes=lanes, codebook_bits=codebook_bits,
+                            codebooks=books)
 
 
 @pytest.fixture
@@ -42,10 +60,11 @@ def small_network():
     return random_network([20, 13, 7])
 
 
-def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0, codebook_bits=None):
+def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0, codebook_bits=None,
+               codings=None):
     """A quantized random CNN: ``convs`` is a list of (out channels, kernel, stride, padding)
     Conv2d layers with ReLU, or ("max", kernel, stride) max poolings; with ``classes``, the
-    last map is flattened into a Linear."""
+    last map is flattened into a Linear. ``codings``: one coding per weight layer instead."""
     torch.manual_seed(seed)
     layers, (c, h, w) = [], input_shape
     for out, k, s, *pad in convs:
@@ -60,7 +79,9 @@ def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0,
         layers += [nn.Flatten(), nn.Linear(c * h * w, classes)]
     model = nn.Sequential(*layers).eval()
     calib = torch.rand(64, *input_shape, generator=torch.Generator().manual_seed(seed))
-    return quantize_network(model, Coding(*coding), calib, lanes=lanes, codebook_bits=codebook_bits)
+    books = layer_codebooks(model, codings) if codings else None
+    return quantize_network(model, Coding(*coding), calib, lanes=lanes, codebook_bits=codebook_bits,
+                            codebooks=books)
 
 
 #: Conv geometries ((C, H, W), [(out, kernel, stride, padding)], classes): kernels 1 to 5,

@@ -8,6 +8,8 @@ from .lower import (
     LayerDescriptor,
     Pass,
     Walk,
+    array_coding,
+    decoder_tables,
     default_table,
     fused_layers,
     lower,
@@ -19,7 +21,7 @@ from .status import transfer_beats
 
 __all__ = [
     "ADDRESS_BITS", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "LOAD_BITS",
-    "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Pass", "Target", "Walk",
-    "default_table", "field_width", "fused_layers", "lower", "mapping_problem", "pack_fields",
-    "plan", "size_config", "transfer_beats",
+    "AcceleratorProgram", "CycleReport", "HardwareConfig", "LayerDescriptor", "Pass", "Target",
+    "Walk", "array_coding", "decoder_tables", "default_table", "field_width", "fused_layers",
+    "lower", "mapping_problem", "pack_fields", "plan", "size_config", "transfer_beats",
 ]

@@ -18,7 +18,9 @@ Word layouts, all LSB first:
 * params (one per output neuron, ``G*P`` per layer): bias (signed, ``acc_bits``), M (15 bits),
   S (6 bits);
 * layers (one descriptor per layer): the fields of :meth:`HardwareConfig.layer_fields`;
-* codebook (writable decoder table only): ``Codebook.slot_table`` entries.
+* codebook (writable decoder table only): ``Codebook.slot_table`` entries of every distinct
+  codebook (``lower.decoder_tables``), each ``K*slot_bits`` wide (a codebook of smaller K has
+  its upper slots 0: invalid).
 
 Field widths follow one rule: a field is as wide as the largest value it holds
 (:func:`field_width`). An address into a memory of depth ``D`` holds at most ``D - 1``; a count
@@ -68,9 +70,11 @@ class HardwareConfig:
     lanes : int
         P, output neurons computed in parallel.
     coding : Coding
-        (N, K): N activations per word, K adder/subtractors per lane.
+        (N, K): N activations per word, K adder/subtractors per lane. A network whose layers
+        use different codings of this N runs with K their largest (``lower.array_coding``).
     code_bits : int
-        Width of a stored code (the default codebook's width unless the table is writable).
+        Width of a stored code, the same for every layer: the default (N, K) codebook's width
+        for the ROM; with a writable table, the widest codebook's.
     weight_depth, act_depth, param_depth, layer_depth : int
         Words in the weight buffer, in each of the two activation buffers, in the parameter
         memory (one per output neuron) and in the layer-descriptor table.

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..codebook import Codebook, TernacError
+from ..codebook import Codebook, Coding, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
@@ -29,6 +29,8 @@ __all__ = [
     "LayerDescriptor",
     "Pass",
     "Walk",
+    "array_coding",
+    "decoder_tables",
     "default_table",
     "fused_layers",
     "lower",
@@ -430,28 +432,76 @@ def _pass_cycles(walk, v, g, lanes):
     return layer_cycles(v * walk.window_positions, walk.pixels * g, lanes)
 
 
+def array_coding(layers):
+    """The (N, K) the MAC array is built for from a network's ternary ``layers``: their common
+    N, their largest K.
+
+    Layers of smaller K run on it with their upper slots invalid. N cannot differ: it is the
+    activation word (N int8), the unit of every address, of the channel padding of stored maps
+    and of a code's sub-vector, so every layer reads and writes the same words.
+    """
+    ns = sorted({layer.coding.n for layer in layers})
+    if len(ns) > 1:
+        uses = ", ".join(f"{layer.name} {layer.coding}" for layer in layers)
+        raise TernacError(f"layers use sub-vector lengths N={ns} ({uses}): the accelerator's "
+                          f"activation word holds one N for every layer; re-code the network "
+                          f"with one N (K may differ per layer)")
+    return Coding(ns[0], max(layer.coding.k for layer in layers))
+
+
+def decoder_tables(layers):
+    """``(entries, bases, filled)`` of a writable decoder table holding every ternary layer's
+    codebook.
+
+    Each distinct codebook is stored once, in order of first use; ``bases[i]`` is layer ``i``'s
+    first entry, ``filled[i]`` the entries stored up to its codebook (a pooling pass after it
+    carries that count in its unused ``codebook_base``). Every default-codebook layer shares
+    the default table of the largest K among them: the canonical order is prefix-closed in K
+    (codes of (N, K) are the first codes of (N, K') for K < K'), and an entry of fewer slots
+    is a wider entry with its upper slots invalid.
+    """
+    default = [layer.coding for layer in layers if not layer.codebook.learned]
+    shared = Codebook.default(max(default, key=lambda c: c.k)) if default else None
+    books, entries, bases, filled = [], [], [], []
+    for layer in layers:
+        book = layer.codebook if layer.codebook.learned else shared
+        for known, base in books:
+            if known == book:
+                break
+        else:
+            base = len(entries)
+            books.append((book, base))
+            entries += book.slot_table()
+        bases.append(base)
+        filled.append(len(entries))
+    return entries, bases, filled
+
+
 def size_config(network, lanes=None, *, dense=False, head=None):
     """The smallest :class:`HardwareConfig` that runs ``network`` (its output ``head``) with
     ``lanes`` lanes.
 
-    ``lanes`` defaults to the network's packing hint ``network.lanes``.
+    ``lanes`` defaults to the network's packing hint ``network.lanes``. Layers may use
+    different codings of one N (:func:`array_coding`): the array gets the largest K, codes are
+    stored at the widest code width. Default codebooks decode in the (N, K) ROM of that K;
+    a learned codebook in any layer needs the writable table (:func:`decoder_tables`).
     """
-    geometry = Geometry.for_network(network, lanes)
-    p, n = geometry.lanes, geometry.coding.n
+    ternary = [layer for layer, _ in fused_layers(network, head) if isinstance(layer, TernaryLayer)]
+    coding = array_coding(ternary)
+    p, n = Geometry(lanes or network.lanes, coding, coding.code_bits).lanes, coding.n   # validated
     passes = plan(network, n, head=head)
-    ternary = [step.layer for step in passes if not step.walk.pool]
     learned = any(layer.codebook.learned for layer in ternary) and not dense
     shapes = [_pass_shape(step, p, n) for step in passes]
     coded = [shape for shape, step in zip(shapes, passes) if not step.walk.pool]
     return HardwareConfig(
-        lanes=p, coding=geometry.coding,
-        code_bits=geometry.code_bits if learned else geometry.coding.code_bits,
+        lanes=p, coding=coding,
+        code_bits=max(layer.codebook.code_bits for layer in ternary) if learned else coding.code_bits,
         weight_depth=sum(v * g for v, g, *_ in coded),
         act_depth=max(max(v, words_in, words_out) for v, _, _, words_in, words_out in shapes),
         param_depth=sum(g * p for _, g, *_ in coded),
         layer_depth=len(passes),
         acc_bits=max(layer.acc_bits for layer in ternary),
-        codebook_depth=sum(len(layer.codebook) for layer in ternary) if learned else 0,
+        codebook_depth=len(decoder_tables(ternary)[0]) if learned else 0,
         dense=dense,
         fused_pool=any(step.walk.fused for step in passes),
         tap_packing=any(step.walk.pool == "pack" for step in passes))
@@ -459,10 +509,19 @@ def size_config(network, lanes=None, *, dense=False, head=None):
 
 # -- lowering -------------------------------------------------------------------------------
 
+def _check_coding(layer, config):
+    where = f"layer {layer.name}"
+    if layer.coding.n != config.coding.n:
+        raise TernacError(f"{where} uses coding {layer.coding}: its N differs from the accelerator's "
+                          f"{config.coding} (the activation word holds N={config.coding.n})")
+    if layer.coding.k > config.coding.k:
+        raise TernacError(f"{where} uses coding {layer.coding}: it needs K={layer.coding.k} "
+                          f"adder/subtractors per lane, the accelerator's {config.coding} array has "
+                          f"{config.coding.k}")
+
+
 def _check_layer(layer, config, v, words_in, words_out):
     where = f"layer {layer.name}"
-    if layer.coding != config.coding:
-        raise TernacError(f"{where} uses coding {layer.coding}, the accelerator is built for {config.coding}")
     if not config.dense:
         if layer.codebook.learned and not config.codebook_depth:
             raise TernacError(f"{where} has a learned codebook: the accelerator needs a writable "
@@ -510,10 +569,19 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     """
     config = config or size_config(network, lanes, dense=dense, head=head)
     p, n = config.lanes, config.coding.n
+    ternary = [layer for layer, _ in fused_layers(network, head) if isinstance(layer, TernaryLayer)]
+    for layer in ternary:
+        _check_coding(layer, config)
     passes = plan(network, n, head=head, fuse_pools=config.fused_pool)
     if len(passes) > config.layer_depth:
         raise TernacError(f"network has {len(passes)} layers, the layer table holds {config.layer_depth}")
     descriptors, images = [], {target: [] for target in Target}
+    # Without a writable table every codebook_base is 0 (the ROM); a pooling pass carries the
+    # table entries stored so far.
+    bases, filled = [0] * len(ternary), [0] * len(ternary)
+    if config.codebook_depth:
+        images[Target.CODEBOOK], bases, filled = decoder_tables(ternary)
+    bases, filled = iter(bases), iter(filled)
     weight = param = table = 0
     for i, step in enumerate(passes):
         layer, walk = step.layer, step.walk
@@ -530,9 +598,10 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
                 walk, weight, param, table, False, last, cycles))
             continue
         _check_layer(layer, config, v, words_in, words_out)
+        base, table = next(bases), next(filled)
         descriptors.append(LayerDescriptor(
             step.name, layer.in_features, layer.out_features, v, g, pixel_words, words_in,
-            words_out, walk, weight, param, table, step.relu, last, cycles))
+            words_out, walk, weight, param, base, step.relu, last, cycles))
         images[Target.WEIGHTS] += (_dense_weight_words(layer, config) if config.dense
                                    else pack_codes(layer.codes, config.geometry))
         for o in range(g * p):
@@ -543,9 +612,6 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
                           "neg_mult": (layer.neg_mult if prelu else layer.mult)[o],
                           "neg_shift": (layer.neg_shift if prelu else layer.shift)[o]}
             images[Target.PARAMS].append(pack_fields(config.param_fields(), values))
-        if config.codebook_depth:
-            images[Target.CODEBOOK] += layer.codebook.slot_table()
-            table += len(layer.codebook)
         weight, param = weight + g * v, param + g * p
     for target, name in ((Target.WEIGHTS, "weight buffer"), (Target.PARAMS, "parameter memory"),
                          (Target.CODEBOOK, "codebook table")):
@@ -554,7 +620,6 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
                               f"has {config.depth(target)}")
     # Descriptors last: a base past its memory is reported above as a misfit, not a field overflow.
     images[Target.LAYERS] = [pack_fields(config.layer_fields(), d.fields(n)) for d in descriptors]
-    ternary = [(step, d) for step, d in zip(passes, descriptors) if not step.walk.pool]
     report = CycleReport(
         input=input_cycles(descriptors[0].in_words),
         layers=tuple((d.name, d.cycles) for d in descriptors),
@@ -562,7 +627,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
         macs=tuple(0 if step.walk.pool else _macs(step.layer, step.walk) for step in passes),
         lanes=p, n=n)
     nonzeros = tuple(int(np.count_nonzero(step.layer.weights())) * _positions(step.walk)
-                     for step, _ in ternary)
+                     for step in passes if not step.walk.pool)
     return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros,
                               (head or 0) if network.heads else None)
 
