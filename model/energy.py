@@ -15,8 +15,9 @@ The ternac row charges what the accelerator does: the counts of the lowering's p
 pass), or the same counts measured by the RTL's activity counters in simulation
 (``ternac sim --json``, then ``ternac energy --measured``). They include what the mapping
 costs: padding lanes and channels, zero-padding taps, max-pooling passes, the stream words.
-The three baselines are estimated from the network (its useful weights and activations
-only, no padding), which favours them. Only a network the accelerator cannot run gets a
+The three baselines are estimated from the network's layers: their coded fan-in (which
+includes a convolution's input channels padded to N, as in ternac), but no padding lanes and
+no stream words; this favours them. Only a network the accelerator cannot run gets a
 ternac row estimated from the network (``mappable`` false).
 
 Assumptions, each stated in the action's note:
@@ -36,10 +37,13 @@ Assumptions, each stated in the action's note:
   bit- and word-lines grow as the side of the array), so the 8 KB figure is *scaled* by
   ``sqrt(size / 8 KB)`` (an extrapolation: 1.40 pJ per 64-bit access at 161 B). The old
   charge, the 8 KB figure itself, is reported alongside as an upper bound.
-* Idle slots (zero weights) are gated: an add/subtract is charged per non-zero slot only.
+* Idle slots (zero weights) are taken as gated: an add/subtract is charged per non-zero slot
+  only (the RTL feeds an idle slot's adder input a constant 0; it has no clock gating).
 * A max-pooling compare is charged as an 8-bit add per byte (fp32: an fp32 add).
 * Each of the two (ping-pong) activation buffers holds the largest activation tensor: the
-  input or any layer's output (C*H*W of a convolution's output, not its im2col fan-in).
+  input or any layer's output (C*H*W of a convolution's output, not its im2col fan-in); for
+  ternac the program's buffers (``act_depth`` words of N bytes) and weight buffer
+  (``weight_depth`` words).
 
 The report says whether the accelerator can run the network at all (``mappable``, and the
 ``reason`` when not, e.g. a Conv2d layer): when it cannot, the ternac row is the estimate for
@@ -228,15 +232,16 @@ def _ternac_actions(component, counts, config, acc_bits, table_pj, w_pj, a_pj, w
         Action(component, "requantize (multiply + round add + bias add)", counts["requantizations"],
                HOROWITZ_45NM_PJ["mul32"] + 2 * HOROWITZ_45NM_PJ["add32"],
                "one per lane of a group, padding lanes included; multiply charged as 32-bit (upper bound)"),
-        Action(component, "max compare", pooled * n, HOROWITZ_45NM_PJ["add8"],
-               "N per pooled word, charged as an 8-bit add"),
         Action(component, "weight buffer read (bits)", counts["weight_words_read"] * config.weight_bits,
                w_pj, w_note),
         Action(component, "activation read (bits)", counts["act_words_read"] * word, a_pj,
                a_note + "; zero-padding taps and pooling included"),
         Action(component, "activation write (bits)", counts["bytes_written"] * ACT_BITS, a_pj, a_note),
     ]
-    return actions
+    if pooled:
+        actions.append(Action(component, "max compare", pooled * n, HOROWITZ_45NM_PJ["add8"],
+                              "N per pooled word, charged as an 8-bit add"))
+    return [a for a in actions if a.count]          # a pooling pass has no weight-side actions
 
 
 def _stream_actions(component, counts, config, a_pj, a_note):
