@@ -14,7 +14,7 @@ import numpy as np
 from ternac.model.codebook import TernacError
 from ternac.model.datasets import network_samples
 from ternac.model.hw import lower
-from ternac.model.network import load_network
+from ternac.model.network import file_sha256, load_network
 
 from .toolchain import SIMULATORS, ToolchainError
 
@@ -47,14 +47,6 @@ def _one_or_all_actions(actions):
     if not actions:
         return None
     return actions[0] if all(a == actions[0] for a in actions) else actions
-
-
-def file_sha256(path):
-    """Hex SHA-256 of a file (ties a ``sim --json`` summary to its network file)."""
-    import hashlib
-
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def _one_or_all(values):

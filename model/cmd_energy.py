@@ -1,12 +1,11 @@
 """``ternac energy NET.tern``: the four-design energy table per inference."""
 
-import hashlib
 import json
 
 from .codebook import TernacError
 from .energy import DESIGNS, energy_report
 from .hw import lower
-from .network import load_network
+from .network import file_sha256, load_network
 
 
 def configure(parser):
@@ -63,9 +62,7 @@ def measured_actions(path, net_path, network, lanes):
     if summary.get("actions") is None or "net_sha256" not in summary:
         raise TernacError(f"--measured {path}: no measured actions (not a `ternac sim --json` "
                           f"summary of this version, or the run had no activity counters)")
-    with open(net_path, "rb") as file:
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    if summary["net_sha256"] != digest:
+    if summary["net_sha256"] != file_sha256(net_path):
         raise TernacError(f"--measured {path} was measured on another network "
                           f"({summary.get('net', '?')}), not on {net_path}")
     config = json.loads(json.dumps(lower(network, lanes=lanes).config.summary()))

@@ -1,7 +1,6 @@
 """The energy model: the ternac row from the program's (or the RTL's measured) actions, the
 decoder-table charge, and ``ternac energy --measured``."""
 
-import hashlib
 import json
 import math
 
@@ -18,7 +17,7 @@ from ternac.model.energy import (
     table_pj_per_bit,
 )
 from ternac.model.hw import ACTIONS, lower
-from ternac.model.network import save_network
+from ternac.model.network import file_sha256, save_network
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +97,7 @@ def test_measured_counts_replace_the_program_counts(cnn):
 
 
 def _sim_json(path, net_path, program, **changes):
-    with open(net_path, "rb") as file:
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    summary = {"net": str(net_path), "net_sha256": digest, "config": program.config.summary(),
+    summary = {"net": str(net_path), "net_sha256": file_sha256(net_path), "config": program.config.summary(),
                "actions": program.actions(), "modelled_actions": program.actions(),
                "actions_exact": True, **changes}
     path.write_text(json.dumps(summary))
