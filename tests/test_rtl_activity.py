@@ -1,6 +1,7 @@
 """The RTL's activity counters (Amaranth simulation): per inference they equal the program's
 ``actions()``, which the energy model charges."""
 
+import numpy as np
 import pytest
 from conftest import CONV_CASES, random_cnn, random_network
 from ternac.model.codebook import TernacError
@@ -12,7 +13,9 @@ from ternac.rtl.simulate import run_rtl_network
 
 @pytest.mark.parametrize("make", [
     lambda: random_network([20, 13, 7]),                                  # padding lanes
-    lambda: random_network([24, 10, 5], coding=(8, 3), lanes=4, codebook_bits=5),  # writable table
+    # Writable table; its layer 2 has learned non-zeros in the padding columns of a last
+    # sub-vector (30 inputs), which the decoder hands the array like any other.
+    lambda: random_network([50, 30, 20, 6], coding=(8, 3), lanes=4, seed=100, codebook_bits=5),
     lambda: random_cnn(*CONV_CASES[5], seed=3),                           # conv, max pool, padding taps
 ], ids=["mlp", "learned", "cnn-maxpool"])
 def test_activity_counters_equal_the_program_actions(make):
@@ -23,6 +26,14 @@ def test_activity_counters_equal_the_program_actions(make):
                           beats=program.load_beats())
     # Both inferences: the counters restart with each one.
     assert run.actions == [program.actions()] * 2
+
+
+def test_learned_nonzeros_in_padding_columns_are_counted():
+    net = random_network([50, 30, 20, 6], coding=(8, 3), lanes=4, seed=100, codebook_bits=5)
+    layer = net.ternary_layers[1]
+    decoded = int(np.count_nonzero(layer.codebook.decode(layer.codes)))
+    assert decoded > int(np.count_nonzero(layer.weights()))        # the case the test above covers
+    assert dict(lower(net).pass_actions())[layer.name]["nonzero_slots"] == decoded
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")

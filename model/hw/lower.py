@@ -266,8 +266,9 @@ class AcceleratorProgram:
         a max-pooling pass reads no weight). ``act_words_read``: one per issued step of every
         pass, a tap in the zero padding included (it reads word 0, which is then zeroed or
         skipped). ``decoder_lookups``: P codes per weight word. ``nonzero_slots``: decoded
-        slots that add or subtract (non-zero weights, at every output pixel, padding taps
-        included; padding lanes and channels have none). ``idle_slots``: the other ``P*K``
+        slots that add or subtract (the decoded codes' non-zeros at every output pixel, padding
+        taps included, and so are a learned codebook's non-zeros in the padding columns of a
+        last sub-vector; padding lanes decode code 0, no slot). ``idle_slots``: the other ``P*K``
         slots of each ternary step. ``requantizations``: one per lane of each group of a
         ternary pass (``G*P`` per output pixel, padding lanes included). ``bytes_written``:
         the bytes those write (a pixel's lanes past its last word are not written), plus N per
@@ -586,8 +587,10 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
         output=output_cycles(descriptors[-1].out_words),
         macs=tuple(0 if step.walk.pool else _macs(step.layer, step.walk) for step in passes),
         lanes=p, n=n)
-    nonzeros = tuple(int(np.count_nonzero(step.layer.weights())) * _positions(step.walk)
-                     for step, _ in ternary)
+    # Every non-zero the decoder hands the array, at every convolution output: also one a
+    # learned codebook puts in the padding columns of a last sub-vector (it adds a zero).
+    nonzeros = tuple(int(np.count_nonzero(step.layer.codebook.decode(step.layer.codes)))
+                     * _positions(step.walk) for step, _ in ternary)
     return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros,
                               (head or 0) if network.heads else None)
 
