@@ -30,22 +30,26 @@ def _ternac(report):
     return {a["action"]: a for a in report["designs"]["ternac"]["actions"]}
 
 
-def test_actions_of_a_pooling_pass(cnn):
-    """A max-pooling pass reads activation words (padding taps too) and writes N bytes per
-    word; no weight read, decode, add or requantization."""
-    program = lower(cnn)
+def test_actions_of_pooling_passes():
+    """A pooling pass (max, or a packing of a convolution's rows) reads activation words
+    (padding taps too) and writes N bytes per word; no weight read, decode, add or
+    requantization. A fused max pooling requantizes once per pooled pixel."""
+    from nets import two_head_network
+
+    program = lower(two_head_network())
     rows = dict(program.pass_actions())
     pools = [d for d in program.layers if d.walk.pool]
-    assert len(pools) == 2
+    assert {d.walk.pool for d in pools} == {"max", "pack"}
     for d in pools:
-        reads = d.walk.pixels * d.groups * d.walk.kernel_w * d.walk.kernel_h
-        assert rows[d.name] == {**dict.fromkeys(ACTIONS, 0), "act_words_read": reads,
+        assert rows[d.name] == {**dict.fromkeys(ACTIONS, 0), "act_words_read": d.steps,
                                 "bytes_written": d.out_words * 8}
     totals = program.actions()
-    assert totals["act_words_read"] == totals["weight_words_read"] + sum(rows[d.name]["act_words_read"]
-                                                                         for d in pools)
-    assert totals["requantizations"] == sum(d.groups * 8 * d.walk.pixels for d in program.layers
-                                            if not d.walk.pool)
+    assert totals["act_words_read"] == totals["weight_words_read"] + sum(d.steps for d in pools)
+    fused = lower(random_cnn(*CONV_CASES[6], seed=3))
+    conv = fused.layers[0]
+    assert conv.walk.window == (3, 3)
+    assert dict(fused.pass_actions())[conv.name]["requantizations"] == conv.groups * 8 * conv.walk.pixels
+    assert dict(fused.pass_actions())[conv.name]["weight_words_read"] == conv.steps
 
 
 def test_decoder_table_charged_as_a_small_rom_with_the_sram_figure_as_bound(cnn):

@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 from conftest import CONV_CASES, random_cnn, random_network
+from nets import two_head_network
 from ternac.model.codebook import TernacError
 from ternac.model.datasets import random_inputs
 from ternac.model.hw import lower, size_config
@@ -16,8 +17,9 @@ from ternac.rtl.simulate import run_rtl_network
     # Writable table; its layer 2 has learned non-zeros in the padding columns of a last
     # sub-vector (30 inputs), which the decoder hands the array like any other.
     lambda: random_network([50, 30, 20, 6], coding=(8, 3), lanes=4, seed=100, codebook_bits=5),
-    lambda: random_cnn(*CONV_CASES[5], seed=3),                           # conv, max pool, padding taps
-], ids=["mlp", "learned", "cnn-maxpool"])
+    lambda: random_cnn(*CONV_CASES[5], seed=3),         # row packing, fused max pools, padding taps
+    lambda: two_head_network(),                         # max-pooling passes (ceil_mode, padded)
+], ids=["mlp", "learned", "cnn-fused-maxpool", "cnn-maxpool-pass"])
 def test_activity_counters_equal_the_program_actions(make):
     net = make()
     program = lower(net)
