@@ -39,7 +39,8 @@ Assumptions, each stated in the action's note:
   charge, the 8 KB figure itself, is reported alongside as an upper bound.
 * Idle slots (zero weights) are taken as gated: an add/subtract is charged per non-zero slot
   only (the RTL feeds an idle slot's adder input a constant 0; it has no clock gating).
-* A max-pooling compare is charged as an 8-bit add per byte (fp32: an fp32 add).
+* A pooling pass's byte (a max compare, or row packing's byte select) is charged as an 8-bit
+  add (fp32: an fp32 add); a fused max pooling's compares on the accumulators are not charged.
 * Each of the two (ping-pong) activation buffers holds the largest activation tensor: the
   input or any layer's output (C*H*W of a convolution's output, not its im2col fan-in); for
   ternac the program's buffers (``act_depth`` words of N bytes) and weight buffer
@@ -240,7 +241,8 @@ def _ternac_actions(component, counts, config, acc_bits, table_pj, w_pj, a_pj, w
     ]
     if pooled:
         actions.append(Action(component, "max compare", pooled * n, HOROWITZ_45NM_PJ["add8"],
-                              "N per pooled word, charged as an 8-bit add"))
+                              "N per word a pooling pass reads (max, or row packing's byte "
+                              "select), charged as an 8-bit add"))
     return [a for a in actions if a.count]          # a pooling pass has no weight-side actions
 
 

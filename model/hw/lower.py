@@ -262,17 +262,18 @@ class AcceleratorProgram:
         (``rtl/activity.py``; ``ternac sim --json`` checks the two are equal). Each is what the
         hardware does, not what the network needs:
 
-        ``weight_words_read``: one per issued step of a ternary pass (``V*G`` per output pixel;
-        a max-pooling pass reads no weight). ``act_words_read``: one per issued step of every
+        ``weight_words_read``: one per issued step of a ternary pass (``V*G`` per output pixel
+        and fused pooling window position; a pooling pass, max or row packing, reads no weight). ``act_words_read``: one per issued step of every
         pass, a tap in the zero padding included (it reads word 0, which is then zeroed or
         skipped). ``decoder_lookups``: P codes per weight word. ``nonzero_slots``: decoded
         slots that add or subtract (the decoded codes' non-zeros at every output pixel, padding
         taps included, and so are a learned codebook's non-zeros in the padding columns of a
         last sub-vector; padding lanes decode code 0, no slot). ``idle_slots``: the other ``P*K``
         slots of each ternary step. ``requantizations``: one per lane of each group of a
-        ternary pass (``G*P`` per output pixel, padding lanes included). ``bytes_written``:
+        ternary pass (``G*P`` per output pixel, padding lanes included; a fused max pooling
+        requantizes the window's maximum only). ``bytes_written``:
         the bytes those write (a pixel's lanes past its last word are not written), plus N per
-        word a max pooling writes. ``input_words``/``output_words``: the stream beats.
+        word a pooling pass writes. ``input_words``/``output_words``: the stream beats.
         """
         counts = self.pass_actions()
         totals = {name: sum(c[name] for _, c in counts) for name in ACTIONS}
