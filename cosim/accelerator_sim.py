@@ -109,12 +109,13 @@ def design_config(config, image=None):
 
 
 def accelerator_design(hardware, image=None):
-    """Factory for :func:`ternac.cosim.runner.build_design`: the Amaranth accelerator."""
+    """Factory for :func:`ternac.cosim.runner.build_design`: the Amaranth accelerator, with its
+    activity counters (the bench checks them against :meth:`AcceleratorProgram.actions`)."""
     from ternac.rtl.accelerator import Accelerator
 
     config = HardwareConfig.from_dict(hardware)
     image = {Target[name.upper()]: words for name, words in (image or {}).items()}
-    return Accelerator(config, image=image or None)
+    return Accelerator(config, image=image or None, activity=not config.dense)
 
 
 def build_accelerator(config, *, sim="verilator", program=None, waves=None,
@@ -188,7 +189,8 @@ def golden_infer_step(network, program, x, *, idle_probability=0.0, max_idle=4,
                       check_cycles=None, progress_file=None):
     """A bench step running int8 inputs ``x`` (B, ...) with the golden outputs to expect.
 
-    ``check_cycles`` (default: when there is neither idle nor back-pressure) makes the bench
+    The bench also checks each inference's activity counters (if the design has them)
+    against the program's ``actions()``. ``check_cycles`` (default: when there is neither idle nor back-pressure) makes the bench
     assert every inference takes exactly the predicted cycles.
     """
     x = _as_int8_batch(network, x)
@@ -201,6 +203,7 @@ def golden_infer_step(network, program, x, *, idle_probability=0.0, max_idle=4,
         "expected": golden_outputs(network, x, program.head).astype(int).tolist(),
         "out_words": program.output_words,
         "positions": program.output_positions().tolist(),
+        "actions": program.actions(),
         "predicted": predicted,
         "check_cycles": (not stalls) if check_cycles is None else check_cycles,
         "layer_cycles": layer_cycles,
@@ -253,6 +256,8 @@ class SimRun:
     error: str | None = None        # message of a failing run
     waves: Path | None = None
     log: Path | None = None
+    actions: list = field(default_factory=list)     # per inference the activity counters
+    modelled_actions: dict | None = None            # program.actions()
 
     @property
     def samples(self):
@@ -278,6 +283,14 @@ class SimRun:
         return (len(self.measured) == self.samples
                 and all(m == total for m in self.measured)
                 and all(c == total for c in self.onchip))
+
+    @property
+    def actions_exact(self):
+        """Every inference's measured actions equal the program's; ``None`` if not measured."""
+        if not self.actions:
+            return None
+        return (len(self.actions) == self.samples
+                and all(a == self.modelled_actions for a in self.actions))
 
     @property
     def sim_cycles_per_second(self):
@@ -379,6 +392,7 @@ def sim_network(network, x, *, sim="verilator", lanes=None, config=None, bake=Fa
         simulator=sim, expected=expected, outputs=outputs,
         measured=done.get("measured", []), onchip=done.get("onchip", []),
         predicted=infer["predicted"], layer_cycles=done.get("layer_cycles", []),
+        actions=done.get("actions", []), modelled_actions=infer["actions"],
         sim_cycles=done.get("sim_cycles", 0), sim_seconds=done.get("wall_seconds", 0.0),
         wall_seconds=time.perf_counter() - started, build_seconds=build_seconds,
         problems=output.get("problems", []), first_mismatch=output.get("first_mismatch"),

@@ -17,7 +17,9 @@ a list of steps that this bench executes in order on one simulated accelerator:
     ``output``, ``total``), ``check_cycles`` (assert the totals equal the model: only
     meaningful without idle cycles or back-pressure), ``layer_cycles`` (probe the sequencer
     for per-layer cycles), ``idle_probability``/``max_idle`` (input source),
-    ``stall_probability`` (output back-pressure), ``seed``, ``timeout_cycles``.
+    ``stall_probability`` (output back-pressure), ``seed``, ``timeout_cycles``, ``actions``
+    (per inference, the counts the ``activity__*`` ports must show; checked if the design
+    has those ports, and handed back either way).
 ``{"op": "reset", ...}``
     Start an inference with ``inputs`` (one sample), wait until ``busy`` has been high for
     ``after_cycles`` cycles, assert ``rst`` for ``hold`` cycles, and check the accelerator is
@@ -140,7 +142,8 @@ async def run_infer(dut, counter, step, scoreboard, problems):
     budget = step["timeout_cycles"]
     progress = step.get("progress_file")
     result = {"op": "infer", "outputs": [], "measured": [], "onchip": [], "layer_cycles": [],
-              "sim_cycles": 0, "wall_seconds": 0.0}
+              "actions": [], "sim_cycles": 0, "wall_seconds": 0.0}
+    counters = activity_ports(dut, step.get("actions"))
     start_cycle, start_time = counter.count, time.perf_counter()
     first_sample = step.get("first_sample", 0)
     received = 0
@@ -162,6 +165,14 @@ async def run_infer(dut, counter, step, scoreboard, problems):
             if dut.busy.value != 0:
                 problems.append(f"sample {sample}: still busy after its last output word")
             onchip = int(dut.cycles.value)
+            if counters:
+                actions = {name: int(port.value) for name, port in counters.items()}
+                result["actions"].append(actions)
+                if actions != step["actions"]:
+                    differ = {name: (actions[name], step["actions"][name]) for name in actions
+                              if actions[name] != step["actions"][name]}
+                    problems.append(f"sample {sample}: activity counters differ from the program's "
+                                    f"actions (measured, modelled): {differ}")
             beats = sink.beats[received:received + out_words[index]]
             received += len(beats)
             # the activation word layout has one definition: model/pack.py
@@ -197,6 +208,15 @@ async def run_infer(dut, counter, step, scoreboard, problems):
             result["layer_cycles"] = layer_cycles(probe.records, sink.beats, out_words)
             check_layer_cycles(step, result, problems)
     return result
+
+
+def activity_ports(dut, actions):
+    """The ``activity__<name>`` ports for the actions ``actions`` names, or ``{}`` if the design
+    was built without activity counters."""
+    names = list(actions or ())
+    if not names or not hasattr(dut, f"activity__{names[0]}"):
+        return {}
+    return {name: getattr(dut, f"activity__{name}") for name in names}
 
 
 def layer_cycles(records, beats, out_words):

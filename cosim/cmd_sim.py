@@ -14,7 +14,7 @@ import numpy as np
 from ternac.model.codebook import TernacError
 from ternac.model.datasets import network_samples
 from ternac.model.hw import lower
-from ternac.model.network import load_network
+from ternac.model.network import file_sha256, load_network
 
 from .toolchain import SIMULATORS, ToolchainError
 
@@ -40,6 +40,13 @@ def configure(parser):
                         "design through its UART host link with the `ternac run` driver")
     parser.add_argument("--waves", action="store_true",
                         help="record a waveform (FST; also WAVES=1) and print its path")
+
+
+def _one_or_all_actions(actions):
+    """The measured actions of every inference: one dict if all are equal, else the list."""
+    if not actions:
+        return None
+    return actions[0] if all(a == actions[0] for a in actions) else actions
 
 
 def _one_or_all(values):
@@ -74,7 +81,8 @@ def _run_program(args, say, net, x, labels, head):
     from .accelerator_sim import sim_network
     from .runner import CosimError
 
-    config = lower(net, lanes=args.lanes, head=head).config
+    program = lower(net, lanes=args.lanes, head=head)
+    config = program.config
     say(f"{args.net}: {len(x)} samples on {args.simulator}, {config.lanes} lanes, coding "
         f"{config.coding}, {config.code_bits}-bit codes"
         f"{', writable decoder table' if config.codebook_depth else ''}; weights "
@@ -118,6 +126,8 @@ def _run_program(args, say, net, x, labels, head):
         "sim_seconds": result.sim_seconds, "build_seconds": result.build_seconds,
         "wall_seconds": result.wall_seconds, "stall_probability": args.stall,
         "weights": "baked" if args.bake else "load port",
+        "actions": _one_or_all_actions(result.actions), "modelled_actions": program.actions(),
+        "actions_exact": result.actions_exact, "net_sha256": file_sha256(args.net),
         "config": config.summary(), "problems": result.problems[:10],
         "waves": str(result.waves) if result.waves else None, "log": str(result.log),
     }
@@ -149,9 +159,14 @@ def _run_program(args, say, net, x, labels, head):
     say(f"simulation: {result.sim_cycles_per_second:,.0f} cycles/s, "
         f"{result.seconds_per_inference * 1e3:.2f} ms per inference "
         f"(build {result.build_seconds:.1f} s, total {result.wall_seconds:.1f} s)")
+    if result.actions:
+        say(f"actions per inference (activity counters): {summary['actions']}; equal to the "
+            f"program's: {'yes' if result.actions_exact else 'NO'}")
     if result.waves:
         say(f"waveform: {result.waves}")
-    failed = [what for what, ok in (("not bit-exact", result.bit_exact), ("not cycle-exact", cycles_ok)) if not ok]
+    failed = [what for what, ok in (("not bit-exact", result.bit_exact), ("not cycle-exact", cycles_ok),
+                                    ("activity counters differ from the program's actions",
+                                     result.actions_exact is not False)) if not ok]
     summary.update(ok=not failed, failed=(f"the RTL differs from the golden model: {' and '.join(failed)} "
                                           f"(log {result.log})" if failed else None))
     return summary

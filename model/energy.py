@@ -10,6 +10,16 @@ neurons in parallel, the input vector re-read once per lane group):
 ``ternac``         structured sparse ternary: one add/subtract per *non-zero* weight,
                    ``code_bits`` per sub-vector of N weights, one decoder-table look-up per code
 
+The ternac row charges what the accelerator does: the counts of the lowering's program
+(:meth:`AcceleratorProgram.actions <ternac.model.hw.lower.AcceleratorProgram.actions>`, per
+pass), or the same counts measured by the RTL's activity counters in simulation
+(``ternac sim --json``, then ``ternac energy --measured``). They include what the mapping
+costs: padding lanes and channels, zero-padding taps, max-pooling passes, the stream words.
+The three baselines are estimated from the network's layers: their coded fan-in (which
+includes a convolution's input channels padded to N, as in ternac), but no padding lanes and
+no stream words; this favours them. Only a network the accelerator cannot run gets a
+ternac row estimated from the network (``mappable`` false).
+
 Assumptions, each stated in the action's note:
 
 * Memory reads and writes are counted in bits and charged at the table's 64-bit access energy
@@ -20,10 +30,21 @@ Assumptions, each stated in the action's note:
 * Integer adds wider than 8 and narrower than 32 bits are *interpolated* linearly in width
   between the 8-bit and 32-bit adds. The requantizer multiply (accumulator x 15-bit) is
   charged as a 32-bit multiply (an upper bound), the same in every integer design.
-* The decoder table look-up is charged as an SRAM read of the table entry's width at the 8 KB
-  figure (an upper bound: the table is a few hundred bytes of ROM).
+* The decoder table look-up is charged as a read of the table entry's width from a table of
+  its own size: the default (8,2) codebook is a ROM of 129 entries of 10 bits (161 bytes), in
+  logic. The 45 nm table has no figure that small; its SRAM points grow about as the square
+  root of the size (x4 size, x2 energy from 8 KB to 32 KB; x32, x5 from 32 KB to 1 MB: the
+  bit- and word-lines grow as the side of the array), so the 8 KB figure is *scaled* by
+  ``sqrt(size / 8 KB)`` (an extrapolation: 1.40 pJ per 64-bit access at 161 B). The old
+  charge, the 8 KB figure itself, is reported alongside as an upper bound.
+* Idle slots (zero weights) are taken as gated: an add/subtract is charged per non-zero slot
+  only (the RTL feeds an idle slot's adder input a constant 0; it has no clock gating).
+* A pooling pass's byte (a max compare, or row packing's byte select) is charged as an 8-bit
+  add (fp32: an fp32 add); a fused max pooling's compares on the accumulators are not charged.
 * Each of the two (ping-pong) activation buffers holds the largest activation tensor: the
-  input or any layer's output (C*H*W of a convolution's output, not its im2col fan-in).
+  input or any layer's output (C*H*W of a convolution's output, not its im2col fan-in); for
+  ternac the program's buffers (``act_depth`` words of N bytes) and weight buffer
+  (``weight_depth`` words).
 
 The report says whether the accelerator can run the network at all (``mappable``, and the
 ``reason`` when not, e.g. a Conv2d layer): when it cannot, the ternac row is the estimate for
@@ -31,11 +52,12 @@ the same dataflow, not for a mapped network.
 """
 
 from dataclasses import asdict, dataclass
-from math import log, prod
+from math import log, prod, sqrt
 
 from .arith import ACT_BITS
 from .codebook import TernacError
-from .hw import mapping_problem
+from .hw import ACTIONS, default_table, lower, mapping_problem
+from .network import PoolLayer
 
 __all__ = [
     "DESIGNS",
@@ -43,9 +65,12 @@ __all__ = [
     "SRAM_64BIT_PJ",
     "Action",
     "add_pj",
+    "check_measured",
+    "decoder_table",
     "energy_report",
     "sram_basis",
     "sram_pj_per_bit",
+    "table_pj_per_bit",
 ]
 
 HOROWITZ_45NM_PJ = {
@@ -99,6 +124,19 @@ def add_pj(bits):
     return lo + (hi - lo) * (bits - 8) / 24
 
 
+def table_pj_per_bit(size_bytes):
+    """Energy of reading one bit of a small table (the decoder): the 8 KB SRAM figure scaled by
+    ``sqrt(size / 8 KB)`` (the module's assumptions), never above the 8 KB figure."""
+    s0, e0 = SRAM_64BIT_PJ[0]
+    return e0 * min(1.0, sqrt(size_bytes / s0)) / 64
+
+
+def decoder_table(config):
+    """``(entries, bytes)`` of the decoder table of ``config``: the default ROM or the writable table."""
+    entries = config.codebook_depth or len(default_table(config.coding))
+    return entries, entries * config.table_bits / 8
+
+
 def _layer_counts(layer, lanes):
     """Per-inference counts shared by every design for one ternary layer."""
     positions = layer.positions()
@@ -112,25 +150,31 @@ def _layer_counts(layer, lanes):
     }
 
 
-def _design_actions(network, design, lanes):
+def _buffers(network, design):
+    """``(weight pJ/bit, activation pJ/bit, weight note, activation note, weight bits, act bits)``."""
     layers = network.ternary_layers
     largest = max(prod(shape) for shape in [network.input_shape, *(layer.out_shape() for layer in network.layers)])
     weights = network.weight_count
-    if design == "fp32":
-        w_bits, a_bits = 32, 32
-    elif design == "ternary-dense":
-        w_bits, a_bits = 2, ACT_BITS
-    else:
-        w_bits, a_bits = (8 if design == "int8" else None), ACT_BITS
+    w_bits = {"fp32": 32, "ternary-dense": 2, "int8": 8}.get(design)
+    a_bits = 32 if design == "fp32" else ACT_BITS
     code_bits = sum(layer.out_features * layer.subvectors * layer.codebook.code_bits for layer in layers)
     weight_buffer = (code_bits if design == "ternac" else weights * w_bits) // 8
-    act_buffer = 2 * largest * a_bits // 8                              # ping-pong
+    return (*_memory_notes(weight_buffer, 2 * largest * a_bits // 8), w_bits, a_bits)   # ping-pong
+
+
+def _memory_notes(weight_buffer, act_buffer):
     w_pj, a_pj = sram_pj_per_bit(weight_buffer), sram_pj_per_bit(act_buffer)
     w_note = f"{weight_buffer} B weight SRAM, {w_pj * 64:.2f} pJ per 64-bit access ({sram_basis(weight_buffer)})"
     a_note = (f"{act_buffer} B activation SRAM (ping-pong), {a_pj * 64:.2f} pJ per 64-bit access "
               f"({sram_basis(act_buffer)})")
+    return w_pj, a_pj, w_note, a_note
+
+
+def _design_actions(network, design, lanes, table_pj):
+    """A design's actions estimated from the network (the baselines; ternac if unmappable)."""
+    w_pj, a_pj, w_note, a_note, w_bits, a_bits = _buffers(network, design)
     actions = []
-    for layer in layers:
+    for layer in network.ternary_layers:
         c = _layer_counts(layer, lanes)
         acc = layer.acc_bits
         name = layer.name
@@ -151,7 +195,7 @@ def _design_actions(network, design, lanes):
             actions += [Action(name, f"{acc}-bit add/sub", nonzeros, add_pj(acc),
                                "one per non-zero weight (idle slots gated); width interpolated"),
                         Action(name, f"decoder table read ({table_bits} b)", lookups,
-                               table_bits * sram_pj_per_bit(0), "one per code, charged as 8 KB SRAM (upper bound)")]
+                               table_bits * table_pj, "one per code, small-table figure (sqrt scaling)")]
         if design != "fp32":
             actions += [Action(name, "requantize (multiply + round add + bias add)", c["outputs"],
                                HOROWITZ_45NM_PJ["mul32"] + 2 * HOROWITZ_45NM_PJ["add32"],
@@ -162,27 +206,137 @@ def _design_actions(network, design, lanes):
         actions += [Action(name, "weight buffer read (bits)", weight_read_bits, w_pj, w_note),
                     Action(name, "activation read (bits)", act_read_bits, a_pj, a_note),
                     Action(name, "activation write (bits)", c["act_writes"] * a_bits, a_pj, a_note)]
+    for layer in network.layers:
+        if isinstance(layer, PoolLayer):
+            c, oh, ow = layer.out_shape()
+            reads = c * oh * ow * layer.kernel[0] * layer.kernel[1]
+            compare = HOROWITZ_45NM_PJ["fadd32" if design == "fp32" else "add8"]
+            actions += [Action(layer.name, "max compare", reads, compare, "one per window element"),
+                        Action(layer.name, "activation read (bits)", reads * a_bits, a_pj, a_note),
+                        Action(layer.name, "activation write (bits)", c * oh * ow * a_bits, a_pj, a_note)]
     return actions
 
 
-def energy_report(network, lanes=None):
+def _ternac_actions(component, counts, config, acc_bits, table_pj, w_pj, a_pj, w_note, a_note):
+    """The accelerator's actions (:data:`ACTIONS` counts) charged at the 45 nm table."""
+    n, word = config.coding.n, config.act_bits
+    table_bits = config.table_bits
+    # A ternary step reads one weight and one activation word; the other reads are pooling's.
+    pooled = counts["act_words_read"] - counts["weight_words_read"]
+    actions = [
+        Action(component, f"{acc_bits}-bit add/sub", counts["nonzero_slots"], add_pj(acc_bits),
+               "one per non-zero slot; width interpolated between 8 and 32 bits"),
+        Action(component, "idle slot", counts["idle_slots"], 0.0, "zero weight: gated, not charged"),
+        Action(component, f"decoder table read ({table_bits} b)", counts["decoder_lookups"],
+               table_bits * table_pj, f"one per code; {table_pj * 64:.2f} pJ per 64 bits "
+               f"(8 KB figure scaled by sqrt(size), the module's assumption)"),
+        Action(component, "requantize (multiply + round add + bias add)", counts["requantizations"],
+               HOROWITZ_45NM_PJ["mul32"] + 2 * HOROWITZ_45NM_PJ["add32"],
+               "one per lane of a group, padding lanes included; multiply charged as 32-bit (upper bound)"),
+        Action(component, "weight buffer read (bits)", counts["weight_words_read"] * config.weight_bits,
+               w_pj, w_note),
+        Action(component, "activation read (bits)", counts["act_words_read"] * word, a_pj,
+               a_note + "; zero-padding taps and pooling included"),
+        Action(component, "activation write (bits)", counts["bytes_written"] * ACT_BITS, a_pj, a_note),
+    ]
+    if pooled:
+        actions.append(Action(component, "max compare", pooled * n, HOROWITZ_45NM_PJ["add8"],
+                              "N per word a pooling pass reads (max, or row packing's byte "
+                              "select), charged as an 8-bit add"))
+    return [a for a in actions if a.count]          # a pooling pass has no weight-side actions
+
+
+def _stream_actions(component, counts, config, a_pj, a_note):
+    """The input stream's words written into, the output's read from, the activation buffers."""
+    word = config.act_bits
+    return [Action(component, "input write (bits)", counts["input_words"] * word, a_pj, a_note),
+            Action(component, "output read (bits)", counts["output_words"] * word, a_pj, a_note)]
+
+
+def _program_actions(program, measured, table_pj):
+    """The ternac row from the program's per-pass counts, or from measured totals."""
+    cfg = program.config
+    w_pj, a_pj, w_note, a_note = _memory_notes(cfg.weight_depth * cfg.weight_bits // 8,
+                                               2 * cfg.act_depth * cfg.act_bits // 8)
+    charge = {"config": cfg, "acc_bits": cfg.acc_bits, "table_pj": table_pj, "w_pj": w_pj,
+              "a_pj": a_pj, "w_note": w_note, "a_note": a_note}
+    if measured is not None:
+        return (_ternac_actions("accelerator (measured)", measured, **charge)
+                + _stream_actions("accelerator (measured)", measured, cfg, a_pj, a_note))
+    actions = []
+    for name, counts in program.pass_actions():
+        actions += _ternac_actions(name, counts, **charge)
+    return actions + _stream_actions("streams", program.actions(), cfg, a_pj, a_note)
+
+
+def check_measured(measured):
+    """``measured`` as ``{action: int}`` with every name of :data:`ACTIONS`, or :class:`TernacError`."""
+    if not isinstance(measured, dict) or set(measured) != set(ACTIONS):
+        got = sorted(measured) if isinstance(measured, dict) else type(measured).__name__
+        raise TernacError(f"measured actions must name exactly {', '.join(ACTIONS)}; got {got}")
+    bad = [name for name, value in measured.items()
+           if isinstance(value, bool) or not isinstance(value, int) or value < 0]
+    if bad:
+        raise TernacError(f"measured actions must be counts (integers >= 0): {', '.join(bad)}")
+    return {name: measured[name] for name in ACTIONS}
+
+
+def _totals(actions):
+    memory = sum(a.pj for a in actions if "(bits)" in a.action)
+    total = sum(a.pj for a in actions)
+    return {"total_pj": total, "memory_pj": memory, "compute_pj": total - memory,
+            "actions": [dict(asdict(a), pj=a.pj) for a in actions]}
+
+
+def energy_report(network, lanes=None, *, measured=None):
     """The four-design energy table for one inference of ``network``.
 
-    Returns ``{"lanes", "mappable", "reason", "designs": {design: {"total_pj", "compute_pj",
-    "memory_pj", "actions": [...]}}, "ratios_vs_ternac": {design: x}}``; ``mappable`` says
-    whether the accelerator can run ``network`` (``reason``: why not).
+    ``measured``: the accelerator's action counts from the RTL (``ternac sim --json``), used
+    for the ternac row instead of the program's (the network must be mappable).
+
+    Returns ``{"lanes", "mappable", "reason", "source", "counts", "decoder", "designs": {design:
+    {"total_pj", "compute_pj", "memory_pj", "actions": [...]}}, "ratios_vs_ternac": {design: x},
+    "upper_bound": {...}}``. ``source`` says where the ternac counts come from (``measured``,
+    ``program`` or ``network estimate`` when the accelerator cannot run the network:
+    ``reason``); ``upper_bound`` is the ternac total and ratios with the decoder table charged
+    as an 8 KB SRAM.
     """
     lanes = lanes or network.lanes
     if not network.ternary_layers:
         raise TernacError("the network has no ternary layer: there is nothing to estimate")
-    reason = mapping_problem(network, lanes)
-    designs = {}
-    for design in DESIGNS:
-        actions = _design_actions(network, design, lanes)
-        memory = sum(a.pj for a in actions if "(bits)" in a.action)
-        total = sum(a.pj for a in actions)
-        designs[design] = {"total_pj": total, "memory_pj": memory, "compute_pj": total - memory,
-                           "actions": [dict(asdict(a), pj=a.pj) for a in actions]}
+    try:
+        program, reason = lower(network, lanes=lanes), mapping_problem(network, lanes)
+    except TernacError as error:
+        program, reason = None, str(error)
+    if measured is not None:
+        if program is None:
+            raise TernacError(f"measured actions given, but the accelerator cannot run the network: {reason}")
+        measured = check_measured(measured)
+    if program is not None:
+        entries, size = decoder_table(program.config)
+    else:
+        layer = network.ternary_layers[0]
+        entries = len(layer.codebook)
+        size = entries * layer.codebook.table_bits / 8
+    table_pj = table_pj_per_bit(size)
+
+    def ternac(pj_per_bit):
+        if program is None:
+            return _design_actions(network, "ternac", lanes, pj_per_bit)
+        return _program_actions(program, measured, pj_per_bit)
+
+    designs = {d: _totals(ternac(table_pj) if d == "ternac" else _design_actions(network, d, lanes, table_pj))
+               for d in DESIGNS}
     base = designs["ternac"]["total_pj"]
-    return {"lanes": lanes, "mappable": reason is None, "reason": reason, "designs": designs,
-            "ratios_vs_ternac": {d: designs[d]["total_pj"] / base for d in DESIGNS}}
+    bound = _totals(ternac(sram_pj_per_bit(0)))["total_pj"]
+    return {"lanes": lanes, "mappable": reason is None, "reason": reason,
+            "source": "network estimate" if program is None else "measured" if measured else "program",
+            "counts": measured or (program.actions() if program else None),
+            "decoder": {"entries": entries, "bytes": size, "pj_per_64_bits": table_pj * 64,
+                        "basis": "8 KB SRAM figure scaled by sqrt(size / 8 KB) (an extrapolation)",
+                        "upper_bound_pj_per_64_bits": sram_pj_per_bit(0) * 64},
+            "designs": designs,
+            "ratios_vs_ternac": {d: designs[d]["total_pj"] / base for d in DESIGNS},
+            "upper_bound": {"what": "decoder table read charged as an 8 KB SRAM read",
+                            "ternac_total_pj": bound,
+                            "ratios_vs_ternac": {d: designs[d]["total_pj"] / bound for d in DESIGNS}}}

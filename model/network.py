@@ -23,6 +23,7 @@ definition of the format); loading checks each field's type and each array's dty
 """
 
 import copy
+import hashlib
 import json
 import struct
 import zlib
@@ -45,6 +46,7 @@ __all__ = [
     "ReluLayer",
     "TernaryLayer",
     "check_input_shape",
+    "file_sha256",
     "layer_kind",
     "load_network",
     "pool_output_size",
@@ -413,6 +415,12 @@ def _json_default(value):
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"cannot store {type(value).__name__} in a .tern header")
+
+
+def file_sha256(path):
+    """Hex SHA-256 of a network file: ties a result (``ternac sim --json``) to the file it ran."""
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def load_network(path):

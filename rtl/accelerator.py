@@ -4,11 +4,13 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from ternac.model.codebook import TernacError
 from ternac.model.hw import cycles
 from ternac.model.hw.config import LOAD_BITS, Target
 from ternac.model.hw.lower import default_table
 from ternac.model.hw.status import STATUS_BITS, STATUS_FIELDS
 
+from .activity import ActivityCounters, ActivitySignature
 from .buffers import ActivationBuffers, LoadPort
 from .mac_array import TernaryMacArray
 from .pooling import MaxPoolUnit, WindowMax
@@ -62,6 +64,10 @@ class Accelerator(wiring.Component):
         ``weight_memory(config, init)`` returns the weight buffer: a component with a
         memory's ``read`` and ``write`` port signatures and a 1-cycle read (e.g.
         :func:`ternac.rtl.spram.spram_weight_memory`); default a block-RAM ``Memory``.
+    activity : bool
+        Add the ``activity`` port: per-inference action counters
+        (:class:`~ternac.rtl.activity.ActivityCounters`) for the measured energy. Off by
+        default (and in the FPGA builds); the co-simulation turns it on. Ternary arrays only.
 
     Attributes
     ----------
@@ -77,14 +83,20 @@ class Accelerator(wiring.Component):
         Sticky: a load transfer was rejected since reset (``model/status.py``).
     status : Out(8)
         The status word, fields :data:`ternac.model.hw.status.STATUS_FIELDS`.
+    activity : Out(ActivitySignature), with ``activity`` only
+        Counts of the last (or running) inference, one per :data:`ternac.model.hw.ACTIONS`.
     """
 
-    def __init__(self, config, *, image=None, weight_memory=None):
+    def __init__(self, config, *, image=None, weight_memory=None, activity=False):
+        if activity and config.dense:
+            raise TernacError("activity counters observe the ternary array's decoder; the dense "
+                              "baseline has none")
         self._config = config
         self._image = image or {}
         self._weight_memory = weight_memory
+        self._activity = activity
         word = config.act_bits
-        super().__init__({
+        members = {
             "act_in": In(stream.Signature(word)),
             "act_out": Out(stream.Signature(word)),
             "load": In(stream.Signature(LOAD_BITS)),
@@ -92,7 +104,10 @@ class Accelerator(wiring.Component):
             "cycles": Out(32),
             "error": Out(1),
             "status": Out(status_layout()),
-        })
+        }
+        if activity:
+            members["activity"] = Out(ActivitySignature())
+        super().__init__(members)
         self._position = PositionLayout(config.max_outputs + config.lanes, config.coding.n)
 
     @classmethod
@@ -243,4 +258,21 @@ class Accelerator(wiring.Component):
         in_pixel = out_pos.index < seq.cur.pixel_bytes
         m.d.comb += [acts.byte_en.eq(requant.out_valid & in_pixel), acts.byte_addr.eq(out_pos.word),
                      acts.byte_lane.eq(out_pos.byte), acts.byte_data.eq(requant.y)]
+        if self._activity:
+            self._count_activity(m, seq, array, valid, acts)
         return m
+
+    def _count_activity(self, m, seq, array, requantize, acts):
+        """Wire the activity counters to the handshakes they count."""
+        cfg = self._config
+        m.submodules.activity = activity = ActivityCounters(lanes=cfg.lanes, slots=cfg.coding.k,
+                                                             n=cfg.coding.n)
+        decoded = Signal()                      # the decoder's table read, one cycle after
+        m.d.sync += decoded.eq(array.valid)     # the weight word reached the array
+        m.d.comb += [activity.start.eq(seq.in_en & ~seq.busy), activity.input_word.eq(seq.in_en),
+                     activity.output_word.eq(self.act_out.valid & self.act_out.ready),
+                     activity.step.eq(seq.issue), activity.pool.eq(seq.cur.pool),
+                     activity.decoded.eq(decoded), activity.slot_valid.eq(array.slot_valid),
+                     activity.requantize.eq(requantize), activity.byte_write.eq(acts.byte_en),
+                     activity.word_write.eq(acts.word_en)]
+        wiring.connect(m, wiring.flipped(self.activity), activity.counts)

@@ -1,6 +1,6 @@
 """Add-only ternary MAC array: P lanes, K adder/subtractors each, no multiplier."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS
@@ -80,6 +80,8 @@ class TernaryMacArray(wiring.Component):
         if codebook_depth:
             members["table_base"] = In(range(codebook_depth))
             members["table_write"] = In(TableWriteSignature(codebook_depth, coding.k * coding.slot_bits))
+        # The valid bit of every decoded slot, one cycle after `weights` (activity counters).
+        members["slot_valid"] = Out(lanes * coding.k)
         super().__init__(members)
 
     @property
@@ -93,6 +95,8 @@ class TernaryMacArray(wiring.Component):
             coding=c, lanes=self._lanes, code_bits=self._code_bits,
             table=self._table, depth=self._codebook_depth)
         m.d.comb += decoder.codes.eq(self.weights)
+        m.d.comb += self.slot_valid.eq(Cat(decoder.slots[p][t].valid for p in range(self._lanes)
+                                           for t in range(c.k)))
         if self._codebook_depth:
             m.d.comb += decoder.base.eq(self.table_base)
             wiring.connect(m, wiring.flipped(self.table_write), decoder.write)

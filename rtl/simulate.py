@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.sim import Simulator
+from ternac.model.hw import ACTIONS
 from ternac.model.pack import unpack_activations
 
 __all__ = ["RtlRun", "run_rtl_network"]
@@ -16,6 +17,7 @@ class RtlRun:
     outputs: np.ndarray                                     # (B, out_count) int8
     cycles: list = field(default_factory=list)              # the accelerator's counter
     measured: list = field(default_factory=list)            # last out - first in + 1, seen outside
+    actions: list = field(default_factory=list)             # activity counters, if the dut has them
 
 
 def run_rtl_network(dut, inputs, *, program, beats=(), stall=0.0, seed=0, vcd=None,
@@ -80,6 +82,8 @@ def run_rtl_network(dut, inputs, *, program, beats=(), stall=0.0, seed=0, vcd=No
             result.outputs[b] = unpack_activations(received, words_out * n, n)[positions]
             result.cycles.append(ctx.get(dut.cycles))
             result.measured.append(last_out - first_in + 1)
+            if "activity" in dut.signature.members:
+                result.actions.append({name: ctx.get(getattr(dut.activity, name)) for name in ACTIONS})
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -116,6 +116,7 @@ def check_program_output(output, networks, inputs, config):
         assert step["measured"] == step["onchip"] == [predicted["total"]] * len(x)
         phases = [predicted["input"], *predicted["layers"], predicted["output"]]
         assert step["layer_cycles"] == [phases] * len(x)
+        assert step["actions"] == [lower(net, config).actions()] * len(x)     # activity counters
 
 
 # -- random layers and networks over several geometries ---------------------------------------
@@ -342,6 +343,20 @@ def test_mismatch_is_reported_not_hidden():
                         [golden_load_step(lower(nets[0], config)), step])
 
 
+def test_activity_counter_mismatch_is_reported():
+    # The bench compares the activity counters with the step's actions: a wrong expectation
+    # (standing in for a counter or definition that drifted) fails the run, naming the action.
+    config, nets = geometry_networks(ICARUS_GEOMETRY, "layers")
+    program = lower(nets[0], config)
+    step = golden_infer_step(nets[0], program, random_inputs(nets[0], 2))
+    nonzero = step["actions"]["nonzero_slots"]
+    step["actions"] = dict(step["actions"], nonzero_slots=nonzero + 1)
+    with pytest.raises(runner.CosimFailure,
+                       match=rf"sample 0: activity counters differ .*'nonzero_slots': \({nonzero}, {nonzero + 1}\)"):
+        run_rtl_program(build_accelerator(config, sim="icarus"), [golden_load_step(program), step],
+                        name="activity-mismatch")
+
+
 # -- ternac sim ----------------------------------------------------------------------------
 
 REQUIRED_KEYS = {"bit_exact", "samples", "mismatches", "cycles_per_inference",
@@ -363,6 +378,9 @@ def test_ternac_sim_dataset_json(digits_net_path, sim, capsys):
     assert summary["layer_cycles"] == summary["predicted_layer_cycles"]
     assert summary["accuracy"] == summary["reference_accuracy"]
     assert summary["sim_cycles_per_second"] > 0
+    net = load_network(digits_net_path)
+    assert summary["actions"] == summary["modelled_actions"] == lower(net).actions()
+    assert summary["actions_exact"] is True
 
 
 def test_ternac_sim_random_inputs_waves_and_text(tmp_path, capsys):

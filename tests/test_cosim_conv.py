@@ -58,6 +58,7 @@ def test_random_convolutions(conv_nets, sim, cases):
         report = lower(net, config).cycles
         assert step["measured"] == step["onchip"] == [report.total] * len(x)
         assert step["layer_cycles"] == [[report.input, *(c for _, c in report.layers), report.output]] * len(x)
+        assert step["actions"] == [lower(net, config).actions()] * len(x)    # activity counters
 
 
 class PaddingIgnoredSequencer(Sequencer):
@@ -144,5 +145,5 @@ def test_two_head_cnn_on_verilator(head):
     net = two_head_network()
     x = random_inputs(net, 4, seed=head)
     run = sim_network(net, x, sim="verilator", head=head, strict=True, name=f"two-head-{head}")
-    assert run.bit_exact and run.cycles_exact
+    assert run.bit_exact and run.cycles_exact and run.actions_exact
     np.testing.assert_array_equal(run.outputs, golden_outputs(net, x, head))

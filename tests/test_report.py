@@ -13,7 +13,7 @@ from conftest import random_network
 from ternac.model import cli
 from ternac.model.bits import bits_per_weight
 from ternac.model.hw import lower
-from ternac.model.network import Network, ReluLayer, save_network
+from ternac.model.network import Network, ReluLayer, load_network, save_network
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -125,6 +125,8 @@ def test_report_judges_saved_sim_and_fpga_results(tmp_path, no_fpga_builds, caps
         "good": _sim_summary(program),
         "wrong": _sim_summary(program, simulator="verilator", bit_exact=False, mismatches=3),
         "other": _sim_summary(program, simulator="verilator", predicted_cycles=program.cycles.total + 1),
+        "drift": _sim_summary(program, simulator="verilator", actions_exact=False,
+                              actions=dict(program.actions(), idle_slots=0)),
     }
     for name, content in files.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(content))
@@ -139,9 +141,10 @@ def test_report_judges_saved_sim_and_fpga_results(tmp_path, no_fpga_builds, caps
     summary = _run(args, capsys)
     md = (out / "report.md").read_text()
     assert _md_row(md, "icarus")[1] == "SIGNED OFF"
-    assert _md_row(md, "verilator")[1:3] == ["FAILED", "2"]
+    assert _md_row(md, "verilator")[1:3] == ["FAILED", "3"]
     details = [line for line in md.splitlines() if line.startswith("| verilator | file ")]
     assert "3 output values differ" in details[0] and "of another network" in details[1]
+    assert "activity counters differ" in details[2]
     assert summary["signoff"] == {"verilator": "FAILED", "icarus": "SIGNED OFF"}
     assert summary["sections"]["signoff"] == "present" and summary["sections"]["fpga"] == "present"
     rows = {line.split("|")[3].strip(): line for line in md.splitlines() if line.startswith("| icebreaker |")}
@@ -214,3 +217,6 @@ def test_report_sim_signoff_and_accuracy(tmp_path, no_fpga_builds, capsys):
     assert rows["RTL (verilator)"]["accuracy"] == rows["integer reference"]["accuracy"]
     assert rows["RTL (icarus)"]["accuracy"] == rows["integer reference"]["accuracy"]
     assert rows["float (PyTorch)"]["accuracy"] > 0.5
+    # The ternac energy row charges the actions the RTL measured (equal to the program's).
+    assert report["energy"]["source"] == "measured"
+    assert report["energy"]["counts"] == lower(load_network(net_path)).actions()

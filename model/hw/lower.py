@@ -25,6 +25,7 @@ from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool
 from .status import transfer_beats
 
 __all__ = [
+    "ACTIONS",
     "AcceleratorProgram",
     "LayerDescriptor",
     "Pass",
@@ -38,6 +39,12 @@ __all__ = [
     "plan",
     "size_config",
 ]
+
+
+#: The accelerator's per-inference actions (:meth:`AcceleratorProgram.actions`), in the order
+#: the RTL's activity counters and ``ternac sim --json`` report them.
+ACTIONS = ("weight_words_read", "act_words_read", "decoder_lookups", "nonzero_slots",
+           "idle_slots", "requantizations", "bytes_written", "input_words", "output_words")
 
 
 @dataclass(frozen=True)
@@ -251,25 +258,45 @@ class AcceleratorProgram:
         return beats
 
     def actions(self):
-        """Per-inference action counts of the accelerator, by name (the energy model's basis).
+        """Per-inference action counts of the accelerator, by name (:data:`ACTIONS`).
 
-        ``weight_words_read``/``act_words_read``: one of each per issued step (``V*G`` per
-        output pixel); ``decoder_lookups``: P codes per weight word; ``nonzero_slots``: slots that add
-        or subtract (non-zero weights, padding lanes excluded); ``idle_slots``: the other
-        ``P*K`` slots of each step; ``requantizations`` and ``bytes_written``: one per lane of
-        each group (``G*P`` per pass, padding lanes written as 0); ``input_words`` and
-        ``output_words``: the stream beats.
+        The energy model's basis, and what the RTL's activity counters measure
+        (``rtl/activity.py``; ``ternac sim --json`` checks the two are equal). Each is what the
+        hardware does, not what the network needs:
+
+        ``weight_words_read``: one per issued step of a ternary pass (``V*G`` per output pixel
+        and fused pooling window position; a pooling pass, max or row packing, reads no weight). ``act_words_read``: one per issued step of every
+        pass, a tap in the zero padding included (it reads word 0, which is then zeroed or
+        skipped). ``decoder_lookups``: P codes per weight word. ``nonzero_slots``: decoded
+        slots that add or subtract (the decoded codes' non-zeros at every output pixel, padding
+        taps included, and so are a learned codebook's non-zeros in the padding columns of a
+        last sub-vector; padding lanes decode code 0, no slot). ``idle_slots``: the other ``P*K``
+        slots of each ternary step. ``requantizations``: one per lane of each group of a
+        ternary pass (``G*P`` per output pixel, padding lanes included; a fused max pooling
+        requantizes the window's maximum only). ``bytes_written``:
+        the bytes those write (a pixel's lanes past its last word are not written), plus N per
+        word a pooling pass writes. ``input_words``/``output_words``: the stream beats.
         """
+        counts = self.pass_actions()
+        totals = {name: sum(c[name] for _, c in counts) for name in ACTIONS}
+        return {**totals, "input_words": self.input_words, "output_words": self.output_words}
+
+    def pass_actions(self):
+        """:meth:`actions` per pass, ``[(name, counts)]`` in order (the stream beats are in none)."""
         p, n, k = self.config.lanes, self.config.coding.n, self.config.coding.k
-        steps = sum(d.steps for d in self.layers)
-        lanes = sum(d.groups * p * d.walk.pixels for d in self.layers)
-        written = sum(min(d.groups * p, d.pixel_words * n) * d.walk.pixels for d in self.layers)
-        nonzero = sum(self._nonzeros)
-        return {"weight_words_read": steps, "act_words_read": steps,
-                "decoder_lookups": 0 if self.config.dense else steps * p,
-                "nonzero_slots": nonzero, "idle_slots": steps * p * k - nonzero,
-                "requantizations": lanes, "bytes_written": written,
-                "input_words": self.input_words, "output_words": self.output_words}
+        nonzeros, rows = iter(self._nonzeros), []
+        for d in self.layers:
+            if d.walk.pool:
+                counts = {"act_words_read": d.steps, "bytes_written": d.out_words * n}
+            else:
+                nonzero = next(nonzeros)
+                counts = {"weight_words_read": d.steps, "act_words_read": d.steps,
+                          "decoder_lookups": 0 if self.config.dense else d.steps * p,
+                          "nonzero_slots": nonzero, "idle_slots": d.steps * p * k - nonzero,
+                          "requantizations": d.groups * p * d.walk.pixels,
+                          "bytes_written": min(d.groups * p, d.pixel_words * n) * d.walk.pixels}
+            rows.append((d.name, {name: counts.get(name, 0) for name in ACTIONS}))
+        return rows
 
     def summary(self):
         """JSON-able description: configuration, passes and cycles."""
@@ -626,8 +653,10 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
         output=output_cycles(descriptors[-1].out_words),
         macs=tuple(0 if step.walk.pool else _macs(step.layer, step.walk) for step in passes),
         lanes=p, n=n)
-    nonzeros = tuple(int(np.count_nonzero(step.layer.weights())) * _positions(step.walk)
-                     for step in passes if not step.walk.pool)
+    # Every non-zero the decoder hands the array, at every convolution output: also one a
+    # learned codebook puts in the padding columns of a last sub-vector (it adds a zero).
+    nonzeros = tuple(int(np.count_nonzero(step.layer.codebook.decode(step.layer.codes)))
+                     * _positions(step.walk) for step in passes if not step.walk.pool)
     return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros,
                               (head or 0) if network.heads else None)
 

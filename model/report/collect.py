@@ -33,7 +33,7 @@ SIMULATORS = ("verilator", "icarus")
 #: Keys of a ``ternac sim --json`` summary the report uses (a run made here has the same).
 SIM_KEYS = ("simulator", "samples", "bit_exact", "mismatches", "first_mismatch",
             "cycles_per_inference", "predicted_cycles", "cycles_exact", "dataset", "accuracy",
-            "reference_accuracy", "config", "error")
+            "reference_accuracy", "config", "error", "actions", "actions_exact")
 #: Fields of an FPGA build's ``report.json`` the report shows.
 FPGA_KEYS = ("board", "device", "design", "net", "fits", "reason", "lut", "ff", "ebr", "dsp",
              "fmax_mhz", "target_mhz", "timing_pass", "cycles_per_inference", "inferences_per_s",
@@ -205,7 +205,8 @@ def _run_simulator(network, program, simulator, x, labels, dataset, progress):
     measured = sorted(set(run.measured))
     record.update(bit_exact=run.bit_exact, mismatches=run.mismatches, first_mismatch=run.first_mismatch,
                   cycles_per_inference=measured[0] if len(measured) == 1 else measured,
-                  cycles_exact=run.cycles_exact, error=run.error)
+                  cycles_exact=run.cycles_exact, error=run.error,
+                  actions=run.actions[0] if run.actions else None, actions_exact=run.actions_exact)
     if labels is not None:
         record.update(accuracy=float(np.mean(run.outputs.argmax(axis=1) == labels)),
                       reference_accuracy=float(np.mean(run.expected.argmax(axis=1) == labels)))
@@ -240,9 +241,10 @@ def _judge(run, program):
                        "hardware configuration differ from this network's)"}
     if run.get("error") and not run.get("bit_exact"):
         return {**run, "status": "FAILED", "why": run["error"].splitlines()[0]}
-    ok = bool(run.get("bit_exact")) and bool(run.get("cycles_exact"))
-    why = ("bit-exact and cycle-exact" if ok else
+    ok = bool(run.get("bit_exact")) and bool(run.get("cycles_exact")) and run.get("actions_exact") is not False
+    why = (("bit-exact and cycle-exact" + (", actions = model" if run.get("actions_exact") else "")) if ok else
            f"{run.get('mismatches')} output values differ" if not run.get("bit_exact") else
+           "activity counters differ from the program's actions" if run.get("cycles_exact") else
            f"cycles {run.get('cycles_per_inference')} measured, {run.get('predicted_cycles')} predicted")
     return {**run, "status": "SIGNED OFF" if ok else "FAILED", "why": why}
 
@@ -398,7 +400,11 @@ def collect(network, net_path, *, lanes=None, dataset=None, samples=100, simulat
             continue
         run = _run_simulator(network, program, simulator, x, labels, dataset, progress)
         runs.append({**run, "source": "run by this report", "date": now.date().isoformat()})
-    energy = energy_report(network, program.config.lanes if program else lanes)
+    # The RTL-measured actions of a signed-off run, if any (equal to the program's by the check).
+    signed = [run for run in (_judge(run, program) for run in runs)
+              if run["status"] == "SIGNED OFF" and run.get("actions_exact")]
+    measured = signed[0]["actions"] if signed else None
+    energy = energy_report(network, program.config.lanes if program else lanes, measured=measured)
     report = {
         "title": f"ternac design review: {Path(net_path).name}",
         "date": now.isoformat(timespec="seconds"), "command": command,

@@ -192,8 +192,17 @@ def _energy(report, images):
     if not energy["designs"]:
         return [{"type": "p", "text": "No ternary layer: no energy figures."}]
     designs = energy["designs"]
+    bound, decoder = energy["upper_bound"], energy["decoder"]
+    source = {"measured": "measured by the RTL's activity counters in simulation",
+              "program": "the lowered program's actions",
+              "network estimate": "estimated from the network (the accelerator cannot run it)"}
     out = [{"type": "p", "text": f"45 nm action energies (Horowitz 2014), {energy['lanes']} lanes, "
-            "the same dataflow for every design."},
+            f"the same dataflow for every design. ternac's counts: {source[energy['source']]}. "
+            f"Decoder table: {decoder['entries']} entries, {decoder['bytes']:.0f} B, "
+            f"{decoder['pj_per_64_bits']:.2f} pJ per 64 bits ({decoder['basis']}); charged as an "
+            f"8 KB SRAM instead (upper bound) ternac is {bound['ternac_total_pj'] / 1e3:.4g} nJ, "
+            f"x{bound['ratios_vs_ternac']['int8']:.1f} below int8, "
+            f"x{bound['ratios_vs_ternac']['ternary-dense']:.2f} below dense ternary."},
            {"type": "table", "headers": ["design", "total nJ", "compute nJ", "memory nJ", "x ternac"],
             "rows": [[d, f"{designs[d]['total_pj'] / 1e3:.4g}", f"{designs[d]['compute_pj'] / 1e3:.4g}",
                       f"{designs[d]['memory_pj'] / 1e3:.4g}", f"{energy['ratios_vs_ternac'][d]:.2f}"]
