@@ -35,14 +35,17 @@ def pareto_front(study, records):
 
 
 def compare_with_baseline(front, baseline):
-    """Front points against the uniform baseline: the best accuracy at no more code bits, and
-    the fewest code bits at no less accuracy (None when the front has no such point)."""
-    cheaper = [r for r in front if r["code_bits"] <= baseline["code_bits"]]
-    better = [r for r in front if r["integer_accuracy"] >= baseline["integer_accuracy"]]
+    """Other front points against the uniform baseline: the best accuracy at no more code bits,
+    and the fewest code bits at no less accuracy (None when the front has no such point). The
+    baseline's own network (at any P) is left out."""
+    others = [r for r in front if (r["codings"], r["widths"]) != (baseline["codings"], baseline["widths"])]
+    cheaper = [r for r in others if r["code_bits"] <= baseline["code_bits"]]
+    better = [r for r in others if r["integer_accuracy"] >= baseline["integer_accuracy"]]
     at_bits = max(cheaper, key=lambda r: r["integer_accuracy"], default=None)
     at_accuracy = min(better, key=lambda r: r["code_bits"], default=None)
     return {
         "baseline": {k: baseline[k] for k in ("label", "integer_accuracy", "code_bits", "cycles", "luts")},
+        "baseline_on_front": any(r["trial"] == baseline["trial"] for r in front),
         "best_accuracy_at_equal_or_fewer_bits": at_bits and {
             "label": at_bits["label"], "integer_accuracy": at_bits["integer_accuracy"],
             "code_bits": at_bits["code_bits"],
