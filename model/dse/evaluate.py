@@ -4,7 +4,6 @@ Everything in and out is plain data (a job dict in; a result dict with the ``.te
 bytes out), so the same function runs in a local process or on a Ray node.
 """
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -49,4 +48,4 @@ def train_job(job):
         tern = path.read_bytes()
     return {"key": job["key"], "integer_accuracy": summary["integer_accuracy"],
             "float_accuracy": summary["float_accuracy"], "train_seconds": summary["train_seconds"],
-            "worker_pid": os.getpid(), "tern": tern}
+            "tern": tern}
