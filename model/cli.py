@@ -31,6 +31,7 @@ COMMANDS = {
     "run": ("ternac.model.host_run", "run a network on a board through the UART host link, checked"),
     "fpga": ("ternac.fpga.cmd_fpga", "build the accelerator for an FPGA board; utilization and Fmax"),
     "report": ("ternac.model.cmd_report", "the design review: one HTML page (and Markdown) of a network"),
+    "dse": ("ternac.model.dse.cmd", "search coding policy, widths and lanes: Pareto front of accuracy, bits, energy, cycles, LUTs"),
     "demo": ("ternac.model.cmd_demo", "the main job end to end on a small network"),
 }
 

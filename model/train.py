@@ -16,6 +16,7 @@ predictions (argmax of the first head). Calibration uses the same data.
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -78,6 +79,8 @@ class TrainOptions:
     codebook_bits: int | None = None
     schedule: str = "oneshot"
     edge_coding: str | None = None        # coding of the first and last weight layers
+    # Per weight layer: its own "N,K" coding, or None for ``coding`` (with ``codebook_bits``).
+    layer_codings: tuple | None = None
     float_epochs: float | None = None     # None: DEFAULTS of the data set
     qat_epochs: float | None = None
     batch: int | None = None
@@ -214,7 +217,7 @@ def retrain(model, data, opts, say=print, targets=None):
     per_epoch = math.ceil(len(x) / opts.batch)
     steps = max(1, round(opts.qat_epochs * per_epoch))
     schedule = Schedule(opts.schedule, coding, steps, codebook_bits=opts.codebook_bits, seed=opts.seed,
-                        fixed=_edge_layers(model, opts))
+                        fixed=_fixed_layers(model, opts))
     start = time.perf_counter()
     if opts.schedule == "gradual":
         normalise_channels(model, calib)
@@ -241,13 +244,19 @@ def retrain(model, data, opts, say=print, targets=None):
     return quantizers, time.perf_counter() - start, losses
 
 
-def _edge_layers(model, opts):
-    """``{layer index: Coding}`` of the first and last weight layers under ``opts.edge_coding``."""
-    if not opts.edge_coding:
-        return {}
-    edge = Coding.parse(opts.edge_coding)
+def _fixed_layers(model, opts):
+    """``{layer index: Coding}`` of the layers with a coding of their own: the first and last
+    under ``opts.edge_coding``, and every non-None entry of ``opts.layer_codings``."""
     count = len(weight_layers(model))
-    return {0: edge, count - 1: edge}
+    fixed = {}
+    if opts.edge_coding:
+        edge = Coding.parse(opts.edge_coding)
+        fixed = {0: edge, count - 1: edge}
+    if opts.layer_codings is not None:
+        if len(opts.layer_codings) != count:
+            raise TernacError(f"{len(opts.layer_codings)} layer codings given for {count} weight layers")
+        fixed.update({i: Coding.parse(c) for i, c in enumerate(opts.layer_codings) if c is not None})
+    return fixed
 
 
 def _calibration(x, opts):
@@ -261,7 +270,7 @@ def export(model, quantizers, data, opts, meta=None):
     coding = Coding.parse(opts.coding)
     x = torch.from_numpy(data.x_train)
     books = None
-    if opts.codebook_bits or opts.edge_coding:
+    if opts.codebook_bits or opts.edge_coding or opts.layer_codings:
         books = [q.codebook if q.codebook is not None else Codebook.default(q.structure)
                  for q in quantizers]
     net = quantize_network(model, coding, _calibration(x, opts), codebooks=books,
@@ -352,7 +361,10 @@ def train_network(opts, say=print, init=None, float_cache=None):
             float_time = train_float(model, data, opts)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({"state_dict": model.state_dict(), "seconds": float_time}, cached)
+                # Written aside, then renamed: a parallel run never reads a half-written file.
+                partial = cached.with_suffix(f".{os.getpid()}.part")
+                torch.save({"state_dict": model.state_dict(), "seconds": float_time}, partial)
+                os.replace(partial, cached)
     _, _, x_test, y_test = _tensors(data)
     float_acc = float_accuracy(model, x_test, y_test)
     say(f"float model: test accuracy {100 * float_acc:.2f} % ({float_time:.0f} s)")
@@ -361,7 +373,7 @@ def train_network(opts, say=print, init=None, float_cache=None):
     dataset = opts.data or opts.dataset
     meta = {"dataset": dataset, "arch": opts.arch, "source": source, "schedule": opts.schedule,
             "coding": str(coding), "codebook_bits": opts.codebook_bits, "seed": opts.seed,
-            "edge_coding": opts.edge_coding,
+            "edge_coding": opts.edge_coding, "layer_codings": opts.layer_codings,
             "input": f"as in {opts.data}" if opts.data else "pixels in [0, 1]"}
     net = export(model, quantizers, data, opts, meta)
     int_acc = integer_accuracy(net, data.x_test, data.y_test)
