@@ -111,6 +111,8 @@ LAYERS = {
         Field("padding", "int[2]", "(ph, pw): max pads with -128, avg counts padding zeros",
               default=(0, 0)),
         Field("ceil_mode", "bool", "PyTorch's ceil_mode window count", default=False),
+        Field("count_include_pad", "bool", "avg: the divisor counts the padding zeros (PyTorch's "
+              "default), else only the input values in the window", default=True),
     ),
     "relu": (
         Field("name", "str", "layer name"),

@@ -37,6 +37,7 @@ __all__ = [
     "KERNEL_BITS",
     "LOAD_BITS",
     "HardwareConfig",
+    "PoolMode",
     "Target",
     "field_width",
     "pack_fields",
@@ -48,6 +49,14 @@ ADDRESS_BITS = 28
 KERNEL_BITS = 4
 MAX_DEPTH = 1 << 24
 MAX_ACC_BITS = 40
+
+
+class PoolMode(IntEnum):
+    """The pooling unit's combine, the ``pool_mode`` field of a pooling pass's descriptor
+    (2 bits; 2 is reserved for tap packing)."""
+
+    MAX = 0
+    AVG = 1
 
 
 class Target(IntEnum):
@@ -80,6 +89,9 @@ class HardwareConfig:
         0 for the default codebook as a ROM; otherwise the entries of a writable decoder table.
     dense : bool
         The int8 multiply-accumulate baseline instead of the ternary array.
+    avg_pool : bool
+        The pooling unit has the average combine (per-byte sums and the division by the
+        window's count); off, average-pooling passes do not run and the unit is max only.
     """
 
     lanes: int
@@ -92,6 +104,7 @@ class HardwareConfig:
     acc_bits: int
     codebook_depth: int = 0
     dense: bool = False
+    avg_pool: bool = False
 
     def __post_init__(self):
         if not isinstance(self.coding, Coding):
@@ -167,8 +180,10 @@ class HardwareConfig:
             "kernel_w", "kernel_h", "stride_x", "stride_y", "pad_x", "pad_y")]
         layout += [(name, self.address_bits, True) for name in (
             "origin", "x_step", "y_step", "ky_jump")]
-        return layout + [("group_step", 1, False), ("pool", 1, False), ("relu", 1, False),
-                         ("last", 1, False)]
+        layout += [("group_step", 1, False), ("pool", 1, False), ("pool_mode", 2, False)]
+        if self.avg_pool:
+            layout.append(("count_pad", 1, False))
+        return layout + [("relu", 1, False), ("last", 1, False)]
 
     @property
     def address_bits(self):

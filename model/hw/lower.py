@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..arith import MAX_AVG_TAPS
 from ..codebook import Codebook, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
-from .config import KERNEL_BITS, HardwareConfig, Target, pack_fields
+from .config import KERNEL_BITS, HardwareConfig, PoolMode, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
 from .status import transfer_beats
 
@@ -120,6 +121,8 @@ class LayerDescriptor:
     relu: bool
     last: bool
     cycles: int
+    pool_mode: PoolMode = PoolMode.MAX      # a pooling pass's combine
+    count_pad: bool = False                 # avg: the divisor counts padding taps
 
     def fields(self, n):
         """Values of the descriptor word's fields (:meth:`HardwareConfig.layer_fields`)."""
@@ -128,7 +131,8 @@ class LayerDescriptor:
                 "codebook_base": self.codebook_base, "in_words": self.in_words,
                 "out_words": self.out_words, "pixel_words": self.pixel_words,
                 "pixel_bytes": self.pixel_words * n, **self.walk.fields(),
-                "relu": int(self.relu), "last": int(self.last)}
+                "relu": int(self.relu), "last": int(self.last),
+                "pool_mode": int(self.pool_mode), "count_pad": int(self.count_pad)}
 
 
 @dataclass(frozen=True)
@@ -254,12 +258,13 @@ def _fuse(network, head=None):
                 problems.append(f"layer {layer.name} (relu): a ReLU is fused into the requantizer "
                                 f"of a preceding ternary layer, and there is none")
         elif isinstance(layer, PoolLayer):
-            if layer.mode != "max":
-                problems.append(f"layer {layer.name} ({layer.mode}pool): only max pooling runs on "
-                                f"the accelerator")
+            if layer.mode == "avg" and layer.kernel[0] * layer.kernel[1] > MAX_AVG_TAPS:
+                problems.append(f"layer {layer.name} (avgpool): average pooling runs on the "
+                                f"accelerator for windows of up to {MAX_AVG_TAPS} values (3x3), "
+                                f"not {layer.kernel[0]}x{layer.kernel[1]}")
             elif max(*layer.kernel, *layer.stride, *getattr(layer, "padding", (0,))) >= 1 << KERNEL_BITS:
-                problems.append(f"layer {layer.name} (maxpool): kernel, stride and padding must be "
-                                f"below {1 << KERNEL_BITS}")
+                problems.append(f"layer {layer.name} ({layer.mode}pool): kernel, stride and padding "
+                                f"must be below {1 << KERNEL_BITS}")
             passes.append([layer, False])
         elif isinstance(layer, FlattenLayer):
             # A 1x1 map, or the network input, is stored in torch.flatten's order already.
@@ -314,9 +319,9 @@ def _pass_shape(layer, lanes, n):
             walk.in_w * walk.in_h * walk.channel_words, walk.pixels * pixel_words)
 
 
-def _pass_cycles(walk, v, g, lanes):
+def _pass_cycles(walk, v, g, lanes, avg=False):
     steps_or_groups = walk.pixels * g
-    return pool_cycles(steps_or_groups * v) if walk.pool else layer_cycles(v, steps_or_groups, lanes)
+    return pool_cycles(steps_or_groups * v, avg) if walk.pool else layer_cycles(v, steps_or_groups, lanes)
 
 
 def size_config(network, lanes=None, *, dense=False, head=None):
@@ -341,7 +346,11 @@ def size_config(network, lanes=None, *, dense=False, head=None):
         layer_depth=len(layers),
         acc_bits=max(layer.acc_bits for layer in ternary),
         codebook_depth=sum(len(layer.codebook) for layer in ternary) if learned else 0,
-        dense=dense)
+        dense=dense, avg_pool=any(_is_avg(layer) for layer, _ in layers))
+
+
+def _is_avg(layer):
+    return isinstance(layer, PoolLayer) and layer.mode == "avg"
 
 
 # -- lowering -------------------------------------------------------------------------------
@@ -407,9 +416,14 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
         last = i == len(layers) - 1
         if walk.pool:
             _check_fits(layer.name, config, words_in, words_out)
+            avg = _is_avg(layer)
+            if avg and not config.avg_pool:
+                raise TernacError(f"layer {layer.name} is an average pooling: the accelerator's "
+                                  f"pooling unit is max only (avg_pool=False)")
             descriptors.append(LayerDescriptor(
                 layer.name, layer.channels, layer.channels, v, g, pixel_words, words_in, words_out,
-                walk, weight, param, table, False, last, _pass_cycles(walk, v, g, p)))
+                walk, weight, param, table, False, last, _pass_cycles(walk, v, g, p, avg),
+                PoolMode.AVG if avg else PoolMode.MAX, avg and layer.count_include_pad))
             continue
         _check_layer(layer, config, v, words_in, words_out)
         desc = LayerDescriptor(layer.name, layer.in_features, layer.out_features, v, g,
