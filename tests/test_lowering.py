@@ -73,7 +73,7 @@ def test_actions_add_up():
 
 def test_unmappable_network_names_every_layer():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 3))
+    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.AvgPool2d(4, 1), nn.Flatten(), nn.Linear(4, 3))
     net = quantize_network(model, Coding(8, 2), torch.randn(8, 1, 6, 6), lanes=4)
     problem = mapping_problem(net)
     assert problem.startswith("not mappable: ") and "(avgpool)" in problem and "(relu)" in problem

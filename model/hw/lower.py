@@ -420,9 +420,11 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
             if avg and not config.avg_pool:
                 raise TernacError(f"layer {layer.name} is an average pooling: the accelerator's "
                                   f"pooling unit is max only (avg_pool=False)")
+            # No weights, parameters or table: bases 0 (the running ones may equal a depth,
+            # past their fields, after the last ternary layer).
             descriptors.append(LayerDescriptor(
                 layer.name, layer.channels, layer.channels, v, g, pixel_words, words_in, words_out,
-                walk, weight, param, table, False, last, _pass_cycles(walk, v, g, p, avg),
+                walk, 0, 0, 0, False, last, _pass_cycles(walk, v, g, p, avg),
                 PoolMode.AVG if avg else PoolMode.MAX, avg and layer.count_include_pad))
             continue
         _check_layer(layer, config, v, words_in, words_out)
