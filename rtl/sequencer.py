@@ -3,7 +3,6 @@
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-
 from ternac.model.hw.config import PoolMode
 
 from .requant import PositionLayout, advance_position
