@@ -1,10 +1,10 @@
 """The pooling unit: byte-wise max or average of a window's activation words."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from ternac.model.arith import ACT_BITS, ACT_MIN, AVG_SHIFT, MAX_AVG_TAPS, avg_reciprocal
-from ternac.model.hw.config import PoolMode
+from ternac.model.arith import ACT_BITS, ACT_MIN
+from ternac.model.hw.config import MAX_AVG_TAPS, PoolMode
 
 __all__ = ["PoolUnit"]
 
@@ -25,17 +25,20 @@ class PoolUnit(wiring.Component):
       8-bit comparators and multiplexers. Max pooling commutes with the requantizer (both
       are monotone), so pooling the int8 outputs here equals the golden model's pooling of
       the int8 map.
-    * Average (only with ``avg``): each lane sums its bytes biased to unsigned (``x + 128``;
-      a ``skip`` tap, a padding zero, adds 128) over the taps the walk marks ``counted``,
-      and the unit counts those taps. The window's count is thus computed from its position
-      against the map bounds by the walk, never stored. The mean is
-      ``((u + count // 2) * avg_reciprocal(count)) >> AVG_SHIFT`` minus the bias, which is
-      the golden ``floor((sum + count // 2) / count)`` for every sum of up to
-      ``MAX_AVG_TAPS`` values (``model/arith.py``): N 12-bit accumulators and N small
-      multipliers by a count-indexed constant, no divider.
+    * Average (only with ``avg``): each lane sums its bytes biased to unsigned (``u = sum +
+      128 * count``; a ``skip`` tap, a padding zero, adds 128) over the taps the walk marks
+      ``counted``, and the unit counts those taps: the window's count comes from its
+      position against the map bounds, computed by the walk, never stored. The mean is
+      ``floor((u + count // 2) / count) - 128``, the golden ``floor((sum + count // 2) /
+      count)``. As ``u + count // 2 < 256 * count``, the quotient has 8 bits: 8 steps of
+      long division by the 4-bit count, each a 5-bit compare and subtract, in two pipeline
+      stages. Why not a reciprocal multiply: exact needs a 12 x 15-bit product per lane,
+      which Yosys maps to N SB_MAC16 (all 8 of an iCE40UP5K) or about 3400 more LUTs for
+      N = 8; the long division costs about 650 (``docs/architecture.md``).
 
     Latency: from the last tap's word to ``out_valid``, 1 cycle for max (:attr:`latency`),
-    2 for average (:attr:`avg_latency`: sums and count into a register, then the division).
+    3 for average (:attr:`avg_latency`: rounded sums and count into a register, then two
+    stages of 4 quotient bits).
     Windows stream back to back within a pass; ``mode`` changes only between passes, after
     the last result is out (the sequencer's settle), so the two paths never emit together.
 
@@ -65,7 +68,7 @@ class PoolUnit(wiring.Component):
 
     @property
     def avg_latency(self):
-        return 2
+        return 3
 
     def _lanes(self):
         return [self.acts[ACT_BITS * i: ACT_BITS * (i + 1)] for i in range(self._n)]
@@ -101,22 +104,27 @@ class PoolUnit(wiring.Component):
             new.append(Mux(self.first, 0, held) + Mux(self.counted, biased, 0))
         with m.If(step):
             m.d.sync += [count.eq(count_new), *(held.eq(value) for held, value in zip(sums, new))]
-        # Stage 2: the window's sums and count, divided into the result register.
-        done, word = Signal(), Signal.like(self.word)
-        total = [Signal.like(held, name=f"total{i}") for i, held in enumerate(sums)]
-        divisor = Signal.like(count)
-        m.d.sync += done.eq(step & self.last)
-        with m.If(step & self.last):
-            m.d.sync += [word.eq(self.word), divisor.eq(count_new),
-                         *(t.eq(value) for t, value in zip(total, new))]
-        reciprocal = Signal(range(avg_reciprocal(1) + 1))
-        with m.Switch(divisor):
-            for c in range(1, MAX_AVG_TAPS + 1):
-                with m.Case(c):
-                    m.d.comb += reciprocal.eq(avg_reciprocal(c))
-        half = divisor >> 1
-        means = [((t + half) * reciprocal >> AVG_SHIFT)[:ACT_BITS] ^ _BIAS for t in total]
-        self._emit(m, done, word, means)
+        # The window's rounded sums u + count // 2 (< 256 * count) and count into a register,
+        # then the 8 quotient bits of long division in two register stages of 4 bits each.
+        valid, word, divisor = step & self.last, self.word, count_new
+        width = (counted_max + MAX_AVG_TAPS // 2).bit_length()
+        dividends = [(value + (count_new >> 1))[:width] for value in new]
+        for stage in range(2):
+            valid, word, divisor, dividends = self._register(m, valid, word, divisor, dividends,
+                                                             f"div{stage}")
+            dividends = [_divide_4_bits(dividend, divisor) for dividend in dividends]
+        self._emit(m, valid, word, [dividend[:ACT_BITS] ^ _BIAS for dividend in dividends])
+
+    @staticmethod
+    def _register(m, valid, word, divisor, values, name):
+        regs = (Signal(name=f"{name}_valid"), Signal.like(word, name=f"{name}_word"),
+                Signal.like(divisor, name=f"{name}_divisor"),
+                [Signal.like(value, name=f"{name}_{i}") for i, value in enumerate(values)])
+        m.d.sync += regs[0].eq(valid)
+        with m.If(valid):
+            m.d.sync += [regs[1].eq(word), regs[2].eq(divisor),
+                         *(reg.eq(value) for reg, value in zip(regs[3], values))]
+        return regs
 
     def elaborate(self, platform):
         m = Module()
@@ -128,3 +136,21 @@ class PoolUnit(wiring.Component):
         else:
             self._max(m, self.valid)
         return m
+
+
+def _divide_4_bits(value, divisor):
+    """Four steps of long division of an 8-bit quotient: ``value`` is ``remainder : the
+    dividend's low bits still to divide : the quotient bits so far`` (the remainder is below
+    ``divisor``, so it fits its width); the result has the same layout, 4 bits further on.
+
+    Start: the dividend ``d < 256 * divisor``, whose remainder part ``d >> 8`` is below the
+    divisor; after two calls the low 8 bits are ``floor(d / divisor)``.
+    """
+    low = ACT_BITS
+    rem, rest = value[low:], value[:low]                 # rest: dividend bits, then quotient bits
+    for _ in range(4):
+        trial = Cat(rest[-1], rem)                       # 2 * remainder + next dividend bit
+        take = trial >= divisor
+        rem = Mux(take, trial - divisor, trial)[:len(rem)]
+        rest = Cat(take, rest[:-1])
+    return Cat(rest, rem)

@@ -10,12 +10,9 @@ from hypothesis import strategies as st
 from ternac.model.arith import (
     ACT_MAX,
     ACT_MIN,
-    AVG_SHIFT,
-    MAX_AVG_TAPS,
     MULT_BITS,
     acc_bits,
     acc_bound,
-    avg_reciprocal,
     quantize_multiplier,
     requantize,
     round_half_up,
@@ -113,23 +110,3 @@ def test_multiplier_rejects_nonpositive():
     with pytest.raises(ValueError):
         quantize_multiplier(np.array([0.0]))
 
-
-def _avg_division_exact(shift):
-    """The accelerator's average division with ``shift`` against the golden rule, for every
-    count 1..MAX_AVG_TAPS and every sum of that many int8 values."""
-    for count in range(1, MAX_AVG_TAPS + 1):
-        sums = np.arange(ACT_MIN * count, ACT_MAX * count + 1)
-        reciprocal = -(-(1 << shift) // count)
-        biased = sums - ACT_MIN * count + count // 2            # u + count // 2, u >= 0
-        got = ((biased * reciprocal) >> shift) + ACT_MIN
-        if not np.array_equal(got, (sums + count // 2) // count):
-            return False
-    return True
-
-
-def test_avg_reciprocal_division_exhaustive():
-    """The pooling unit divides by a multiply and a shift: exact over every input, and
-    AVG_SHIFT is the smallest shift that is."""
-    assert [avg_reciprocal(c) for c in (1, 3, 9)] == [1 << AVG_SHIFT, 5462, 1821]
-    assert _avg_division_exact(AVG_SHIFT)
-    assert not _avg_division_exact(AVG_SHIFT - 1)

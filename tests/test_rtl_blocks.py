@@ -8,7 +8,7 @@ from amaranth.sim import Simulator
 from ternac.model.arith import MULT_BITS, SHIFT_MAX, acc_bits, requantize
 from ternac.model.codebook import Codebook, Coding, TernacError, canonical_patterns
 from ternac.model.hw import DRAIN_TO_WRITE, ISSUE_TO_LATCH, HardwareConfig
-from ternac.model.hw.config import PoolMode
+from ternac.model.hw.config import MAX_AVG_TAPS, PoolMode
 from ternac.model.hw.cycles import AVG_POOL_TO_WRITE, POOL_TO_WRITE
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.decoder import SparseDecoder
@@ -251,3 +251,42 @@ def test_pool_unit_max_and_avg(avg):
     unpacked = [(cycle, word, [((data >> (8 * i)) & 0xFF) - (((data >> (8 * i)) & 0x80) << 1)
                                for i in range(n)]) for cycle, word, data in got]
     assert unpacked == expect
+
+
+
+def test_pool_unit_average_exhaustive():
+    """Every count 1..MAX_AVG_TAPS and every sum of that many int8 values: the unit's
+    division equals the golden floor((sum + count // 2) / count), lane by lane."""
+    n = 16
+    words = []                                          # (count, n sums)
+    for count in range(1, MAX_AVG_TAPS + 1):
+        sums = list(range(-128 * count, 127 * count + 1))
+        sums += sums[:-len(sums) % n]
+        words += [(count, sums[i: i + n]) for i in range(0, len(sums), n)]
+    dut = PoolUnit(n=n, depth=4, avg=True)
+    got = []
+
+    async def tick(ctx):
+        await ctx.tick()
+        if ctx.get(dut.out_valid):
+            got.append(ctx.get(dut.out_data))
+
+    async def bench(ctx):
+        for name, value in (("mode", PoolMode.AVG), ("counted", 1), ("valid", 1)):
+            ctx.set(getattr(dut, name), value)
+        for count, sums in words:
+            for t in range(count):
+                # sum = count * q + r: q + 1 on the first r taps, q on the others
+                values = [total // count + (t < total % count) for total in sums]
+                ctx.set(dut.acts, sum((v & 0xFF) << (8 * i) for i, v in enumerate(values)))
+                ctx.set(dut.first, t == 0)
+                ctx.set(dut.last, t == count - 1)
+                await tick(ctx)
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.avg_latency):
+            await tick(ctx)
+    simulate(dut, bench)
+    assert len(got) == len(words)
+    for data, (count, sums) in zip(got, words):
+        lanes = [(data >> (8 * i)) & 0xFF for i in range(n)]
+        assert [v - 256 * (v >> 7) for v in lanes] == [(total + count // 2) // count for total in sums]

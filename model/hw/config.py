@@ -36,6 +36,7 @@ __all__ = [
     "ADDRESS_BITS",
     "KERNEL_BITS",
     "LOAD_BITS",
+    "MAX_AVG_TAPS",
     "HardwareConfig",
     "PoolMode",
     "Target",
@@ -47,6 +48,8 @@ LOAD_BITS = 32
 ADDRESS_BITS = 28
 #: Width of a kernel size, stride or padding in a layer descriptor (at most 15).
 KERNEL_BITS = 4
+#: Largest average-pooling window (3x3): the pooling unit divides by counts 1..9.
+MAX_AVG_TAPS = 9
 MAX_DEPTH = 1 << 24
 MAX_ACC_BITS = 40
 

@@ -25,9 +25,10 @@ DRAIN_TO_WRITE = 1 + 4
 #: Cycles from a max-pooling pass's last read to its last word's write: memory read, then the
 #: byte-wise max into the result register (``PoolUnit.latency``).
 POOL_TO_WRITE = 1 + 1
-#: The same for an average pooling: memory read, the byte-wise sums and the window's count
-#: into a register, then the division into the result register (``PoolUnit.avg_latency``).
-AVG_POOL_TO_WRITE = 1 + 2
+#: The same for an average pooling: memory read, then the byte-wise rounded sums and the
+#: window's count into a register, and two stages of long division, the second into the
+#: result register (``PoolUnit.avg_latency``).
+AVG_POOL_TO_WRITE = 1 + 3
 
 
 def pool_cycles(steps, avg=False):

@@ -15,12 +15,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..arith import MAX_AVG_TAPS
 from ..codebook import Codebook, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
-from .config import KERNEL_BITS, HardwareConfig, PoolMode, Target, pack_fields
+from .config import KERNEL_BITS, MAX_AVG_TAPS, HardwareConfig, PoolMode, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
 from .status import transfer_beats
 
