@@ -9,9 +9,6 @@
 * PReLU / LeakyReLU: a second pair ``(M_neg, S_neg)`` per channel applies when the biased
   accumulator ``acc`` (bias included) is negative; ``M_neg`` is signed (a slope may be
   negative), ``|M_neg| < 2**MULT_BITS``. A ReLU is the case ``M_neg = 0``.
-* Average pooling: ``floor((sum + count // 2) / count)`` (round half up); the accelerator
-  divides by a multiply with :func:`avg_reciprocal` and a shift by ``AVG_SHIFT``, exact for
-  every sum of up to ``MAX_AVG_TAPS`` int8 values (``tests/test_arith.py`` checks them all).
 """
 
 import numpy as np
@@ -20,14 +17,11 @@ __all__ = [
     "ACT_BITS",
     "ACT_MAX",
     "ACT_MIN",
-    "AVG_SHIFT",
-    "MAX_AVG_TAPS",
     "MULT_BITS",
     "SHIFT_BITS",
     "SHIFT_MAX",
     "acc_bits",
     "acc_bound",
-    "avg_reciprocal",
     "nonzero_bound",
     "quantize_activations",
     "quantize_multiplier",
@@ -42,18 +36,6 @@ ACT_MAX = (1 << (ACT_BITS - 1)) - 1
 MULT_BITS = 15      # M < 2**15: fits a signed 16x16 DSP (iCE40 SB_MAC16, ECP5 MULT18X18) as positive
 SHIFT_BITS = 6
 SHIFT_MAX = (1 << SHIFT_BITS) - 1
-#: Largest average-pooling window on the accelerator (3x3): its divisors are 1..9.
-MAX_AVG_TAPS = 9
-#: Shift of the accelerator's average-pooling division; the smallest exact one for
-#: ``MAX_AVG_TAPS`` (``tests/test_arith.py``).
-AVG_SHIFT = 14
-
-
-def avg_reciprocal(count):
-    """``ceil(2**AVG_SHIFT / count)``: with ``u = sum + 128*count`` (the window's values biased
-    to unsigned), ``((u + count // 2) * avg_reciprocal(count)) >> AVG_SHIFT`` equals
-    ``floor((u + count // 2) / count)`` for every sum of ``count <= MAX_AVG_TAPS`` int8 values."""
-    return -(-(1 << AVG_SHIFT) // count)
 
 
 def nonzero_bound(fan_in, coding):

@@ -21,7 +21,7 @@ from .arith import (
 )
 from .codebook import Codebook, TernacError
 from .importer import import_model
-from .layout import channel_words, coded_matrix, uncoded_weight
+from .layout import channel_words, coded_matrix, packs_taps, uncoded_weight
 from .network import ConvGeometry, FlattenLayer, Network, PoolLayer, ReluLayer, TernaryLayer
 from .quantize import encode_layer, learn_codebook
 from .reference import golden_network, im2col
@@ -132,7 +132,8 @@ def _ternary_layer(op, x, shape, book, in_scale, act, percentile):
     if op.kind == "conv2d":
         n = book.coding.n
         conv = ConvGeometry(shape[0], shape[1], shape[2], op.kernel, op.stride, op.padding,
-                            padded_channels=channel_words(shape[0], n) * n)
+                            padded_channels=channel_words(shape[0], n) * n,
+                            packed_row=n if packs_taps(shape[0], op.kernel[1], n) else None)
     matrix = coded_matrix(weight, book.coding.n)
     codes, ternary, scale = encode_layer(matrix, book)
     deq = torch.as_tensor(ternary * scale[:, None], dtype=torch.float32)

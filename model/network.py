@@ -60,8 +60,10 @@ class ConvGeometry:
     """A Conv2d layer's geometry and the column order of its coded weights.
 
     With ``padded_channels`` (Cp, a multiple of N) the columns run ``(ky, kx, c)`` over the
-    zero-padded channels (``model/layout.py``), the order the accelerator reads. Without it
-    (files of format version 1) they run ``(c, ky, kx)``, which only the golden model runs.
+    zero-padded channels (``model/layout.py``), the order the accelerator reads; with
+    ``packed_row`` (N) as well, ``(ky, [kx, c])`` with each kernel row's ``kw * C`` columns
+    zero-padded to N (packed rows). Without ``padded_channels`` (files of format version 1)
+    they run ``(c, ky, kx)``, which only the golden model runs.
     """
 
     in_channels: int
@@ -71,6 +73,7 @@ class ConvGeometry:
     stride: tuple
     padding: tuple
     padded_channels: int | None = None
+    packed_row: int | None = None
 
     @property
     def out_h(self):
@@ -83,6 +86,8 @@ class ConvGeometry:
     @property
     def fan_in(self):
         """Columns of the coded weight matrix (padding columns included)."""
+        if self.packed_row:
+            return self.kernel[0] * self.packed_row
         return (self.padded_channels or self.in_channels) * self.kernel[0] * self.kernel[1]
 
 

@@ -18,19 +18,23 @@ def im2col(x, conv):
     """Columns of a (B, C, H, W) int tensor for ``conv``: (B, out_h*out_w, fan_in).
 
     Column order is the coded weights' (``ConvGeometry``, ``model/layout.py``): ``(ky, kx, c)``
-    over zero-padded channels, or ``(c, ky, kx)`` for a version-1 file. Rows run over output
+    over zero-padded channels, ``(ky, [kx, c])`` rows padded to N (packed rows), or
+    ``(c, ky, kx)`` for a version-1 file. Rows run over output
     positions row-major (oy, then ox). Spatial padding inserts int8 zeros.
     """
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel, conv.stride, conv.padding
     b, c = x.shape[:2]
-    cp = conv.padded_channels or c
+    cp = c if conv.packed_row else conv.padded_channels or c
     x = np.pad(x, ((0, 0), (0, cp - c), (ph, ph), (pw, pw)))
     cols = np.empty((b, conv.out_h, conv.out_w, cp, kh, kw), dtype=x.dtype)
     for ky in range(kh):
         for kx in range(kw):
             cols[..., ky, kx] = x[:, :, ky: ky + sh * conv.out_h: sh, kx: kx + sw * conv.out_w: sw] \
                 .transpose(0, 2, 3, 1)
-    if conv.padded_channels:
+    if conv.packed_row:                                                  # (ky, [kx, c])
+        rows = cols.transpose(0, 1, 2, 4, 5, 3).reshape(b, conv.out_h, conv.out_w, kh, kw * c)
+        cols = np.pad(rows, ((0, 0),) * 4 + ((0, conv.packed_row - kw * c),))
+    elif conv.padded_channels:
         cols = cols.transpose(0, 1, 2, 4, 5, 3)                          # (ky, kx, c)
     return cols.reshape(b, conv.out_h * conv.out_w, conv.fan_in)
 

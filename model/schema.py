@@ -138,6 +138,9 @@ RECORDS = {
         Field("padded_channels", "int", "Cp = ceil(C / N) * N: coded columns run (ky, kx, c) over "
               "Cp channels (model/layout.py); null: (c, ky, kx) order of version 1, golden model "
               "only", default=None),
+        Field("packed_row", "int", "N: packed rows, coded columns run (ky, [kx, c]) with each "
+              "kernel row's kw*C columns zero-padded to N (model/layout.py); null: not packed",
+              default=None),
     ),
 }
 

@@ -1,6 +1,6 @@
 """The accelerator: runs every layer of a packed network on chip, host out of the loop."""
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -11,7 +11,7 @@ from ternac.model.hw.status import STATUS_BITS, STATUS_FIELDS
 
 from .buffers import ActivationBuffers, LoadPort
 from .mac_array import TernaryMacArray
-from .pooling import PoolUnit
+from .pooling import PoolUnit, WindowMax
 from .requant import PositionLayout, Requantizer, ShadowBank
 from .sequencer import Sequencer
 
@@ -111,7 +111,7 @@ class Accelerator(wiring.Component):
 
     def _make_array(self):
         cfg = self._config
-        tag_bits = self._position.size
+        tag_bits = self._position.size + 2 * cfg.fused_pool     # + window first/last
         if cfg.dense:
             from .dense_baseline import DenseMacArray
             return DenseMacArray(lanes=cfg.lanes, n=cfg.coding.n, acc_bits=cfg.acc_bits, tag_bits=tag_bits)
@@ -141,7 +141,8 @@ class Accelerator(wiring.Component):
         m.submodules.sequencer = seq = Sequencer(cfg, settle=self.settle,
                                                   pool_settle=cycles.POOL_TO_WRITE,
                                                   avg_settle=cycles.AVG_POOL_TO_WRITE)
-        m.submodules.pool = pool = PoolUnit(n=cfg.coding.n, depth=cfg.act_depth, avg=cfg.avg_pool)
+        m.submodules.pool = pool = PoolUnit(n=cfg.coding.n, depth=cfg.act_depth,
+                                            packing=cfg.tap_packing, avg=cfg.avg_pool)
         m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n)
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
@@ -200,11 +201,15 @@ class Accelerator(wiring.Component):
         # A tap in the zero padding around a feature map reads a zero word (a max pooling
         # skips it instead). A pooling pass bypasses the array.
         act_zero = Signal()
+        tag = seq.position.as_value()
+        if cfg.fused_pool:
+            tag = Cat(tag, seq.window_first, seq.window_last)
         ctrl = [(array.valid, seq.issue & ~seq.cur.pool), (array.first, seq.first),
-                (array.last, seq.last), (array.tag, seq.position.as_value()),
+                (array.last, seq.last), (array.tag, tag),
                 (act_zero, seq.act_zero), (pool.valid, seq.issue & seq.cur.pool),
-                (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word),
-                (pool.mode, seq.cur.pool_mode), (pool.counted, seq.pool_counted)]
+                (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word)]
+        if cfg.avg_pool:
+            ctrl.append((pool.counted, seq.pool_counted))
         m.d.sync += [dst.eq(src) for dst, src in ctrl]
         m.d.comb += [array.weights.eq(weight_rp.data),
                      array.acts.eq(Mux(act_zero, 0, acts.read_data)),
@@ -212,9 +217,22 @@ class Accelerator(wiring.Component):
                      acts.word_en.eq(pool.out_valid), acts.word_addr.eq(pool.out_word),
                      acts.word_data.eq(pool.out_data)]
 
-        # Shadow bank -> parameter read -> requantizer -> byte write into the other buffer.
-        m.d.comb += [shadow.sums.eq(array.sums), shadow.latch.eq(array.latch),
-                     shadow.position.eq(array.latch_tag),
+        if cfg.tap_packing or cfg.avg_pool:
+            m.d.comb += pool.mode.eq(seq.cur.pool_mode)
+        if cfg.tap_packing:
+            m.d.comb += pool.tap_bytes.eq(seq.cur.tap_bytes)
+
+        # (Window maximum ->) shadow bank -> parameter read -> requantizer -> byte write into
+        # the other buffer.
+        sums, latch = array.sums, array.latch
+        if cfg.fused_pool:
+            m.submodules.window = window = WindowMax(lanes=cfg.lanes, acc_bits=cfg.acc_bits)
+            first, last = array.latch_tag[-2], array.latch_tag[-1]
+            m.d.comb += [window.sums.eq(array.sums), window.latch.eq(array.latch),
+                         window.first.eq(first), window.last.eq(last)]
+            sums, latch = window.out_sums, window.out_latch
+        m.d.comb += [shadow.sums.eq(sums), shadow.latch.eq(latch),
+                     shadow.position.eq(array.latch_tag[:self._position.size]),
                      param_rp.addr.eq(seq.cur.param_base + shadow.out_position.index)]
         acc, pos, valid = Signal.like(shadow.acc), Signal.like(shadow.out_position), Signal()
         m.d.sync += [acc.eq(shadow.acc), pos.eq(shadow.out_position), valid.eq(shadow.valid)]

@@ -1,12 +1,14 @@
-"""The pooling unit: byte-wise max or average of a window's activation words."""
+"""Pooling passes: the byte-wise maximum or average of a window's words, or its taps packed
+into one word; and the window maximum of a fused max pooling."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS, ACT_MIN
-from ternac.model.hw.config import MAX_AVG_TAPS, PoolMode
+from ternac.model.hw.config import MAX_AVG_TAPS
+from ternac.model.hw.lower import POOL_MODES
 
-__all__ = ["PoolUnit"]
+__all__ = ["PoolUnit", "WindowMax"]
 
 #: Bias that makes an int8 value unsigned (x + 128: flip the sign bit).
 _BIAS = 1 << (ACT_BITS - 1)
@@ -18,13 +20,16 @@ class PoolUnit(wiring.Component):
     The sequencer walks a pooling pass like a convolution whose "groups" are channel words:
     for each output pixel and channel word, the window's taps arrive one word per cycle
     (``first`` on the first tap, ``last`` on the last). ``mode`` (the descriptor's
-    ``pool_mode``, :class:`~ternac.model.hw.config.PoolMode`) selects the combine; the
-    result word leaves with its output ``word`` address.
+    ``pool_mode``, ``POOL_MODES`` of ``model/hw/lower.py``) selects the combine; the result
+    word leaves with its output ``word`` address.
 
     * Max: a tap in the padding (``skip``) does not count, as in PyTorch's max pooling. N
       8-bit comparators and multiplexers. Max pooling commutes with the requantizer (both
       are monotone), so pooling the int8 outputs here equals the golden model's pooling of
       the int8 map.
+    * Pack (only with ``packing``): tap ``j``'s first ``tap_bytes`` channels go to bytes
+      ``j*tap_bytes ..`` of the result, a tap in the padding as zeros -- the packed rows of a
+      convolution with few channels (``model/layout.py``). One byte multiplexer per byte.
     * Average (only with ``avg``): each lane sums its bytes biased to unsigned (``u = sum +
       128 * count``; a ``skip`` tap, a padding zero, adds 128) over the taps the walk marks
       ``counted``, and the unit counts those taps: the window's count comes from its
@@ -36,11 +41,11 @@ class PoolUnit(wiring.Component):
       which Yosys maps to N SB_MAC16 (all 8 of an iCE40UP5K) or about 3400 more LUTs for
       N = 8; the long division costs about 650 (``docs/architecture.md``).
 
-    Latency: from the last tap's word to ``out_valid``, 1 cycle for max (:attr:`latency`),
-    3 for average (:attr:`avg_latency`: rounded sums and count into a register, then two
-    stages of 4 quotient bits).
-    Windows stream back to back within a pass; ``mode`` changes only between passes, after
-    the last result is out (the sequencer's settle), so the two paths never emit together.
+    Latency: from the last tap's word to ``out_valid``, 1 cycle for max and pack
+    (:attr:`latency`), 3 for average (:attr:`avg_latency`: rounded sums and count into a
+    register, then two stages of 4 quotient bits). Windows stream back to back within a
+    pass; ``mode`` changes only between passes, after the last result is out (the
+    sequencer's settle), so the two latencies never emit together.
 
     Parameters
     ----------
@@ -48,19 +53,28 @@ class PoolUnit(wiring.Component):
         Activations per word.
     depth : int
         Words of an activation buffer (width of ``word``).
+    packing : bool
+        Build the packing combine (only accelerators that run packed rows need it).
     avg : bool
-        Elaborate the average combine (off: ``mode`` is ignored, the unit is max only).
+        Build the average combine (only accelerators that run average pooling need it).
     """
 
-    def __init__(self, *, n, depth, avg=False):
+    def __init__(self, *, n, depth, packing=False, avg=False):
         self._n = n
+        self._packing = packing
         self._avg = avg
-        super().__init__({
+        members = {
             "valid": In(1), "first": In(1), "last": In(1), "skip": In(1),
-            "mode": In(2), "counted": In(1),
             "acts": In(n * ACT_BITS), "word": In(range(depth)),
             "out_valid": Out(1), "out_word": Out(range(depth)), "out_data": Out(n * ACT_BITS),
-        })
+        }
+        if packing or avg:
+            members["mode"] = In(2)
+        if packing:
+            members["tap_bytes"] = In(range(n + 1))
+        if avg:
+            members["counted"] = In(1)
+        super().__init__(members)
 
     @property
     def latency(self):
@@ -70,9 +84,6 @@ class PoolUnit(wiring.Component):
     def avg_latency(self):
         return 3
 
-    def _lanes(self):
-        return [self.acts[ACT_BITS * i: ACT_BITS * (i + 1)] for i in range(self._n)]
-
     def _emit(self, m, valid, word, lanes):
         """Drive the result register from one combine's ``valid``, ``word`` and lane bytes."""
         with m.If(valid):
@@ -80,16 +91,30 @@ class PoolUnit(wiring.Component):
             m.d.sync += [self.out_data[ACT_BITS * i: ACT_BITS * (i + 1)].eq(value)
                          for i, value in enumerate(lanes)]
 
-    def _max(self, m, step):
-        best, new = [], []
-        for i, x in enumerate(self._lanes()):
-            x = x.as_signed()
-            held = Signal.like(x, name=f"best{i}")
-            so_far = Mux(self.first, ACT_MIN, held)
-            best.append(held)
-            new.append(Mux(~self.skip & (x > so_far), x, so_far))
+    def _max_or_pack(self, m, step):
+        n = self._n
+        x = [self.acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(n)]
+        held = [Signal.like(x[0], name=f"held{i}") for i in range(n)]
+        new = []
+        for i in range(n):
+            so_far = Mux(self.first, ACT_MIN, held[i])
+            new.append(Mux(~self.skip & (x[i] > so_far), x[i], so_far))
+        if self._packing:
+            # Tap j lands at byte offset j*tap_bytes: a running offset, no multiplier.
+            offset = Signal(range(n + 1))
+            start = Mux(self.first, 0, offset)
+            with m.If(step):
+                m.d.sync += offset.eq(start + self.tap_bytes)
+            taps = Array(Mux(self.skip, 0, xi) for xi in x)
+            packed = []
+            for i in range(n):
+                kept = Mux(self.first, 0, held[i])
+                here = (start <= i) & (i < start + self.tap_bytes)
+                packed.append(Mux(here, taps[i - start], kept))
+            pack_mode = self.mode == POOL_MODES["pack"]
+            new = [Mux(pack_mode, p, v) for p, v in zip(packed, new)]
         with m.If(step):
-            m.d.sync += [held.eq(value) for held, value in zip(best, new)]
+            m.d.sync += [h.eq(v) for h, v in zip(held, new)]
         self._emit(m, step & self.last, self.word, new)
 
     def _avg_combine(self, m, step):
@@ -97,7 +122,8 @@ class PoolUnit(wiring.Component):
         count = Signal(range(MAX_AVG_TAPS + 1))
         count_new = Mux(self.first, 0, count) + self.counted
         sums, new = [], []
-        for i, x in enumerate(self._lanes()):
+        for i in range(self._n):
+            x = self.acts[ACT_BITS * i: ACT_BITS * (i + 1)]
             held = Signal(range(counted_max + 1), name=f"sum{i}")
             biased = Mux(self.skip, _BIAS, x ^ _BIAS)
             sums.append(held)
@@ -130,11 +156,46 @@ class PoolUnit(wiring.Component):
         m = Module()
         m.d.sync += self.out_valid.eq(0)
         if self._avg:
-            avg = self.mode == PoolMode.AVG
-            self._max(m, self.valid & ~avg)
+            avg = self.mode == POOL_MODES["avg"]
+            self._max_or_pack(m, self.valid & ~avg)
             self._avg_combine(m, self.valid & avg)
         else:
-            self._max(m, self.valid)
+            self._max_or_pack(m, self.valid)
+        return m
+
+
+class WindowMax(wiring.Component):
+    """Per-lane maximum of a fused max pooling's window, taken on the accumulators.
+
+    Between the MAC array and the shadow bank: each ``latch`` of the array (one window
+    position's P finished sums) updates a held maximum per lane (``first``: the first
+    position, which starts it afresh); the window's ``last`` position passes the maximum on
+    as ``out_latch``. The requantizer is non-decreasing in every channel of a fused layer
+    (``model/hw/lower.py`` checks it), so requantizing the maximum equals pooling the
+    requantized outputs, bit for bit. P comparators of ``acc_bits``; no multiplier.
+
+    Latency: 0 cycles (``out_sums`` and ``out_latch`` are combinational).
+    """
+
+    def __init__(self, *, lanes, acc_bits):
+        self._lanes = lanes
+        sums = data.ArrayLayout(signed(acc_bits), lanes)
+        super().__init__({"sums": In(sums), "latch": In(1), "first": In(1), "last": In(1),
+                          "out_sums": Out(sums), "out_latch": Out(1)})
+
+    @property
+    def latency(self):
+        return 0
+
+    def elaborate(self, platform):
+        m = Module()
+        for p in range(self._lanes):
+            held = Signal.like(self.sums[p], name=f"max{p}")
+            best = Mux(self.first | (self.sums[p] > held), self.sums[p], held)
+            m.d.comb += self.out_sums[p].eq(best)
+            with m.If(self.latch):
+                m.d.sync += held.eq(best)
+        m.d.comb += self.out_latch.eq(self.latch & self.last)
         return m
 
 

@@ -3,7 +3,7 @@
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from ternac.model.hw.config import PoolMode
+from ternac.model.hw.lower import POOL_MODES
 
 from .requant import PositionLayout, advance_position
 
@@ -34,9 +34,15 @@ class Sequencer(wiring.Component):
     last word waits until the shadow bank has been free for P cycles. A Linear pass is the
     walk of a 1x1 kernel over a 1x1 map.
 
-    ``pool_counted`` marks a tap that an average pooling's divisor counts: one inside the
-    map or, with the descriptor's ``count_pad``, inside the padded map (a ``ceil_mode``
-    overhang past the padding never counts).
+    With ``config.fused_pool`` a pooling window's positions ``(wy, wx)`` are walked between
+    the lane group and the taps: each position is one convolution output (its own window
+    ``cwin`` at input coordinates ``(ciy0, cix0)``, the group's weight words from
+    ``group_weight`` again), ``window_first``/``window_last`` mark the first and last, and
+    only the last position's last word waits for the shadow bank.
+
+    With ``config.avg_pool``, ``pool_counted`` marks a tap that an average pooling's divisor
+    counts: one inside the map or, with the descriptor's ``count_pad``, inside the padded
+    map (a ``ceil_mode`` overhang past the padding never counts).
 
     Parameters
     ----------
@@ -63,6 +69,7 @@ class Sequencer(wiring.Component):
             "position": Out(PositionLayout(config.max_outputs + config.lanes, config.coding.n)),
             "weight_addr": Out(range(config.weight_depth)), "act_addr": Out(range(a)),
             "act_zero": Out(1), "pool_word": Out(range(a)), "pool_counted": Out(1),
+            "window_first": Out(1), "window_last": Out(1),
             "load_busy": In(1),
             "busy": Out(1), "cycles": Out(32),
         })
@@ -91,27 +98,49 @@ class Sequencer(wiring.Component):
         addr, win, row_win = (Signal(coord, name=n) for n in ("addr", "win", "row_win"))
         pix_word = Signal.like(self.position.word)
         group_offset = Signal(coord)            # a max pooling's window moves to its next word
+        fused = cfg.fused_pool
+        if fused:
+            # A fused pooling's window position, its convolution window and coordinates, and
+            # the lane group's first weight word (every position reads the group's words).
+            wx, wy = Signal(range(16), name="wx"), Signal(range(16), name="wy")
+            cwin, ciy0, cix0 = (Signal(coord, name=n) for n in ("cwin", "ciy0", "cix0"))
+            group_weight = Signal.like(self.weight_addr)
+            window_first = (wx == 0) & (wy == 0)
+            window_last = (wx == cur.window_w - 1) & (wy == cur.window_h - 1)
+        else:
+            cwin, ciy0, cix0, window_first, window_last = win, iy0, ix0, 1, 1
+
+        def restart_window(window, y, x):
+            """The walk goes on at the convolution window at ``window``, coordinates (y, x)."""
+            m.d.sync += addr.eq(window)
+            if fused:
+                m.d.sync += [wx.eq(0), wy.eq(0), cwin.eq(window), ciy0.eq(y), cix0.eq(x)]
 
         def start_layer(desc):
+            fused_start = [wx.eq(0), wy.eq(0), cwin.eq(desc.origin), ciy0.eq(-desc.pad_y),
+                           cix0.eq(-desc.pad_x), group_weight.eq(desc.weight_base)] if fused else []
             return [cur.eq(desc), v.eq(0), group.eq(0), self.position.eq(0),
                     self.weight_addr.eq(desc.weight_base),
                     c.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), pix_word.eq(0),
                     group_offset.eq(0),
                     iy0.eq(-desc.pad_y), ix0.eq(-desc.pad_x),
-                    addr.eq(desc.origin), win.eq(desc.origin), row_win.eq(desc.origin)]
+                    addr.eq(desc.origin), win.eq(desc.origin), row_win.eq(desc.origin),
+                    *fused_start]
 
         last_word = v == cur.words - 1
-        can_issue = ~last_word | cur.pool | (since == lanes)
-        iy, ix = iy0 + ky, ix0 + kx
+        group_done = last_word & window_last
+        can_issue = ~group_done | cur.pool | (since == lanes)
+        iy, ix = ciy0 + ky, cix0 + kx
         inside = (iy >= 0) & (iy < cur.in_h) & (ix >= 0) & (ix < cur.in_w)
         m.d.comb += [self.act_addr.eq(Mux(inside, addr, 0)), self.act_zero.eq(~inside),
                      self.first.eq(v == 0), self.last.eq(last_word),
+                     self.window_first.eq(window_first), self.window_last.eq(window_last),
                      self.pool_word.eq(pix_word + group)]
         pool_settle = self._pool_settle - 1
         if cfg.avg_pool:
             padded = (iy < cur.in_h + cur.pad_y) & (ix < cur.in_w + cur.pad_x)
             m.d.comb += self.pool_counted.eq(Mux(cur.count_pad, padded, inside))
-            pool_settle = Mux(cur.pool_mode == PoolMode.AVG, self._avg_settle - 1, pool_settle)
+            pool_settle = Mux(cur.pool_mode == POOL_MODES["avg"], self._avg_settle - 1, pool_settle)
         with m.If(self.busy):
             m.d.sync += counter.eq(counter + 1)
         with m.If(since != lanes):
@@ -147,12 +176,29 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.issue.eq(can_issue)]
                 with m.If(can_issue):
                     next_step()
-                    with m.If(last_word):
+                    if fused:
+                        with m.If(last_word & ~window_last):
+                            # The next window position: the group's words again, on the next
+                            # convolution output of the pooling window.
+                            m.d.sync += [v.eq(0), c.eq(0), kx.eq(0), ky.eq(0),
+                                         self.weight_addr.eq(group_weight)]
+                            with m.If(wx == cur.window_w - 1):
+                                m.d.sync += [wx.eq(0), wy.eq(wy + 1), cwin.eq(cwin + cur.win_y_jump),
+                                             addr.eq(cwin + cur.win_y_jump), cix0.eq(ix0),
+                                             ciy0.eq(ciy0 + cur.win_stride_y)]
+                            with m.Else():
+                                m.d.sync += [wx.eq(wx + 1), cwin.eq(cwin + cur.win_x_step),
+                                             addr.eq(cwin + cur.win_x_step),
+                                             cix0.eq(cix0 + cur.win_stride_x)]
+                    with m.If(group_done):
                         # The group is done: the next group of this pixel restarts the window.
                         next_offset = group_offset + cur.group_step
                         m.d.sync += [v.eq(0), c.eq(0), kx.eq(0), ky.eq(0), group.eq(group + 1),
-                                     group_offset.eq(next_offset), addr.eq(win + next_offset),
+                                     group_offset.eq(next_offset),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
+                        restart_window(win + next_offset, iy0, ix0)
+                        if fused:
+                            m.d.sync += group_weight.eq(self.weight_addr + 1)
                         with m.If(~cur.pool):
                             m.d.sync += since.eq(1)
                         with m.If(group == cur.groups - 1):
@@ -162,17 +208,20 @@ class Sequencer(wiring.Component):
                                          self.weight_addr.eq(cur.weight_base),
                                          pix_word.eq(next_word), self.position.index.eq(0),
                                          self.position.word.eq(next_word), self.position.byte.eq(0)]
+                            if fused:
+                                m.d.sync += group_weight.eq(cur.weight_base)
                             with m.If(ox == cur.out_w - 1):
                                 m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(iy0 + cur.stride_y),
                                              ix0.eq(-cur.pad_x), row_win.eq(row_win + cur.y_step),
-                                             win.eq(row_win + cur.y_step),
-                                             addr.eq(row_win + cur.y_step)]
+                                             win.eq(row_win + cur.y_step)]
+                                restart_window(row_win + cur.y_step, iy0 + cur.stride_y, -cur.pad_x)
                                 with m.If(oy == cur.out_h - 1):
                                     m.d.sync += settle.eq(Mux(cur.pool, pool_settle, self._settle - 1))
                                     m.next = "SETTLE"
                             with m.Else():
                                 m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x),
-                                             win.eq(win + cur.x_step), addr.eq(win + cur.x_step)]
+                                             win.eq(win + cur.x_step)]
+                                restart_window(win + cur.x_step, iy0, ix0 + cur.stride_x)
             with m.State("SETTLE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += settle.eq(settle - 1)

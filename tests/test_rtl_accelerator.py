@@ -100,7 +100,7 @@ def test_unsupported_layers_and_misfits_raise():
         size_config(conv)
     avg = quantize_network(model[:2].append(nn.AvgPool2d(2)), Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
     with pytest.raises(TernacError, match=r"layer 2 is an average pooling: the accelerator's pooling "
-                                          r"unit is max only \(avg_pool=False\)"):
+                                          r"unit has no average combine \(avg_pool=False\)"):
         lower(avg, size_config(avg).replace(avg_pool=False))
     network = random_network([40, 20, 5], lanes=4)
     config = size_config(network)

@@ -8,8 +8,9 @@ from amaranth.sim import Simulator
 from ternac.model.arith import MULT_BITS, SHIFT_MAX, acc_bits, requantize
 from ternac.model.codebook import Codebook, Coding, TernacError, canonical_patterns
 from ternac.model.hw import DRAIN_TO_WRITE, ISSUE_TO_LATCH, HardwareConfig
-from ternac.model.hw.config import MAX_AVG_TAPS, PoolMode
+from ternac.model.hw.config import MAX_AVG_TAPS
 from ternac.model.hw.cycles import AVG_POOL_TO_WRITE, POOL_TO_WRITE
+from ternac.model.hw.lower import POOL_MODES
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.decoder import SparseDecoder
 from ternac.rtl.mac_array import TernaryMacArray
@@ -177,6 +178,9 @@ def test_latencies_match_cycle_model():
     Fragment.get(Accelerator(base_config(avg_pool=True)), None)
 
 
+MAX, AVG = POOL_MODES["max"], POOL_MODES["avg"]
+
+
 def pool_windows(rng, n, count):
     """Random pooling windows: (mode, taps), each tap (bytes, skip, counted).
 
@@ -185,7 +189,7 @@ def pool_windows(rng, n, count):
     """
     windows = []
     for i in range(count):
-        mode = PoolMode.AVG if i % 3 else PoolMode.MAX
+        mode = AVG if i % 3 else MAX
         size = 1 + i % 9
         values = rng.integers(-128, 128, (size, n))
         if i % 11 == 1:
@@ -197,7 +201,7 @@ def pool_windows(rng, n, count):
 
 
 def pool_expect(mode, taps):
-    if mode == PoolMode.MAX:
+    if mode == MAX:
         kept = [row for row, skip, _ in taps if not skip]
         return np.max(kept, axis=0) if kept else np.full(len(taps[0][0]), -128)
     total = sum(np.where(skip, 0, row) for row, skip, counted in taps if counted)
@@ -211,7 +215,7 @@ def test_pool_unit_max_and_avg(avg):
     mode's latency after its last tap (the cycle model's constants), bit-exact."""
     n = 4
     rng = np.random.default_rng(5)
-    windows = [w for w in pool_windows(rng, n, 120) if avg or w[0] == PoolMode.MAX]
+    windows = [w for w in pool_windows(rng, n, 120) if avg or w[0] == MAX]
     dut = PoolUnit(n=n, depth=256, avg=avg)
     got, expect = [], []
 
@@ -233,13 +237,13 @@ def test_pool_unit_max_and_avg(avg):
             previous = mode
             for t, (row, skip, counted) in enumerate(taps):
                 ctx.set(dut.acts, sum((int(v) & 0xFF) << (8 * i) for i, v in enumerate(row)))
-                for name, value in (("valid", 1), ("first", t == 0), ("last", t == len(taps) - 1),
-                                    ("skip", skip), ("counted", counted), ("mode", mode),
-                                    ("word", index)):
+                controls = [("valid", 1), ("first", t == 0), ("last", t == len(taps) - 1),
+                            ("skip", skip), ("word", index)]
+                for name, value in controls + [("counted", counted), ("mode", mode)] * avg:
                     ctx.set(getattr(dut, name), int(value))
                 cycle[0] += 1
                 if t == len(taps) - 1:
-                    latency = dut.avg_latency if mode == PoolMode.AVG else dut.latency
+                    latency = dut.avg_latency if mode == AVG else dut.latency
                     expect.append((cycle[0] - 1 + latency, index, pool_expect(mode, taps).tolist()))
                 await tick(ctx)
         ctx.set(dut.valid, 0)
@@ -272,7 +276,7 @@ def test_pool_unit_average_exhaustive():
             got.append(ctx.get(dut.out_data))
 
     async def bench(ctx):
-        for name, value in (("mode", PoolMode.AVG), ("counted", 1), ("valid", 1)):
+        for name, value in (("mode", AVG), ("counted", 1), ("valid", 1)):
             ctx.set(getattr(dut, name), value)
         for count, sums in words:
             for t in range(count):

@@ -38,7 +38,6 @@ __all__ = [
     "LOAD_BITS",
     "MAX_AVG_TAPS",
     "HardwareConfig",
-    "PoolMode",
     "Target",
     "field_width",
     "pack_fields",
@@ -52,14 +51,6 @@ KERNEL_BITS = 4
 MAX_AVG_TAPS = 9
 MAX_DEPTH = 1 << 24
 MAX_ACC_BITS = 40
-
-
-class PoolMode(IntEnum):
-    """The pooling unit's combine, the ``pool_mode`` field of a pooling pass's descriptor
-    (2 bits; 2 is reserved for tap packing)."""
-
-    MAX = 0
-    AVG = 1
 
 
 class Target(IntEnum):
@@ -92,9 +83,14 @@ class HardwareConfig:
         0 for the default codebook as a ROM; otherwise the entries of a writable decoder table.
     dense : bool
         The int8 multiply-accumulate baseline instead of the ternary array.
+    fused_pool : bool
+        Max pooling fused into a convolution (a per-lane window maximum before the
+        requantizer, and the walk's pooling-window loop).
+    tap_packing : bool
+        Packing passes for convolutions with few channels (``model/layout.py``).
     avg_pool : bool
         The pooling unit has the average combine (per-byte sums and the division by the
-        window's count); off, average-pooling passes do not run and the unit is max only.
+        window's count); off, average-pooling passes do not run.
     """
 
     lanes: int
@@ -107,6 +103,8 @@ class HardwareConfig:
     acc_bits: int
     codebook_depth: int = 0
     dense: bool = False
+    fused_pool: bool = False
+    tap_packing: bool = False
     avg_pool: bool = False
 
     def __post_init__(self):
@@ -183,10 +181,18 @@ class HardwareConfig:
             "kernel_w", "kernel_h", "stride_x", "stride_y", "pad_x", "pad_y")]
         layout += [(name, self.address_bits, True) for name in (
             "origin", "x_step", "y_step", "ky_jump")]
-        layout += [("group_step", 1, False), ("pool", 1, False), ("pool_mode", 2, False)]
+        if self.fused_pool:
+            layout += [(name, KERNEL_BITS, False) for name in (
+                "window_w", "window_h", "win_stride_x", "win_stride_y")]
+            layout += [(name, self.address_bits, True) for name in ("win_x_step", "win_y_jump")]
+        if self.tap_packing or self.avg_pool:
+            layout.append(("pool_mode", 2, False))
+        if self.tap_packing:
+            layout.append(("tap_bytes", field_width(self.coding.n), False))
         if self.avg_pool:
             layout.append(("count_pad", 1, False))
-        return layout + [("relu", 1, False), ("last", 1, False)]
+        return layout + [("group_step", 1, False), ("pool", 1, False), ("relu", 1, False),
+                         ("last", 1, False)]
 
     @property
     def address_bits(self):

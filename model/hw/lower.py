@@ -11,7 +11,8 @@ Adding a layer type touches the importer, the golden op, this module (fusion and
 descriptor), one RTL block and its tests.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,18 +20,20 @@ from ..codebook import Codebook, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
-from .config import KERNEL_BITS, MAX_AVG_TAPS, HardwareConfig, PoolMode, Target, pack_fields
+from .config import KERNEL_BITS, MAX_AVG_TAPS, HardwareConfig, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
 from .status import transfer_beats
 
 __all__ = [
     "AcceleratorProgram",
     "LayerDescriptor",
+    "Pass",
     "Walk",
     "default_table",
     "fused_layers",
     "lower",
     "mapping_problem",
+    "plan",
     "size_config",
 ]
 
@@ -42,8 +45,14 @@ class Walk:
     Feature maps are stored pixel by pixel, row-major, each pixel ``channel_words`` words of
     N channels (``model/layout.py``): pixel ``(y, x)`` starts at word ``(y*in_w + x) * CW``.
     A convolution reads, per output pixel and lane group, every tap's CW words (contiguous
-    along a kernel row); a max pooling (``pool``) reads, per output pixel and channel word
-    (its "group"), that word of every tap.
+    along a kernel row). A pooling pass (``pool``) reads, per output pixel and channel word
+    (its "group"), that word of every tap, and combines them: ``"max"``, the byte-wise
+    maximum; ``"pack"``, each tap's ``tap_bytes`` channels side by side in one word (the
+    packed rows of a convolution with few channels, ``model/layout.py``).
+
+    A convolution followed by a max pooling may run it fused (``window``): its output pixels
+    are the pooling's, and each is the maximum, taken on the accumulators before the
+    requantizer, of the window's convolution outputs, walked one after another.
     """
 
     in_w: int
@@ -57,26 +66,58 @@ class Walk:
     pad_y: int
     out_w: int
     out_h: int
-    pool: bool = False
+    pool: str | None = None         # a pooling pass's combine: "max", "avg" or "pack"
+    tap_bytes: int = 0              # "pack": channels of one tap
+    count_pad: bool = False         # "avg": the divisor counts padding taps (count_include_pad)
+    window: tuple = (1, 1)          # fused max pooling (kh, kw) over the convolution outputs
+    window_stride: tuple = (1, 1)   # and its stride (sy, sx)
 
     @classmethod
     def of(cls, layer, n):
+        """The walk of a pooling layer, or of a ternary layer (on its packed rows if it has them)."""
         if isinstance(layer, PoolLayer):
             (kh, kw), (sh, sw) = layer.kernel, layer.stride
             ph, pw = getattr(layer, "padding", (0, 0))
             _, oh, ow = layer.out_shape()
             return cls(layer.in_w, layer.in_h, channel_words(layer.channels, n), kw, kh, sw, sh,
-                       pw, ph, ow, oh, pool=True)
+                       pw, ph, ow, oh, pool=layer.mode,
+                       count_pad=layer.mode == "avg" and layer.count_include_pad)
         c = layer.conv
         if c is None:
             return cls(1, 1, layer.subvectors, 1, 1, 1, 1, 0, 0, 1, 1)
+        if c.packed_row:    # one word per kernel row: a (kh x 1) kernel over the packed map
+            return cls(c.out_w, c.in_h, 1, 1, c.kernel[0], 1, c.stride[0], 0, c.padding[0],
+                       c.out_w, c.out_h)
         return cls(c.in_w, c.in_h, c.padded_channels // n, c.kernel[1], c.kernel[0], c.stride[1],
                    c.stride[0], c.padding[1], c.padding[0], c.out_w, c.out_h)
 
+    @classmethod
+    def packing(cls, conv, n):
+        """The pass that packs the rows of ``conv``'s input: word ``(y, ox)`` holds the
+        ``kw`` taps of output column ``ox`` on input row ``y``, C channels each."""
+        return cls(conv.in_w, conv.in_h, channel_words(conv.in_channels, n), conv.kernel[1], 1,
+                   conv.stride[1], 1, conv.padding[1], 0, conv.out_w, conv.in_h, pool="pack",
+                   tap_bytes=conv.in_channels)
+
+    def with_pool(self, pool):
+        """This convolution walk with max pooling ``pool`` fused into it."""
+        _, oh, ow = pool.out_shape()
+        return replace(self, window=tuple(pool.kernel), window_stride=tuple(pool.stride),
+                       out_w=ow, out_h=oh)
+
     @property
     def steps_per_group(self):
-        """V: reads per output pixel and group."""
+        """V: reads per output pixel, lane group and window position."""
         return self.kernel_w * self.kernel_h * (1 if self.pool else self.channel_words)
+
+    @property
+    def window_positions(self):
+        return self.window[0] * self.window[1]
+
+    @property
+    def fused(self):
+        """Whether a max pooling is fused into this convolution."""
+        return self.window != (1, 1) or self.window_stride != (1, 1)
 
     def fields(self):
         """The walk's descriptor fields (the RTL has no multiplier: address increments).
@@ -85,20 +126,36 @@ class Walk:
         address step per read, ``group_step`` moves a pooling's window to the next channel
         word. ``origin``: window of output pixel (0, 0); ``x_step``/``y_step``: window to the
         next output column/row; ``ky_jump``: end of one kernel row's taps to the next row's.
+        With a fused pooling, an output pixel's convolution windows are ``win_x_step`` apart
+        along x, the next row of them ``win_y_jump`` on from the last one (input coordinates:
+        ``win_stride_x``/``_y``), and ``x_step``, ``y_step``, ``stride_x``, ``stride_y`` move
+        a whole pooling window.
         """
         cw, row = self.channel_words, self.in_w * self.channel_words
+        (wh, ww), (wsy, wsx) = self.window, self.window_stride
+        x_step, y_step = self.stride_x * cw, self.stride_y * row
         return {"in_w": self.in_w, "in_h": self.in_h, "out_w": self.out_w, "out_h": self.out_h,
-                "kernel_w": self.kernel_w, "kernel_h": self.kernel_h, "stride_x": self.stride_x,
-                "stride_y": self.stride_y, "pad_x": self.pad_x, "pad_y": self.pad_y,
+                "kernel_w": self.kernel_w, "kernel_h": self.kernel_h,
+                "stride_x": wsx * self.stride_x, "stride_y": wsy * self.stride_y,
+                "pad_x": self.pad_x, "pad_y": self.pad_y,
                 "channel_words": 1 if self.pool else cw, "tap_step": cw if self.pool else 1,
-                "group_step": int(self.pool), "pool": int(self.pool),
+                "group_step": int(bool(self.pool)), "pool": int(bool(self.pool)),
+                "pool_mode": POOL_MODES[self.pool], "tap_bytes": self.tap_bytes,
+                "count_pad": int(self.count_pad),
                 "origin": -(self.pad_y * self.in_w + self.pad_x) * cw,
-                "x_step": self.stride_x * cw, "y_step": self.stride_y * row,
-                "ky_jump": row - self.kernel_w * cw}
+                "x_step": wsx * x_step, "y_step": wsy * y_step,
+                "ky_jump": row - self.kernel_w * cw,
+                "window_w": ww, "window_h": wh, "win_stride_x": self.stride_x,
+                "win_stride_y": self.stride_y, "win_x_step": x_step,
+                "win_y_jump": y_step - (ww - 1) * x_step}
 
     @property
     def pixels(self):
         return self.out_w * self.out_h
+
+
+#: Descriptor ``pool_mode`` of each pooling combine (0 also for a ternary pass).
+POOL_MODES = {None: 0, "max": 0, "avg": 1, "pack": 2}
 
 
 @dataclass(frozen=True)
@@ -120,8 +177,11 @@ class LayerDescriptor:
     relu: bool
     last: bool
     cycles: int
-    pool_mode: PoolMode = PoolMode.MAX      # a pooling pass's combine
-    count_pad: bool = False                 # avg: the divisor counts padding taps
+
+    @property
+    def steps(self):
+        """Issued (weight word, activation word) steps, or pooling reads, per inference."""
+        return self.words * self.walk.window_positions * self.groups * self.walk.pixels
 
     def fields(self, n):
         """Values of the descriptor word's fields (:meth:`HardwareConfig.layer_fields`)."""
@@ -130,8 +190,7 @@ class LayerDescriptor:
                 "codebook_base": self.codebook_base, "in_words": self.in_words,
                 "out_words": self.out_words, "pixel_words": self.pixel_words,
                 "pixel_bytes": self.pixel_words * n, **self.walk.fields(),
-                "relu": int(self.relu), "last": int(self.last),
-                "pool_mode": int(self.pool_mode), "count_pad": int(self.count_pad)}
+                "relu": int(self.relu), "last": int(self.last)}
 
 
 @dataclass(frozen=True)
@@ -203,7 +262,7 @@ class AcceleratorProgram:
         ``output_words``: the stream beats.
         """
         p, n, k = self.config.lanes, self.config.coding.n, self.config.coding.k
-        steps = sum(d.words * d.groups * d.walk.pixels for d in self.layers)
+        steps = sum(d.steps for d in self.layers)
         lanes = sum(d.groups * p * d.walk.pixels for d in self.layers)
         written = sum(min(d.groups * p, d.pixel_words * n) * d.walk.pixels for d in self.layers)
         nonzero = sum(self._nonzeros)
@@ -302,25 +361,77 @@ def mapping_problem(network, lanes=None):
     return None
 
 
+# -- planning: the passes the accelerator runs ------------------------------------------------
+
+class Pass(NamedTuple):
+    """One pass: a ternary layer (with ``relu`` fused), a pooling, or a row packing
+    (``walk.pool == "pack"``, for the ternary ``layer`` after it)."""
+
+    name: str
+    layer: object
+    relu: bool
+    walk: Walk
+
+
+def _fusable(layer, pool):
+    """Whether max pooling ``pool`` may run on ``layer``'s accumulators, before the requantizer.
+
+    Exact when every window lies inside the convolution's output (no padding, no ``ceil_mode``
+    overhang) and the requantizer is non-decreasing in the accumulator in every channel
+    (multipliers >= 0, PReLU's too): then the maximum commutes with it.
+    """
+    if not isinstance(layer, TernaryLayer) or layer.conv is None or pool.mode != "max":
+        return False
+    (kh, kw), (sh, sw) = pool.kernel, pool.stride
+    _, oh, ow = pool.out_shape()
+    inside = (tuple(pool.padding) == (0, 0) and (oh - 1) * sh + kh <= layer.conv.out_h
+              and (ow - 1) * sw + kw <= layer.conv.out_w)
+    monotone = np.all(layer.mult >= 0) and (layer.neg_mult is None or np.all(layer.neg_mult >= 0))
+    return bool(inside and monotone)
+
+
+def plan(network, n, *, head=None, fuse_pools=True):
+    """The passes that run ``network`` (its output ``head``) on an accelerator with N = ``n``.
+
+    A convolution coded in packed rows gets a packing pass first; with ``fuse_pools``, a max
+    pooling right after a convolution runs fused into it where :func:`_fusable`.
+    """
+    passes = []
+    for layer, relu in fused_layers(network, head):
+        if isinstance(layer, PoolLayer):
+            last = passes[-1] if passes else None
+            if fuse_pools and last and not last.walk.pool and _fusable(last.layer, layer):
+                passes[-1] = last._replace(walk=last.walk.with_pool(layer))
+                continue
+            passes.append(Pass(layer.name, layer, False, Walk.of(layer, n)))
+            continue
+        if layer.conv is not None and layer.conv.packed_row:
+            passes.append(Pass(f"{layer.name}.pack", layer, False, Walk.packing(layer.conv, n)))
+        passes.append(Pass(layer.name, layer, relu, Walk.of(layer, n)))
+    return passes
+
+
 # -- sizing ---------------------------------------------------------------------------------
 
-def _pass_shape(layer, lanes, n):
-    """``(walk, V, G, words per output pixel, input map words, output map words)``.
+def _pass_shape(step, lanes, n):
+    """``(V, G, words per output pixel, input map words, output map words)``.
 
-    A max pooling's groups are its channel words (one output word each).
+    A pooling's groups are its channel words (one output word each).
     """
-    walk = Walk.of(layer, n)
+    walk = step.walk
     if walk.pool:
         groups = pixel_words = walk.channel_words
     else:
-        groups, pixel_words = -(-layer.out_features // lanes), -(-layer.out_features // n)
-    return (walk, walk.steps_per_group, groups, pixel_words,
+        out = step.layer.out_features
+        groups, pixel_words = -(-out // lanes), -(-out // n)
+    return (walk.steps_per_group, groups, pixel_words,
             walk.in_w * walk.in_h * walk.channel_words, walk.pixels * pixel_words)
 
 
-def _pass_cycles(walk, v, g, lanes, avg=False):
-    steps_or_groups = walk.pixels * g
-    return pool_cycles(steps_or_groups * v, avg) if walk.pool else layer_cycles(v, steps_or_groups, lanes)
+def _pass_cycles(walk, v, g, lanes):
+    if walk.pool:
+        return pool_cycles(walk.pixels * g * v, avg=walk.pool == "avg")
+    return layer_cycles(v * walk.window_positions, walk.pixels * g, lanes)
 
 
 def size_config(network, lanes=None, *, dense=False, head=None):
@@ -329,27 +440,26 @@ def size_config(network, lanes=None, *, dense=False, head=None):
 
     ``lanes`` defaults to the network's packing hint ``network.lanes``.
     """
-    layers = fused_layers(network, head)
     geometry = Geometry.for_network(network, lanes)
     p, n = geometry.lanes, geometry.coding.n
-    ternary = [layer for layer, _ in layers if isinstance(layer, TernaryLayer)]
+    passes = plan(network, n, head=head)
+    ternary = [step.layer for step in passes if not step.walk.pool]
     learned = any(layer.codebook.learned for layer in ternary) and not dense
-    shapes = [_pass_shape(layer, p, n) for layer, _ in layers]
-    coded = [shape for shape, (layer, _) in zip(shapes, layers) if isinstance(layer, TernaryLayer)]
+    shapes = [_pass_shape(step, p, n) for step in passes]
+    coded = [shape for shape, step in zip(shapes, passes) if not step.walk.pool]
     return HardwareConfig(
         lanes=p, coding=geometry.coding,
         code_bits=geometry.code_bits if learned else geometry.coding.code_bits,
-        weight_depth=sum(v * g for _, v, g, *_ in coded),
-        act_depth=max(max(v, words_in, words_out) for _, v, _, _, words_in, words_out in shapes),
-        param_depth=sum(g * p for _, _, g, *_ in coded),
-        layer_depth=len(layers),
+        weight_depth=sum(v * g for v, g, *_ in coded),
+        act_depth=max(max(v, words_in, words_out) for v, _, _, words_in, words_out in shapes),
+        param_depth=sum(g * p for _, g, *_ in coded),
+        layer_depth=len(passes),
         acc_bits=max(layer.acc_bits for layer in ternary),
         codebook_depth=sum(len(layer.codebook) for layer in ternary) if learned else 0,
-        dense=dense, avg_pool=any(_is_avg(layer) for layer, _ in layers))
-
-
-def _is_avg(layer):
-    return isinstance(layer, PoolLayer) and layer.mode == "avg"
+        dense=dense,
+        fused_pool=any(step.walk.fused for step in passes),
+        tap_packing=any(step.walk.pool == "pack" for step in passes),
+        avg_pool=any(step.walk.pool == "avg" for step in passes))
 
 
 # -- lowering -------------------------------------------------------------------------------
@@ -403,34 +513,36 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     trunk then head ``head`` (default 0). Raises :class:`TernacError` naming what cannot be
     mapped or does not fit.
     """
-    layers = fused_layers(network, head)
     config = config or size_config(network, lanes, dense=dense, head=head)
     p, n = config.lanes, config.coding.n
-    if len(layers) > config.layer_depth:
-        raise TernacError(f"network has {len(layers)} layers, the layer table holds {config.layer_depth}")
+    passes = plan(network, n, head=head, fuse_pools=config.fused_pool)
+    if len(passes) > config.layer_depth:
+        raise TernacError(f"network has {len(passes)} layers, the layer table holds {config.layer_depth}")
     descriptors, images = [], {target: [] for target in Target}
     weight = param = table = 0
-    for i, (layer, relu) in enumerate(layers):
-        walk, v, g, pixel_words, words_in, words_out = _pass_shape(layer, p, n)
-        last = i == len(layers) - 1
+    for i, step in enumerate(passes):
+        layer, walk = step.layer, step.walk
+        v, g, pixel_words, words_in, words_out = _pass_shape(step, p, n)
+        last, cycles = i == len(passes) - 1, _pass_cycles(walk, v, g, p)
         if walk.pool:
-            _check_fits(layer.name, config, words_in, words_out)
-            avg = _is_avg(layer)
-            if avg and not config.avg_pool:
+            if walk.pool == "pack" and not config.tap_packing:
+                raise TernacError(f"layer {layer.name} is coded in packed rows (model/layout.py): "
+                                  f"the accelerator needs tap packing, it has none")
+            if walk.pool == "avg" and not config.avg_pool:
                 raise TernacError(f"layer {layer.name} is an average pooling: the accelerator's "
-                                  f"pooling unit is max only (avg_pool=False)")
+                                  f"pooling unit has no average combine (avg_pool=False)")
+            _check_fits(step.name, config, words_in, words_out)
+            channels = layer.channels if isinstance(layer, PoolLayer) else layer.conv.in_channels
             # No weights, parameters or table: bases 0 (the running ones may equal a depth,
             # past their fields, after the last ternary layer).
             descriptors.append(LayerDescriptor(
-                layer.name, layer.channels, layer.channels, v, g, pixel_words, words_in, words_out,
-                walk, 0, 0, 0, False, last, _pass_cycles(walk, v, g, p, avg),
-                PoolMode.AVG if avg else PoolMode.MAX, avg and layer.count_include_pad))
+                step.name, channels, channels, v, g, pixel_words, words_in, words_out,
+                walk, 0, 0, 0, False, last, cycles))
             continue
         _check_layer(layer, config, v, words_in, words_out)
-        desc = LayerDescriptor(layer.name, layer.in_features, layer.out_features, v, g,
-                               pixel_words, words_in, words_out, walk, weight, param, table, relu,
-                               last, _pass_cycles(walk, v, g, p))
-        descriptors.append(desc)
+        descriptors.append(LayerDescriptor(
+            step.name, layer.in_features, layer.out_features, v, g, pixel_words, words_in,
+            words_out, walk, weight, param, table, step.relu, last, cycles))
         images[Target.WEIGHTS] += (_dense_weight_words(layer, config) if config.dense
                                    else pack_codes(layer.codes, config.geometry))
         for o in range(g * p):
@@ -452,21 +564,29 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
                               f"has {config.depth(target)}")
     # Descriptors last: a base past its memory is reported above as a misfit, not a field overflow.
     images[Target.LAYERS] = [pack_fields(config.layer_fields(), d.fields(n)) for d in descriptors]
+    ternary = [(step, d) for step, d in zip(passes, descriptors) if not step.walk.pool]
     report = CycleReport(
         input=input_cycles(descriptors[0].in_words),
         layers=tuple((d.name, d.cycles) for d in descriptors),
         output=output_cycles(descriptors[-1].out_words),
-        macs=tuple(_macs(layer) for layer, _ in layers), lanes=p, n=n)
-    nonzeros = tuple(int(np.count_nonzero(layer.weights())) * layer.positions()
-                     for layer, _ in layers if isinstance(layer, TernaryLayer))
+        macs=tuple(0 if step.walk.pool else _macs(step.layer, step.walk) for step in passes),
+        lanes=p, n=n)
+    nonzeros = tuple(int(np.count_nonzero(step.layer.weights())) * _positions(step.walk)
+                     for step, _ in ternary)
     return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros,
                               (head or 0) if network.heads else None)
 
 
-def _macs(layer):
-    """Dense-equivalent MACs of a pass, without the channel padding of the coded columns."""
-    if isinstance(layer, PoolLayer):
-        return 0
+def _positions(walk):
+    """Convolution outputs a ternary pass computes (a fused pooling's window positions each)."""
+    return walk.pixels * walk.window_positions
+
+
+def _macs(layer, walk):
+    """Dense-equivalent MACs of a ternary pass, without the padding of the coded columns.
+
+    A fused pooling whose windows skip some convolution outputs computes only the others.
+    """
     c = layer.conv
     fan_in = layer.in_features if c is None else c.in_channels * c.kernel[0] * c.kernel[1]
-    return fan_in * layer.out_features * layer.positions()
+    return fan_in * layer.out_features * min(layer.positions(), _positions(walk))
