@@ -99,5 +99,5 @@ def test_descriptor_fields_are_documented():
     table = doc[doc.index("**Layer descriptor fields.**"):doc.index("`size_config(network, lanes)`")]
     documented = [name for row in re.findall(r"^\| (`.*?) \|", table, re.MULTILINE)
                   for name in re.findall(r"`(\w+)`", row)]
-    cfg = size_config(random_network([20, 13, 7])).replace(codebook_depth=4, code_bits=8)
+    cfg = size_config(random_network([20, 13, 7])).replace(codebook_depth=4, code_bits=8, avg_pool=True)
     assert documented == [name for name, _, _ in cfg.layer_fields()]
