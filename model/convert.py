@@ -48,10 +48,11 @@ def _integer_params(bias, scale, in_scale, out_scale, fan_in, coding):
 
 
 def float_pool(op, x):
-    """PyTorch's pooling for a pool FloatOp or PoolLayer (average: ``count_include_pad=True``)."""
+    """PyTorch's pooling for a pool FloatOp or PoolLayer."""
     if op.kind == "maxpool" or getattr(op, "mode", None) == "max":
         return F.max_pool2d(x, op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode)
-    return F.avg_pool2d(x, op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode, count_include_pad=True)
+    return F.avg_pool2d(x, op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode,
+                        count_include_pad=op.count_include_pad)
 
 
 def quantize_network(model, coding, calibration, *, input_shape=None, lanes=8,
@@ -117,7 +118,7 @@ def _quantize_chain(ops, x, shape, scale_in, book_for, percentile):
             layer, x = FlattenLayer(op.name, shape), x.flatten(1)
         else:
             layer = PoolLayer(op.name, op.kind[:3], shape[0], shape[1], shape[2], op.kernel, op.stride,
-                              op.padding, op.ceil_mode)
+                              op.padding, op.ceil_mode, op.count_include_pad)
             x = float_pool(op, x)
         layers.append(layer)
         shape = tuple(layer.out_shape())

@@ -31,7 +31,8 @@ def _module(op):
     elif op.kind == "maxpool":
         return nn.MaxPool2d(op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode)
     elif op.kind == "avgpool":
-        return nn.AvgPool2d(op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode, count_include_pad=True)
+        return nn.AvgPool2d(op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode,
+                            count_include_pad=op.count_include_pad)
     else:
         raise TernacError(f"layer {op.name} ({op.kind}) cannot be rebuilt as a float module")
     with torch.no_grad():

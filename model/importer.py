@@ -118,6 +118,7 @@ class FloatOp:
     stride: tuple = ()
     padding: tuple = ()
     ceil_mode: bool = False
+    count_include_pad: bool = True          # avgpool
     slope: torch.Tensor | None = None       # prelu: (1,) or (C,) float32 negative slopes
     extra: dict = field(default_factory=dict)   # batchnorm / permute / reshape parameters while lowering
 
@@ -287,12 +288,11 @@ def _float_op(call):
         padding = _pair(p["padding"])
         if _pair(p.get("dilation", 1)) != (1, 1) or p.get("return_indices") or p.get("divisor_override"):
             return "pooling with dilation, return_indices or divisor_override"
-        if p.get("count_include_pad") is False and padding != (0, 0):
-            return "AvgPool2d with count_include_pad=False and padding"
         if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
             return "pooling with padding above half the kernel"
         return FloatOp("maxpool" if call.op == "max_pool2d" else "avgpool", name, kernel=kernel,
-                       stride=stride, padding=padding, ceil_mode=bool(p["ceil_mode"]))
+                       stride=stride, padding=padding, ceil_mode=bool(p["ceil_mode"]),
+                       count_include_pad=p.get("count_include_pad") is not False)
     if call.op == "flatten":
         return FloatOp("reshape", name, extra={"start_dim": p["start_dim"], "end_dim": p["end_dim"]})
     if call.op == "reshape":

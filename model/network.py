@@ -182,9 +182,10 @@ class PoolLayer:
     """Max or average pooling over (C, H, W) int8 activations, PyTorch's window geometry.
 
     Max pooling pads with -128 (never above a real value, so padding is ignored). Average
-    pooling rounds half up, ``floor((sum + count // 2) / count)``, with PyTorch's default
-    ``count_include_pad=True`` count: the window clipped to the padded input (padding zeros
-    count, a ``ceil_mode`` overhang past the padding does not).
+    pooling rounds half up, ``floor((sum + count // 2) / count)``, with PyTorch's count: for
+    ``count_include_pad`` (the default) the window clipped to the padded input (padding zeros
+    count, a ``ceil_mode`` overhang past the padding does not), otherwise the window clipped
+    to the input.
     """
 
     name: str
@@ -196,6 +197,7 @@ class PoolLayer:
     stride: tuple
     padding: tuple = (0, 0)
     ceil_mode: bool = False
+    count_include_pad: bool = True          # avg only
 
     kind = "pool"
 

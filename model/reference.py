@@ -47,11 +47,13 @@ def golden_accumulate(layer, columns):
     return acc.reshape(columns.shape[:-1] + (w.shape[0],)).astype(np.int64) + layer.bias.astype(np.int64)
 
 
-def _pool_counts(size, out, kernel, stride, pad):
-    """Values per window along one axis under ``count_include_pad``: the window clipped to
-    the padded input ``[-pad, size + pad)`` (PyTorch's ``avg_pool2d`` divisor)."""
+def _pool_counts(size, out, kernel, stride, pad, include_pad):
+    """Values per window along one axis (PyTorch's ``avg_pool2d`` divisor): the window clipped
+    to the padded input ``[-pad, size + pad)``, or to the input ``[0, size)`` without
+    ``count_include_pad``."""
     start = np.arange(out) * stride - pad
-    return np.minimum(start + kernel, size + pad) - start
+    low, high = (-pad, size + pad) if include_pad else (0, size)
+    return np.minimum(start + kernel, high) - np.maximum(start, low)
 
 
 def _pool(layer, x):
@@ -65,7 +67,8 @@ def _pool(layer, x):
                         for ky in range(kh) for kx in range(kw)], axis=-1).astype(np.int64)
     if layer.mode == "max":
         return windows.max(axis=-1).astype(np.int8)
-    count = _pool_counts(h, oh, kh, sh, ph)[:, None] * _pool_counts(w, ow, kw, sw, pw)[None, :]
+    include = layer.count_include_pad
+    count = _pool_counts(h, oh, kh, sh, ph, include)[:, None] * _pool_counts(w, ow, kw, sw, pw, include)[None, :]
     return np.clip((windows.sum(axis=-1) + count // 2) // count, ACT_MIN, ACT_MAX).astype(np.int8)
 
 

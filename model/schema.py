@@ -108,9 +108,11 @@ LAYERS = {
         Field("mode", "str", "max or avg (avg rounds half up)"),
         Field("channels", "int", "C"),
         *_WINDOW,
-        Field("padding", "int[2]", "(ph, pw): max pads with -128, avg counts padding zeros",
+        Field("padding", "int[2]", "(ph, pw): max pads with -128, avg pads with zeros",
               default=(0, 0)),
         Field("ceil_mode", "bool", "PyTorch's ceil_mode window count", default=False),
+        Field("count_include_pad", "bool", "avg: the divisor counts the padding zeros (PyTorch's "
+              "default), else only the input values in the window", default=True),
     ),
     "relu": (
         Field("name", "str", "layer name"),

@@ -13,7 +13,7 @@ from ternac.model.hw.status import STATUS_BITS, STATUS_FIELDS
 from .activity import ActivityCounters, ActivitySignature
 from .buffers import ActivationBuffers, LoadPort
 from .mac_array import TernaryMacArray
-from .pooling import MaxPoolUnit, WindowMax
+from .pooling import PoolUnit, WindowMax
 from .requant import PositionLayout, Requantizer, ShadowBank
 from .sequencer import Sequencer
 
@@ -155,9 +155,10 @@ class Accelerator(wiring.Component):
         cfg = self._config
         m.submodules.loader = loader = LoadPort(cfg)
         m.submodules.sequencer = seq = Sequencer(cfg, settle=self.settle,
-                                                  pool_settle=cycles.POOL_TO_WRITE)
-        m.submodules.pool = pool = MaxPoolUnit(n=cfg.coding.n, depth=cfg.act_depth,
-                                               packing=cfg.tap_packing)
+                                                  pool_settle=cycles.POOL_TO_WRITE,
+                                                  avg_settle=cycles.AVG_POOL_TO_WRITE)
+        m.submodules.pool = pool = PoolUnit(n=cfg.coding.n, depth=cfg.act_depth,
+                                            packing=cfg.tap_packing, avg=cfg.avg_pool)
         m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n)
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
@@ -165,7 +166,8 @@ class Accelerator(wiring.Component):
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size)
         if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
                 or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE
-                or MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE):
+                or MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE
+                or MEMORY_LATENCY + pool.avg_latency != cycles.AVG_POOL_TO_WRITE):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs, and an idle accelerator
         # offered both a load beat and an input word takes the load first: act_in waits from
@@ -213,7 +215,7 @@ class Accelerator(wiring.Component):
 
         # MAC array: control follows the memory read by one cycle.
         # A tap in the zero padding around a feature map reads a zero word (a max pooling
-        # skips it instead). A max-pooling pass bypasses the array.
+        # skips it instead). A pooling pass bypasses the array.
         act_zero = Signal()
         tag = seq.position.as_value()
         if cfg.fused_pool:
@@ -222,6 +224,8 @@ class Accelerator(wiring.Component):
                 (array.last, seq.last), (array.tag, tag),
                 (act_zero, seq.act_zero), (pool.valid, seq.issue & seq.cur.pool),
                 (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word)]
+        if cfg.avg_pool:
+            ctrl.append((pool.counted, seq.pool_counted))
         m.d.sync += [dst.eq(src) for dst, src in ctrl]
         m.d.comb += [array.weights.eq(weight_rp.data),
                      array.acts.eq(Mux(act_zero, 0, acts.read_data)),
@@ -229,8 +233,10 @@ class Accelerator(wiring.Component):
                      acts.word_en.eq(pool.out_valid), acts.word_addr.eq(pool.out_word),
                      acts.word_data.eq(pool.out_data)]
 
+        if cfg.tap_packing or cfg.avg_pool:
+            m.d.comb += pool.mode.eq(seq.cur.pool_mode)
         if cfg.tap_packing:
-            m.d.comb += [pool.mode.eq(seq.cur.pool_mode), pool.tap_bytes.eq(seq.cur.tap_bytes)]
+            m.d.comb += pool.tap_bytes.eq(seq.cur.tap_bytes)
 
         # (Window maximum ->) shadow bank -> parameter read -> requantizer -> byte write into
         # the other buffer.

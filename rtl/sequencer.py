@@ -3,6 +3,7 @@
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from ternac.model.hw.lower import POOL_MODES
 
 from .requant import PositionLayout, advance_position
 
@@ -39,17 +40,24 @@ class Sequencer(wiring.Component):
     ``group_weight`` again), ``window_first``/``window_last`` mark the first and last, and
     only the last position's last word waits for the shadow bank.
 
+    With ``config.avg_pool``, ``pool_counted`` marks a tap that an average pooling's divisor
+    counts: one inside the map or, with the descriptor's ``count_pad``, inside the padded
+    map (a ``ceil_mode`` overhang past the padding never counts).
+
     Parameters
     ----------
     config : HardwareConfig
     settle : int
         Cycles from a pass's last issue to the write of its last output byte.
+    pool_settle, avg_settle : int
+        The same for a max and an average pooling pass.
     """
 
-    def __init__(self, config, *, settle, pool_settle):
+    def __init__(self, config, *, settle, pool_settle, avg_settle):
         self._config = config
         self._settle = settle
         self._pool_settle = pool_settle
+        self._avg_settle = avg_settle
         layout = layer_layout(config)
         a = config.act_depth
         super().__init__({
@@ -60,7 +68,7 @@ class Sequencer(wiring.Component):
             "issue": Out(1), "first": Out(1), "last": Out(1),
             "position": Out(PositionLayout(config.max_outputs + config.lanes, config.coding.n)),
             "weight_addr": Out(range(config.weight_depth)), "act_addr": Out(range(a)),
-            "act_zero": Out(1), "pool_word": Out(range(a)),
+            "act_zero": Out(1), "pool_word": Out(range(a)), "pool_counted": Out(1),
             "window_first": Out(1), "window_last": Out(1),
             "load_busy": In(1),
             "busy": Out(1), "cycles": Out(32),
@@ -75,7 +83,7 @@ class Sequencer(wiring.Component):
         group = Signal.like(cur.groups)
         since = Signal(range(lanes + 1), init=lanes)     # cycles since a group's last word issued
         count = Signal(range(a + 1))
-        settle = Signal(range(max(1, self._settle)))
+        settle = Signal(range(max(1, self._settle, self._avg_settle)))
         counter = Signal(32)
         sent = Signal(range(a + 1))
         primed = Signal()               # descriptor 0 has been read since reset
@@ -128,6 +136,11 @@ class Sequencer(wiring.Component):
                      self.first.eq(v == 0), self.last.eq(last_word),
                      self.window_first.eq(window_first), self.window_last.eq(window_last),
                      self.pool_word.eq(pix_word + group)]
+        pool_settle = self._pool_settle - 1
+        if cfg.avg_pool:
+            padded = (iy < cur.in_h + cur.pad_y) & (ix < cur.in_w + cur.pad_x)
+            m.d.comb += self.pool_counted.eq(Mux(cur.count_pad, padded, inside))
+            pool_settle = Mux(cur.pool_mode == POOL_MODES["avg"], self._avg_settle - 1, pool_settle)
         with m.If(self.busy):
             m.d.sync += counter.eq(counter + 1)
         with m.If(since != lanes):
@@ -203,8 +216,7 @@ class Sequencer(wiring.Component):
                                              win.eq(row_win + cur.y_step)]
                                 restart_window(row_win + cur.y_step, iy0 + cur.stride_y, -cur.pad_x)
                                 with m.If(oy == cur.out_h - 1):
-                                    m.d.sync += settle.eq(Mux(cur.pool, self._pool_settle - 1,
-                                                              self._settle - 1))
+                                    m.d.sync += settle.eq(Mux(cur.pool, pool_settle, self._settle - 1))
                                     m.next = "SETTLE"
                             with m.Else():
                                 m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x),

@@ -6,6 +6,7 @@ import pytest
 import torch
 from ternac.model.codebook import Coding
 from ternac.model.convert import quantize_network
+from ternac.model.network import pool_output_size
 from torch import nn
 
 #: pytest-timeout for FPGA builds (the default in pyproject.toml, 300 s, is for everything
@@ -63,18 +64,21 @@ def small_network():
 def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0, codebook_bits=None,
                codings=None):
     """A quantized random CNN: ``convs`` is a list of (out channels, kernel, stride, padding)
-    Conv2d layers with ReLU, or ("max", kernel, stride) max poolings; with ``classes``, the
-    last map is flattened into a Linear. ``codings``: one coding per weight layer instead."""
+    Conv2d layers with ReLU, or ("max" or "avg", kernel, stride[, padding[, ceil_mode[,
+    count_include_pad]]]) poolings; with ``classes``, the last map is flattened into a Linear.
+    ``codings``: one coding per weight layer instead."""
     torch.manual_seed(seed)
     layers, (c, h, w) = [], input_shape
-    for out, k, s, *pad in convs:
-        p = pad[0] if pad else 0
+    for out, k, s, *rest in convs:
+        p, ceil, include = (*rest, *(0, False, True)[len(rest):])
         if out == "max":
-            layers.append(nn.MaxPool2d(k, s))
+            layers.append(nn.MaxPool2d(k, s, p, ceil_mode=ceil))
+        elif out == "avg":
+            layers.append(nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=include))
         else:
             layers += [nn.Conv2d(c, out, k, stride=s, padding=p), nn.ReLU()]
             c = out
-        h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        h, w = (pool_output_size(size, k, s, p, ceil) for size in (h, w))
     if classes:
         layers += [nn.Flatten(), nn.Linear(c * h * w, classes)]
     model = nn.Sequential(*layers).eval()
@@ -86,7 +90,9 @@ def random_cnn(input_shape, convs, classes=None, coding=(8, 2), lanes=8, seed=0,
 
 #: Conv geometries ((C, H, W), [(out, kernel, stride, padding)], classes): kernels 1 to 5,
 #: stride 1 and 2, padding 0 to 2, channels not a multiple of N, odd map sizes, a conv down
-#: to a 1x1 map then a Linear, max pooling (kernel 2 and 3, stride 2) between convolutions.
+#: to a 1x1 map then a Linear, max pooling (kernel 2 and 3, stride 2) between convolutions;
+#: average pooling (kernel 2 stride 2; kernel 3 stride 2 padding 1; ceil_mode overhangs with
+#: and without count_include_pad; on the signed network input, and between convolutions).
 CONV_CASES = [
     ((3, 7, 7), [(5, 3, 1, 1)], None),
     ((1, 9, 7), [(4, 5, 2, 2), (10, 3, 1, 0)], None),
@@ -95,4 +101,9 @@ CONV_CASES = [
     ((3, 6, 6), [(9, 3, 2, 0), (5, 2, 1, 0)], 4),
     ((1, 8, 8), [(6, 3, 1, 1), ("max", 2, 2), (10, 3, 1, 1), ("max", 2, 2), (7, 2, 1, 0)], None),
     ((5, 7, 7), [(9, 3, 1, 0), ("max", 3, 2), (4, 2, 1, 0)], 3),
+    ((4, 9, 9), [(6, 3, 1, 1), ("max", 2, 1), ("avg", 2, 2), (5, 3, 1, 0)], None),
+    ((3, 7, 7), [(9, 3, 1, 1), ("avg", 3, 2, 1), (4, 2, 1, 0)], 3),
+    ((9, 6, 6), [("avg", 3, 2, 1, True, False), (6, 1, 1, 0), ("avg", 3, 2, 1, True)], None),
 ]
+#: The CONV_CASES with average pooling.
+AVG_CASES = [i for i, (_, convs, _) in enumerate(CONV_CASES) if any(c[0] == "avg" for c in convs)]

@@ -109,3 +109,4 @@ def test_multiplier_fit(m):
 def test_multiplier_rejects_nonpositive():
     with pytest.raises(ValueError):
         quantize_multiplier(np.array([0.0]))
+

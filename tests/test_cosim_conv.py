@@ -1,10 +1,11 @@
 """Convolutions on the generated Verilog: random conv geometries bit- and cycle-exact on
-Verilator and Icarus, and a planted address-generator bug that the bench catches."""
+Verilator and Icarus, average pooling on random maps, and planted address-generator and
+average-divisor bugs that the bench catches."""
 
 import numpy as np
 import pytest
 from amaranth.hdl import Signal
-from conftest import CONV_CASES, random_cnn
+from conftest import AVG_CASES, CONV_CASES, random_cnn
 from ternac.cosim.accelerator_sim import (
     TOPLEVEL,
     build_accelerator,
@@ -32,11 +33,11 @@ def conv_nets():
     return nets, union_config([size_config(net) for net in nets])
 
 
-def _steps(nets, config, samples):
+def _steps(nets, config, samples, seeds=None):
     steps, inputs = [], []
     for i, net in enumerate(nets):
         program = lower(net, config)
-        x = random_inputs(net, samples, seed=i)
+        x = random_inputs(net, samples, seed=i if seeds is None else seeds[i])
         steps += [golden_load_step(program), golden_infer_step(net, program, x, layer_cycles=True)]
         inputs.append(x)
     return steps, inputs
@@ -51,14 +52,28 @@ def test_random_convolutions(conv_nets, sim, cases):
     nets, config = conv_nets
     nets = nets if cases is None else [nets[i] for i in cases]
     steps, inputs = _steps(nets, config, samples=3)
-    out = run_rtl_program(build_accelerator(config, sim=sim), steps).output
+    _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
+
+
+def _check(out, nets, inputs, config):
     infers = [step for step in out["steps"] if step["op"] == "infer"]
+    assert len(infers) == len(nets)
     for step, net, x in zip(infers, nets, inputs):
         np.testing.assert_array_equal(np.array(step["outputs"]), golden_outputs(net, x))
         report = lower(net, config).cycles
         assert step["measured"] == step["onchip"] == [report.total] * len(x)
         assert step["layer_cycles"] == [[report.input, *(c for _, c in report.layers), report.output]] * len(x)
         assert step["actions"] == [lower(net, config).actions()] * len(x)    # activity counters
+
+
+@pytest.mark.parametrize("sim,cases", [("verilator", AVG_CASES), ("icarus", AVG_CASES[-1:])])
+def test_avg_pooling_random_maps(conv_nets, sim, cases):
+    # Random inputs (constant maps hide a wrong divisor): every border of k2 s2, k3 s2 p1 and
+    # ceil_mode windows, count_include_pad both ways, on the same build as the conv cases.
+    nets, config = conv_nets
+    nets = [nets[case] for case in cases]
+    steps, inputs = _steps(nets, config, samples=7, seeds=cases)
+    _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
 
 
 class PaddingIgnoredSequencer(Sequencer):
@@ -82,6 +97,30 @@ class PaddingIgnoredAccelerator(Accelerator):
 
 def padding_ignored_accelerator(hardware):
     return PaddingIgnoredAccelerator(HardwareConfig.from_dict(hardware))
+
+
+class PaddingUncountedSequencer(Sequencer):
+    """Planted bug: an average pooling's divisor never counts padding taps (count_include_pad
+    ignored), so a window at a padded border divides by too few."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.pool_counted.eq(~self.act_zero)
+        return m
+
+
+class PaddingUncountedAccelerator(Accelerator):
+    def elaborate(self, platform):
+        original = accelerator.Sequencer
+        accelerator.Sequencer = PaddingUncountedSequencer
+        try:
+            return super().elaborate(platform)
+        finally:
+            accelerator.Sequencer = original
+
+
+def padding_uncounted_accelerator(hardware):
+    return PaddingUncountedAccelerator(HardwareConfig.from_dict(hardware))
 
 
 def test_planted_padding_bug_is_caught(conv_nets):
@@ -134,6 +173,18 @@ def test_planted_window_walk_bug_is_caught(conv_nets):
     steps, _ = _steps([net], config, samples=2)
     with pytest.raises(CosimFailure, match=r"values differ .* first at sample 0"):
         run_rtl_program(design, steps, name="planted-window-row")
+
+
+def test_planted_avg_border_count_bug_is_caught(conv_nets):
+    nets, config = conv_nets
+    case = AVG_CASES[1]                              # k3 s2 p1, count_include_pad
+    design = build_design(padding_uncounted_accelerator, {"hardware": config.to_dict()},
+                          sim="verilator", toplevel=TOPLEVEL)
+    steps, _ = _steps([nets[case]], config, samples=5, seeds=[case])
+    with pytest.raises(CosimFailure, match=r"values differ .* first at sample"):
+        run_rtl_program(design, steps, name="planted-avg-count")
+    # The same bench passes the correct design (the failure is the bug's, not the bench's).
+    run_rtl_program(build_accelerator(config, sim="verilator"), steps, name="clean-avg-count")
 
 
 @pytest.mark.parametrize("head", [0, 1])

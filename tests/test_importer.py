@@ -107,19 +107,21 @@ def test_golden_agrees_with_float_per_layer_and_survives_the_file(saved, tmp_pat
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("mode,include_pad", [("max", True), ("avg", True), ("avg", False)])
 @pytest.mark.parametrize("kernel,stride,padding,ceil", [(2, 2, 0, True), (3, 2, 1, True), (3, 2, 1, False),
                                                         (2, 1, 1, True), (3, 3, 1, True)])
-def test_pool_padding_and_ceil_mode_exact(mode, kernel, stride, padding, ceil):
+def test_pool_padding_and_ceil_mode_exact(mode, include_pad, kernel, stride, padding, ceil):
     """Golden pooling against torch in float64 on int8 values: max exact, avg round-half-up of
-    PyTorch's count_include_pad=True mean."""
+    PyTorch's mean, with and without count_include_pad."""
     x = np.random.default_rng(kernel * 10 + padding).integers(-128, 128, (3, 2, 7, 8)).astype(np.int8)
-    layer = PoolLayer("p", mode, 2, 7, 8, (kernel, kernel), (stride, stride), (padding, padding), ceil)
+    layer = PoolLayer("p", mode, 2, 7, 8, (kernel, kernel), (stride, stride), (padding, padding), ceil,
+                      include_pad)
     xt = torch.as_tensor(x, dtype=torch.float64)
     if mode == "max":
         want = F.max_pool2d(xt, kernel, stride, padding, ceil_mode=ceil)
     else:
-        want = torch.floor(F.avg_pool2d(xt, kernel, stride, padding, ceil_mode=ceil) + 0.5)
+        want = torch.floor(F.avg_pool2d(xt, kernel, stride, padding, ceil_mode=ceil,
+                                        count_include_pad=include_pad) + 0.5)
     got = golden_layer(layer, x)
     assert got.shape[1:] == tuple(layer.out_shape()) == tuple(want.shape[1:])
     np.testing.assert_array_equal(got, want.numpy())

@@ -73,7 +73,7 @@ def test_actions_add_up():
 
 def test_unmappable_network_names_every_layer():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 3))
+    model = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.AvgPool2d(4, 1), nn.Flatten(), nn.Linear(4, 3))
     net = quantize_network(model, Coding(8, 2), torch.randn(8, 1, 6, 6), lanes=4)
     problem = mapping_problem(net)
     assert problem.startswith("not mappable: ") and "(avgpool)" in problem and "(relu)" in problem
@@ -99,8 +99,8 @@ def test_descriptor_fields_are_documented():
     table = doc[doc.index("**Layer descriptor fields.**"):doc.index("`size_config(network, lanes)`")]
     documented = [name for row in re.findall(r"^\| (`.*?) \|", table, re.MULTILINE)
                   for name in re.findall(r"`(\w+)`", row)]
-    cfg = size_config(random_network([20, 13, 7])).replace(codebook_depth=4, code_bits=8,
-                                                           fused_pool=True, tap_packing=True)
+    cfg = size_config(random_network([20, 13, 7])).replace(
+        codebook_depth=4, code_bits=8, fused_pool=True, tap_packing=True, avg_pool=True)
     assert documented == [name for name, _, _ in cfg.layer_fields()]
 
 

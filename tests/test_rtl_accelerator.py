@@ -4,7 +4,7 @@ golden reference, every cycle count equal to the cycle model."""
 import numpy as np
 import pytest
 import torch
-from conftest import CONV_CASES, random_cnn, random_network
+from conftest import AVG_CASES, CONV_CASES, random_cnn, random_network
 from nets import two_head_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
@@ -93,10 +93,15 @@ def test_fused_relu_and_flatten_layers():
 
 def test_unsupported_layers_and_misfits_raise():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4, 3))
-    conv = quantize_network(model, Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
-    with pytest.raises(TernacError, match=r"not mappable: layer .* \(avgpool\): only max pooling"):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(4, 3))
+    conv = quantize_network(model, Coding(8, 2), torch.randn(8, 1, 6, 6), lanes=4)
+    with pytest.raises(TernacError, match=r"not mappable: layer .* \(avgpool\): average pooling runs "
+                                          r"on the accelerator for windows of up to 9 values \(3x3\), not 4x4"):
         size_config(conv)
+    avg = quantize_network(model[:2].append(nn.AvgPool2d(2)), Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
+    with pytest.raises(TernacError, match=r"layer 2 is an average pooling: the accelerator's pooling "
+                                          r"unit has no average combine \(avg_pool=False\)"):
+        lower(avg, size_config(avg).replace(avg_pool=False))
     network = random_network([40, 20, 5], lanes=4)
     config = size_config(network)
     with pytest.raises(TernacError, match="activation words"):
@@ -121,6 +126,15 @@ def test_random_convolutions_bit_and_cycle_exact(case, lanes):
     shape, convs, classes = CONV_CASES[case]
     network = random_cnn(shape, convs, classes, lanes=lanes, seed=case)
     run_rtl_checked(network, random_inputs(network, 2))
+
+
+@pytest.mark.parametrize("case", AVG_CASES)
+def test_avg_pooling_bit_and_cycle_exact(case):
+    # Random maps (a constant one hides a wrong divisor), every border: padding, ceil_mode
+    # overhang, count_include_pad both ways.
+    shape, convs, classes = CONV_CASES[case]
+    network = random_cnn(shape, convs, classes, lanes=8, seed=case)
+    run_rtl_checked(network, random_inputs(network, 7, seed=case))
 
 
 @pytest.mark.parametrize("head", [0, 1])

@@ -1,4 +1,5 @@
-"""RTL blocks in Amaranth's simulator against the golden model: decoder, MAC array, requantizer."""
+"""RTL blocks in Amaranth's simulator against the golden model: decoder, MAC array, requantizer,
+pooling unit."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,13 @@ from amaranth.sim import Simulator
 from ternac.model.arith import MULT_BITS, SHIFT_MAX, acc_bits, requantize
 from ternac.model.codebook import Codebook, Coding, TernacError, canonical_patterns
 from ternac.model.hw import DRAIN_TO_WRITE, ISSUE_TO_LATCH, HardwareConfig
+from ternac.model.hw.config import MAX_AVG_TAPS
+from ternac.model.hw.cycles import AVG_POOL_TO_WRITE, POOL_TO_WRITE
+from ternac.model.hw.lower import POOL_MODES
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.decoder import SparseDecoder
 from ternac.rtl.mac_array import TernaryMacArray
+from ternac.rtl.pooling import PoolUnit
 from ternac.rtl.requant import Requantizer
 
 
@@ -170,3 +175,122 @@ def test_latencies_match_cycle_model():
     dut = Accelerator(base_config())
     Fragment.get(dut, None)                 # elaboration checks the blocks' latencies
     assert dut.settle == ISSUE_TO_LATCH + 4 + DRAIN_TO_WRITE
+    Fragment.get(Accelerator(base_config(avg_pool=True)), None)
+
+
+MAX, AVG = POOL_MODES["max"], POOL_MODES["avg"]
+
+
+def pool_windows(rng, n, count):
+    """Random pooling windows: (mode, taps), each tap (bytes, skip, counted).
+
+    Average windows count 1..9 taps (every count, padding taps among them, and the all -128
+    and all 127 extremes); a skipped tap of a max window never wins.
+    """
+    windows = []
+    for i in range(count):
+        mode = AVG if i % 3 else MAX
+        size = 1 + i % 9
+        values = rng.integers(-128, 128, (size, n))
+        if i % 11 == 1:
+            values[:] = -128 if i % 2 else 127
+        skip = rng.random(size) < 0.3
+        counted = (rng.random(size) < 0.8) | (np.arange(size) == 0)       # at least one counted
+        windows.append((mode, [(row, bool(s), bool(c)) for row, s, c in zip(values, skip, counted)]))
+    return windows
+
+
+def pool_expect(mode, taps):
+    if mode == MAX:
+        kept = [row for row, skip, _ in taps if not skip]
+        return np.max(kept, axis=0) if kept else np.full(len(taps[0][0]), -128)
+    total = sum(np.where(skip, 0, row) for row, skip, counted in taps if counted)
+    count = sum(counted for *_, counted in taps)
+    return (total + count // 2) // count                # the golden rule (model/reference.py)
+
+
+@pytest.mark.parametrize("avg", [False, True])
+def test_pool_unit_max_and_avg(avg):
+    """Back-to-back windows of both modes, one tap per cycle: every result word at the
+    mode's latency after its last tap (the cycle model's constants), bit-exact."""
+    n = 4
+    rng = np.random.default_rng(5)
+    windows = [w for w in pool_windows(rng, n, 120) if avg or w[0] == MAX]
+    dut = PoolUnit(n=n, depth=256, avg=avg)
+    got, expect = [], []
+
+    async def tick(ctx):
+        await ctx.tick()
+        if ctx.get(dut.out_valid):
+            got.append((cycle[0], ctx.get(dut.out_word), ctx.get(dut.out_data)))
+
+    cycle = [0]
+
+    async def bench(ctx):
+        previous = None
+        for index, (mode, taps) in enumerate(windows):
+            if mode != previous:                # a pass boundary: the last result is out first
+                ctx.set(dut.valid, 0)
+                for _ in range(dut.avg_latency):
+                    cycle[0] += 1
+                    await tick(ctx)
+            previous = mode
+            for t, (row, skip, counted) in enumerate(taps):
+                ctx.set(dut.acts, sum((int(v) & 0xFF) << (8 * i) for i, v in enumerate(row)))
+                controls = [("valid", 1), ("first", t == 0), ("last", t == len(taps) - 1),
+                            ("skip", skip), ("word", index)]
+                for name, value in controls + [("counted", counted), ("mode", mode)] * avg:
+                    ctx.set(getattr(dut, name), int(value))
+                cycle[0] += 1
+                if t == len(taps) - 1:
+                    latency = dut.avg_latency if mode == AVG else dut.latency
+                    expect.append((cycle[0] - 1 + latency, index, pool_expect(mode, taps).tolist()))
+                await tick(ctx)
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.avg_latency):
+            cycle[0] += 1
+            await tick(ctx)
+    simulate(dut, bench)
+    assert 1 + dut.latency == POOL_TO_WRITE and 1 + dut.avg_latency == AVG_POOL_TO_WRITE
+    unpacked = [(cycle, word, [((data >> (8 * i)) & 0xFF) - (((data >> (8 * i)) & 0x80) << 1)
+                               for i in range(n)]) for cycle, word, data in got]
+    assert unpacked == expect
+
+
+
+def test_pool_unit_average_exhaustive():
+    """Every count 1..MAX_AVG_TAPS and every sum of that many int8 values: the unit's
+    division equals the golden floor((sum + count // 2) / count), lane by lane."""
+    n = 16
+    words = []                                          # (count, n sums)
+    for count in range(1, MAX_AVG_TAPS + 1):
+        sums = list(range(-128 * count, 127 * count + 1))
+        sums += sums[:-len(sums) % n]
+        words += [(count, sums[i: i + n]) for i in range(0, len(sums), n)]
+    dut = PoolUnit(n=n, depth=4, avg=True)
+    got = []
+
+    async def tick(ctx):
+        await ctx.tick()
+        if ctx.get(dut.out_valid):
+            got.append(ctx.get(dut.out_data))
+
+    async def bench(ctx):
+        for name, value in (("mode", AVG), ("counted", 1), ("valid", 1)):
+            ctx.set(getattr(dut, name), value)
+        for count, sums in words:
+            for t in range(count):
+                # sum = count * q + r: q + 1 on the first r taps, q on the others
+                values = [total // count + (t < total % count) for total in sums]
+                ctx.set(dut.acts, sum((v & 0xFF) << (8 * i) for i, v in enumerate(values)))
+                ctx.set(dut.first, t == 0)
+                ctx.set(dut.last, t == count - 1)
+                await tick(ctx)
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.avg_latency):
+            await tick(ctx)
+    simulate(dut, bench)
+    assert len(got) == len(words)
+    for data, (count, sums) in zip(got, words):
+        lanes = [(data >> (8 * i)) & 0xFF for i in range(n)]
+        assert [v - 256 * (v >> 7) for v in lanes] == [(total + count // 2) // count for total in sums]

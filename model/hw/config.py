@@ -38,6 +38,7 @@ __all__ = [
     "ADDRESS_BITS",
     "KERNEL_BITS",
     "LOAD_BITS",
+    "MAX_AVG_TAPS",
     "HardwareConfig",
     "Target",
     "field_width",
@@ -48,6 +49,8 @@ LOAD_BITS = 32
 ADDRESS_BITS = 28
 #: Width of a kernel size, stride or padding in a layer descriptor (at most 15).
 KERNEL_BITS = 4
+#: Largest average-pooling window (3x3): the pooling unit divides by counts 1..9.
+MAX_AVG_TAPS = 9
 MAX_DEPTH = 1 << 24
 MAX_ACC_BITS = 40
 
@@ -89,6 +92,9 @@ class HardwareConfig:
         requantizer, and the walk's pooling-window loop).
     tap_packing : bool
         Packing passes for convolutions with few channels (``model/layout.py``).
+    avg_pool : bool
+        The pooling unit has the average combine (per-byte sums and the division by the
+        window's count); off, average-pooling passes do not run.
     """
 
     lanes: int
@@ -103,6 +109,7 @@ class HardwareConfig:
     dense: bool = False
     fused_pool: bool = False
     tap_packing: bool = False
+    avg_pool: bool = False
 
     def __post_init__(self):
         if not isinstance(self.coding, Coding):
@@ -182,8 +189,12 @@ class HardwareConfig:
             layout += [(name, KERNEL_BITS, False) for name in (
                 "window_w", "window_h", "win_stride_x", "win_stride_y")]
             layout += [(name, self.address_bits, True) for name in ("win_x_step", "win_y_jump")]
+        if self.tap_packing or self.avg_pool:
+            layout.append(("pool_mode", 2, False))
         if self.tap_packing:
-            layout += [("pool_mode", 2, False), ("tap_bytes", field_width(self.coding.n), False)]
+            layout.append(("tap_bytes", field_width(self.coding.n), False))
+        if self.avg_pool:
+            layout.append(("count_pad", 1, False))
         return layout + [("group_step", 1, False), ("pool", 1, False), ("relu", 1, False),
                          ("last", 1, False)]
 

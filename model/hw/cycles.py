@@ -8,8 +8,8 @@ if its blocks' latencies differ from the constants here.
 
 from dataclasses import dataclass
 
-__all__ = ["DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport", "input_cycles",
-           "layer_cycles", "output_cycles", "pool_cycles"]
+__all__ = ["AVG_POOL_TO_WRITE", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport",
+           "input_cycles", "layer_cycles", "output_cycles", "pool_cycles"]
 
 #: Cycles from issuing a (weight word, activation word) read to the cycle in which its sum is
 #: accumulated (and, for a group's last word, latched into the shadow bank): memory read,
@@ -23,14 +23,18 @@ DRAIN_TO_WRITE = 1 + 4
 
 
 #: Cycles from a max-pooling pass's last read to its last word's write: memory read, then the
-#: byte-wise max into the result register (``MaxPoolUnit.latency``).
+#: byte-wise max into the result register (``PoolUnit.latency``).
 POOL_TO_WRITE = 1 + 1
+#: The same for an average pooling: memory read, then the byte-wise rounded sums and the
+#: window's count into a register, and two stages of long division, the second into the
+#: result register (``PoolUnit.avg_latency``).
+AVG_POOL_TO_WRITE = 1 + 3
 
 
-def pool_cycles(steps):
-    """Cycles of a max-pooling pass: one read per cycle, ``steps = pixels * CW * kh * kw``,
+def pool_cycles(steps, avg=False):
+    """Cycles of a pooling pass: one read per cycle, ``steps = pixels * CW * kh * kw``,
     then the last word's write; the next pass reads it the cycle after."""
-    return steps + POOL_TO_WRITE
+    return steps + (AVG_POOL_TO_WRITE if avg else POOL_TO_WRITE)
 
 
 def input_cycles(words):

@@ -20,7 +20,7 @@ from ..codebook import Codebook, Coding, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
-from .config import KERNEL_BITS, HardwareConfig, Target, pack_fields
+from .config import KERNEL_BITS, MAX_AVG_TAPS, HardwareConfig, Target, pack_fields
 from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
 from .status import transfer_beats
 
@@ -75,8 +75,9 @@ class Walk:
     pad_y: int
     out_w: int
     out_h: int
-    pool: str | None = None         # a pooling pass's combine: "max" or "pack"
+    pool: str | None = None         # a pooling pass's combine: "max", "avg" or "pack"
     tap_bytes: int = 0              # "pack": channels of one tap
+    count_pad: bool = False         # "avg": the divisor counts padding taps (count_include_pad)
     window: tuple = (1, 1)          # fused max pooling (kh, kw) over the convolution outputs
     window_stride: tuple = (1, 1)   # and its stride (sy, sx)
 
@@ -88,7 +89,8 @@ class Walk:
             ph, pw = getattr(layer, "padding", (0, 0))
             _, oh, ow = layer.out_shape()
             return cls(layer.in_w, layer.in_h, channel_words(layer.channels, n), kw, kh, sw, sh,
-                       pw, ph, ow, oh, pool=layer.mode)
+                       pw, ph, ow, oh, pool=layer.mode,
+                       count_pad=layer.mode == "avg" and layer.count_include_pad)
         c = layer.conv
         if c is None:
             return cls(1, 1, layer.subvectors, 1, 1, 1, 1, 0, 0, 1, 1)
@@ -148,6 +150,7 @@ class Walk:
                 "channel_words": 1 if self.pool else cw, "tap_step": cw if self.pool else 1,
                 "group_step": int(bool(self.pool)), "pool": int(bool(self.pool)),
                 "pool_mode": POOL_MODES[self.pool], "tap_bytes": self.tap_bytes,
+                "count_pad": int(self.count_pad),
                 "origin": -(self.pad_y * self.in_w + self.pad_x) * cw,
                 "x_step": wsx * x_step, "y_step": wsy * y_step,
                 "ky_jump": row - self.kernel_w * cw,
@@ -161,7 +164,7 @@ class Walk:
 
 
 #: Descriptor ``pool_mode`` of each pooling combine (0 also for a ternary pass).
-POOL_MODES = {None: 0, "max": 0, "pack": 2}
+POOL_MODES = {None: 0, "max": 0, "avg": 1, "pack": 2}
 
 
 @dataclass(frozen=True)
@@ -342,12 +345,13 @@ def _fuse(network, head=None):
                 problems.append(f"layer {layer.name} (relu): a ReLU is fused into the requantizer "
                                 f"of a preceding ternary layer, and there is none")
         elif isinstance(layer, PoolLayer):
-            if layer.mode != "max":
-                problems.append(f"layer {layer.name} ({layer.mode}pool): only max pooling runs on "
-                                f"the accelerator")
+            if layer.mode == "avg" and layer.kernel[0] * layer.kernel[1] > MAX_AVG_TAPS:
+                problems.append(f"layer {layer.name} (avgpool): average pooling runs on the "
+                                f"accelerator for windows of up to {MAX_AVG_TAPS} values (3x3), "
+                                f"not {layer.kernel[0]}x{layer.kernel[1]}")
             elif max(*layer.kernel, *layer.stride, *getattr(layer, "padding", (0,))) >= 1 << KERNEL_BITS:
-                problems.append(f"layer {layer.name} (maxpool): kernel, stride and padding must be "
-                                f"below {1 << KERNEL_BITS}")
+                problems.append(f"layer {layer.name} ({layer.mode}pool): kernel, stride and padding "
+                                f"must be below {1 << KERNEL_BITS}")
             passes.append([layer, False])
         elif isinstance(layer, FlattenLayer):
             # A 1x1 map, or the network input, is stored in torch.flatten's order already.
@@ -455,7 +459,7 @@ def _pass_shape(step, lanes, n):
 
 def _pass_cycles(walk, v, g, lanes):
     if walk.pool:
-        return pool_cycles(walk.pixels * g * v)
+        return pool_cycles(walk.pixels * g * v, avg=walk.pool == "avg")
     return layer_cycles(v * walk.window_positions, walk.pixels * g, lanes)
 
 
@@ -531,7 +535,8 @@ def size_config(network, lanes=None, *, dense=False, head=None):
         codebook_depth=len(decoder_tables(ternary)[0]) if learned else 0,
         dense=dense,
         fused_pool=any(step.walk.fused for step in passes),
-        tap_packing=any(step.walk.pool == "pack" for step in passes))
+        tap_packing=any(step.walk.pool == "pack" for step in passes),
+        avg_pool=any(step.walk.pool == "avg" for step in passes))
 
 
 # -- lowering -------------------------------------------------------------------------------
@@ -603,13 +608,12 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     if len(passes) > config.layer_depth:
         raise TernacError(f"network has {len(passes)} layers, the layer table holds {config.layer_depth}")
     descriptors, images = [], {target: [] for target in Target}
-    # Without a writable table every codebook_base is 0 (the ROM); a pooling pass carries the
-    # table entries stored so far.
-    bases, filled = [0] * len(ternary), [0] * len(ternary)
+    # Without a writable table every codebook_base is 0 (the ROM).
+    bases = [0] * len(ternary)
     if config.codebook_depth:
-        images[Target.CODEBOOK], bases, filled = decoder_tables(ternary)
-    bases, filled = iter(bases), iter(filled)
-    weight = param = table = 0
+        images[Target.CODEBOOK], bases, _ = decoder_tables(ternary)
+    bases = iter(bases)
+    weight = param = 0
     for i, step in enumerate(passes):
         layer, walk = step.layer, step.walk
         v, g, pixel_words, words_in, words_out = _pass_shape(step, p, n)
@@ -618,14 +622,19 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
             if walk.pool == "pack" and not config.tap_packing:
                 raise TernacError(f"layer {layer.name} is coded in packed rows (model/layout.py): "
                                   f"the accelerator needs tap packing, it has none")
+            if walk.pool == "avg" and not config.avg_pool:
+                raise TernacError(f"layer {layer.name} is an average pooling: the accelerator's "
+                                  f"pooling unit has no average combine (avg_pool=False)")
             _check_fits(step.name, config, words_in, words_out)
             channels = layer.channels if isinstance(layer, PoolLayer) else layer.conv.in_channels
+            # No weights, parameters or table: bases 0 (the running ones may equal a depth,
+            # past their fields, after the last ternary layer).
             descriptors.append(LayerDescriptor(
                 step.name, channels, channels, v, g, pixel_words, words_in, words_out,
-                walk, weight, param, table, False, last, cycles))
+                walk, 0, 0, 0, False, last, cycles))
             continue
         _check_layer(layer, config, v, words_in, words_out)
-        base, table = next(bases), next(filled)
+        base = next(bases)
         descriptors.append(LayerDescriptor(
             step.name, layer.in_features, layer.out_features, v, g, pixel_words, words_in,
             words_out, walk, weight, param, base, step.relu, last, cycles))
