@@ -80,7 +80,7 @@ def test_uniform_learned_table_layout_unchanged():
     # Distinct learned codebooks: one table per layer in layer order, as before mixing existed.
     network = random_network([30, 12, 9, 5], coding=(8, 2), lanes=4, seed=2, codebook_bits=4)
     layers = [layer for layer in network.layers if isinstance(layer, TernaryLayer)]
-    entries, bases, _ = decoder_tables(layers)
+    entries, bases = decoder_tables(layers)
     assert entries == [word for layer in layers for word in layer.codebook.slot_table()]
     assert bases == [0, 16, 32]
 

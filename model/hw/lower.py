@@ -481,19 +481,17 @@ def array_coding(layers):
 
 
 def decoder_tables(layers):
-    """``(entries, bases, filled)`` of a writable decoder table holding every ternary layer's
-    codebook.
+    """``(entries, bases)`` of a writable decoder table holding every ternary layer's codebook.
 
     Each distinct codebook is stored once, in order of first use; ``bases[i]`` is layer ``i``'s
-    first entry, ``filled[i]`` the entries stored up to its codebook (a pooling pass after it
-    carries that count in its unused ``codebook_base``). Every default-codebook layer shares
+    first entry. Every default-codebook layer shares
     the default table of the largest K among them: the canonical order is prefix-closed in K
     (codes of (N, K) are the first codes of (N, K') for K < K'), and an entry of fewer slots
     is a wider entry with its upper slots invalid.
     """
     default = [layer.coding for layer in layers if not layer.codebook.learned]
     shared = Codebook.default(max(default, key=lambda c: c.k)) if default else None
-    books, entries, bases, filled = [], [], [], []
+    books, entries, bases = [], [], []
     for layer in layers:
         book = layer.codebook if layer.codebook.learned else shared
         for known, base in books:
@@ -504,8 +502,7 @@ def decoder_tables(layers):
             books.append((book, base))
             entries += book.slot_table()
         bases.append(base)
-        filled.append(len(entries))
-    return entries, bases, filled
+    return entries, bases
 
 
 def size_config(network, lanes=None, *, dense=False, head=None):
@@ -611,7 +608,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     # Without a writable table every codebook_base is 0 (the ROM).
     bases = [0] * len(ternary)
     if config.codebook_depth:
-        images[Target.CODEBOOK], bases, _ = decoder_tables(ternary)
+        images[Target.CODEBOOK], bases = decoder_tables(ternary)
     bases = iter(bases)
     weight = param = 0
     for i, step in enumerate(passes):
