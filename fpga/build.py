@@ -65,6 +65,7 @@ class Board:
     conn: tuple
     io_attrs: dict
     capacity: dict              # resource -> device total (for the table)
+    nextpnr_opts: str = ""      # options of every build for this board
 
     def make_platform(self):
         import importlib
@@ -89,7 +90,9 @@ BOARDS = {
         "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "clk25", 150.0,
         pins=("0+", "0-", "1+", "1-", "2+", "2-", "3+"), conn=("gpio", 0),
         io_attrs={"IO_TYPE": "LVCMOS33"},
-        capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0}),
+        capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0},
+        # router1 had not routed the dense 784-256-256-10 baseline after 13 minutes; router2 does.
+        nextpnr_opts="--router router2"),
 }
 
 #: Networks by name: layer sizes, coding (N, K), lanes P.
@@ -136,11 +139,28 @@ def synthetic_network(sizes, coding=(8, 2), lanes=8, seed=0):
                    meta={"source": f"synthetic {'-'.join(map(str, sizes))} seed {seed}"})
 
 
+#: CNNs by name (``model/arch.py`` strings) on the Fashion-MNIST geometry, 1x28x28, 10 classes.
+CNNS = ("cnn:8-16", "cnn:16-32")
+
+
+def synthetic_cnn(arch, coding=(8, 2), lanes=8, seed=0):
+    """A random CNN of ``arch`` on 1x28x28 inputs, quantized on uniform calibration inputs
+    (the hardware depends on the shapes only; needs torch)."""
+    import torch
+    from ternac.model.arch import build_arch
+    from ternac.model.convert import quantize_network
+    model = build_arch(arch, (1, 28, 28), 10, seed=seed).eval()
+    calib = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    return quantize_network(model, Coding(*coding), calib, lanes=lanes)
+
+
 def network_by_name(name):
+    if name in CNNS:
+        return synthetic_cnn(name)
     try:
         sizes, coding, lanes = NETWORKS[name]
     except KeyError:
-        raise TernacError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}") from None
+        raise TernacError(f"unknown network {name!r}; known: {', '.join([*NETWORKS, *CNNS])}") from None
     return synthetic_network(sizes, coding, lanes)
 
 
@@ -493,7 +513,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root,
     program = lower(network, dense=design != "ternary")
     config = program.config
     root = Path(root or build_root())
-    out = root / f"{spec.name}-{design}-{net}"
+    out = root / f"{spec.name}-{design}-{net}-{link}"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -502,7 +522,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root,
     os.environ.update(env)
 
     name = "top"
-    nextpnr_opts = f"--seed {seed} --timing-allow-fail --report {name}.nextpnr.json"
+    nextpnr_opts = f"--seed {seed} --timing-allow-fail --report {name}.nextpnr.json {spec.nextpnr_opts}".strip()
     overrides = {
         "nextpnr_opts": nextpnr_opts,
         # Record every $mul before synthesis and the module it is in (the DSP attribution).

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .build import BOARDS, DESIGNS, LINKS, NETWORKS, SEED, WEIGHT_MEMORIES, build
+from .build import BOARDS, CNNS, DESIGNS, LINKS, NETWORKS, SEED, WEIGHT_MEMORIES, build
 
 __all__ = ["configure", "run"]
 
@@ -12,8 +12,9 @@ def configure(parser):
                         help="amaranth-boards target (default: icebreaker)")
     parser.add_argument("--design", choices=DESIGNS, default="ternary",
                         help="ternary accelerator or the dense int8 baseline (default: ternary)")
-    parser.add_argument("--net", choices=sorted(NETWORKS), default="64-64-10",
-                        help="synthetic network to size and bake in (default: 64-64-10)")
+    parser.add_argument("--net", choices=sorted(NETWORKS) + list(CNNS), default="64-64-10",
+                        help="synthetic network to size and bake in (default: 64-64-10; a CNN on the "
+                        "Fashion-MNIST geometry needs torch)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"nextpnr seed (default {SEED})")
     parser.add_argument("--weights", choices=WEIGHT_MEMORIES,
                         help="weight buffer in block RAM or iCE40 SPRAM (default: SPRAM on iCE40)")

@@ -1,6 +1,6 @@
 """FPGA utilization and Fmax table: ``python -m ternac.fpga.report [--json] [--quick]``.
 
-Runs the builds of :data:`RUNS` (board, design, network) with :func:`ternac.fpga.build.build`,
+Runs the builds of :data:`RUNS` (board, design, network, link) with :func:`ternac.fpga.build.build`,
 prints a table, writes ``build/fpga/report.json`` and the markdown table into
 ``docs/fpga.md`` (between the ``fpga-table`` markers) with the command and the date.
 """
@@ -17,21 +17,25 @@ from .build import BOARDS, SEED, build, build_root
 
 __all__ = ["QUICK", "RUNS", "main", "markdown_table", "run_all", "text_table"]
 
-#: Every build of the full report, in table order.
+#: Every build of the full report, in table order: board, design, network, link (None: the
+#: default, the UART host link for the ternary design, the pin harness for the baseline).
 RUNS = [
-    ("icebreaker", "ternary", "64-64-10"),
-    ("icebreaker", "dense", "64-64-10"),
-    ("ulx3s-85f", "ternary", "64-64-10"),
-    ("ulx3s-85f", "dense", "64-64-10"),
-    ("ulx3s-85f", "dense-lut", "64-64-10"),
-    ("icebreaker", "ternary", "784-256-256-10"),
-    ("ulx3s-85f", "ternary", "784-256-256-10"),
-    ("ulx3s-85f", "dense", "784-256-256-10"),
+    ("icebreaker", "ternary", "64-64-10", None),
+    ("icebreaker", "ternary", "64-64-10", "pins"),
+    ("icebreaker", "dense", "64-64-10", None),
+    ("ulx3s-85f", "ternary", "64-64-10", None),
+    ("ulx3s-85f", "ternary", "64-64-10", "pins"),
+    ("ulx3s-85f", "dense", "64-64-10", None),
+    ("ulx3s-85f", "dense-lut", "64-64-10", None),
+    ("icebreaker", "ternary", "784-256-256-10", "pins"),
+    ("ulx3s-85f", "ternary", "784-256-256-10", "pins"),
+    ("ulx3s-85f", "dense", "784-256-256-10", None),
 ]
 #: The small network only (``--quick``).
 QUICK = [run for run in RUNS if run[2] == "64-64-10"]
 
 BEGIN, END = "<!-- fpga-table:begin -->", "<!-- fpga-table:end -->"
+LUT_MARKERS = ("<!-- fpga-luts:begin -->", "<!-- fpga-luts:end -->")
 COLUMNS = ("board", "design", "network", "link", "weights", "LUT", "FF", "EBR", "DSP", "SPRAM",
            "PLL MHz", "Fmax MHz", "build s", "GMAC/s", "inf/s", "cycles")
 #: Columns left-aligned in the tables (the rest are numbers).
@@ -104,22 +108,61 @@ def markdown_table(results, *, command, date):
     return "\n".join(lines + notes)
 
 
-def update_docs(path, table):
+def update_docs(path, table, markers=(BEGIN, END)):
+    begin, end = markers
     path = Path(path)
-    text = path.read_text() if path.is_file() else f"# FPGA builds\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    text = path.read_text() if path.is_file() else f"# FPGA builds\n\n{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        text = text.rstrip("\n") + f"\n\n{begin}\n{end}\n"
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
+
+
+def _last_luts(root):
+    path = Path(root) / "luts" / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_dir(root, board, design, net, link):
+    """The build directory of a run (:func:`ternac.fpga.build.build` writes ``report.json`` there)."""
+    link = link or ("uart" if design == "ternary" else "pins")
+    return Path(root) / f"{board}-{design}-{net}-{link}"
+
+
+def collect(runs, root):
+    """No builds: the ``report.json`` of each run's last build; the runs never built, apart."""
+    results, missing = [], []
+    for run in runs:
+        path = run_dir(root, *run) / "report.json"
+        if path.is_file():
+            results.append(json.loads(path.read_text()))
+        else:
+            missing.append(" ".join(r or "default" for r in run))
+    return results, missing
+
+
+def luts_table(report):
+    """The LUT comparison of :mod:`ternac.fpga.luts` as markdown."""
+    lines = ["| design | core LUT | MAC array LUT | P·N | array LUT per MAC/cycle | Yosys s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for design, d in report["designs"].items():
+        lines.append(f"| {design} | {d['core']} | {d['blocks']['array']} | {d['macs_per_cycle']} | "
+                     f"{d['array_luts_per_mac']} | {d['seconds']:.0f} |")
+    lines += ["", (f"{report['family']}, {report['net']}: the dense baseline's MAC array needs "
+              f"**{report['array_ratio']}x** the ternary array's LUTs for the same P·N dense-equivalent "
+              f"MACs per cycle (whole core: {report['core_ratio']}x). Measured {report.get('date', '')} with "
+              f"`{report['command']}`.")]
+    return "\n".join(lines)
 
 
 def run_all(runs, *, say=print, root=None):
     results = []
-    for board, design, net in runs:
-        result = build(board, design, net, root=root, say=say)
+    for board, design, net, link in runs:
+        say(f"{board} {design} {net} ({link or 'default'} link) ...")
+        result = build(board, design, net, root=root, say=say, link=link)
         fmax = f"{result['fmax_mhz']:.1f} MHz" if result["fits"] else f"does not fit ({result['reason']})"
-        say(f"  {board} {design} {net}: {fmax}, {result['build_seconds']:.0f} s")
+        say(f"  {board} {design} {net} ({result['link']} link): {fmax}, {result['build_seconds']:.0f} s")
         results.append(result)
     return results
 
@@ -131,12 +174,25 @@ def main(argv=None):
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/fpga.md")
     parser.add_argument("--from-json", metavar="REPORT.json",
                         help="no builds: render the table of an earlier report.json")
+    parser.add_argument("--collect", action="store_true",
+                        help="no builds: the table of each run's last build (its report.json, e.g. from "
+                        "single `ternac fpga` builds)")
+    parser.add_argument("--no-luts", action="store_true",
+                        help="without the Yosys LUT comparison (python -m ternac.fpga.luts)")
     args = parser.parse_args(argv)
     say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else print
     root = build_root()
     if args.from_json:
         report = json.loads(Path(args.from_json).read_text())
         results, date, command = report["builds"], report["date"], report["command"]
+    elif args.collect:
+        results, missing = collect(QUICK if args.quick else RUNS, root)
+        for run in missing:
+            say(f"not built yet: {run}")
+        date = max((r.get("date", "") for r in results), default="") or datetime.date.today().isoformat()
+        command = ("python -m ternac.fpga.report --collect" + (" --quick" if args.quick else "")
+                   + " after single builds (`ternac fpga --board B --design D --net NET [--link L]`)")
+        report = {"date": date, "command": command, "seed": SEED, "builds": results, "not_built": missing}
     else:
         runs = QUICK if args.quick else RUNS
         started = time.monotonic()
@@ -145,12 +201,20 @@ def main(argv=None):
         command = "python -m ternac.fpga.report" + (" --quick" if args.quick else "")
         report = {"date": date, "command": command, "seed": SEED,
                   "total_seconds": round(time.monotonic() - started, 1), "builds": results}
+    if not args.from_json:
+        if not args.no_luts:
+            from .luts import count
+            luts = count(say=say, root=root) if not args.collect else _last_luts(root)
+            if luts:
+                report["luts"] = luts
         root.mkdir(parents=True, exist_ok=True)
         (root / "report.json").write_text(json.dumps(report, indent=2))
     if not args.no_docs:
         docs = root.parent.parent / "docs" / "fpga.md"
         if docs.parent.is_dir():
             update_docs(docs, markdown_table(results, command=command, date=date))
+            if report.get("luts"):
+                update_docs(docs, luts_table(report["luts"]), markers=LUT_MARKERS)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
