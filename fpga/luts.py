@@ -17,6 +17,7 @@ slots), as ``TRELLIS_COMB`` counts them.
 import argparse
 import datetime
 import json
+import re
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ __all__ = ["block_luts", "count", "main", "synthesize"]
 
 DESIGNS = ("ternary", "dense-lut")
 #: Blocks of the core reported on their own (module path prefixes under ``top``).
-BLOCKS = ("array", "acts", "requant", "shadow", "sequencer", "loader", "pool", "weights", "params", "layers")
+BLOCKS = ("array", "acts", "requant", "shadow", "sequencer", "loader", "pool")
 
 
 def _luts(family, cells):
@@ -61,8 +62,11 @@ def synthesize(design, net, family, out):
 
 def block_luts(stat, family):
     """LUTs per module path (``top.array`` includes ``top.array.decoder``), and the whole core."""
-    modules = {name.lstrip("\\"): info.get("num_cells_by_type", {}) for name, info in stat["modules"].items()}
-    per_module = {name: _luts(family, cells) for name, cells in modules.items()}
+    # Amaranth may suffix a module name with "$<n>" to keep it unique.
+    per_module = {}
+    for name, info in stat["modules"].items():
+        key = re.sub(r"\$\d+", "", name.lstrip("\\"))
+        per_module[key] = per_module.get(key, 0) + _luts(family, info.get("num_cells_by_type", {}))
     blocks = {}
     for block in BLOCKS:
         prefix = f"top.{block}"

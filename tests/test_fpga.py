@@ -173,3 +173,21 @@ def test_program_finds_an_attached_board(tmp_path, monkeypatch):
     assert probe.found and probe.devices == ("0403:6010",)
     other = attached("ulx3s-85f")
     assert not other.found and "FT231X" in other.message and "0403:6010" in other.message
+
+
+def test_block_luts_sums_a_block_with_its_submodules():
+    """LUT4 + 2 x CCU2C per module (ECP5); ``top.array`` includes its decoder; "$n" suffixes merge."""
+    from ternac.fpga.luts import block_luts
+    stat = {"modules": {
+        "\\top": {"num_cells_by_type": {"LUT4": 10, "TRELLIS_FF": 99}},
+        "\\top.array": {"num_cells_by_type": {"LUT4": 100, "CCU2C": 5}},
+        "\\top.array.decoder": {"num_cells_by_type": {"LUT4": 20}},
+        "\\top.acts$12": {"num_cells_by_type": {"LUT4": 7}},
+        "\\top.arrayish": {"num_cells_by_type": {"LUT4": 1}},
+    }}
+    luts = block_luts(stat, "ecp5")
+    assert luts["blocks"]["array"] == 100 + 2 * 5 + 20
+    assert luts["blocks"]["acts"] == 7
+    assert luts["core"] == 10 + 110 + 20 + 7 + 1
+    assert block_luts({"modules": {"\\top": {"num_cells_by_type": {"SB_LUT4": 3, "SB_CARRY": 2}}}},
+                      "ice40")["core"] == 5
