@@ -97,7 +97,8 @@ def count(net="64-64-10", family="ecp5", root=None, say=None):
               "array_ratio": round(d["blocks"]["array"] / t["blocks"]["array"], 2),
               "core_ratio": round(d["core"] / t["core"], 2),
               "command": f"python -m ternac.fpga.luts --family {family} --net {net}"}
-    (root / "report.json").write_text(json.dumps(report, indent=2))
+    # Beside the build directories, not in one: ``build/fpga/*/report.json`` are board builds.
+    (root.parent / "luts.json").write_text(json.dumps(report, indent=2))
     return report
 
 

@@ -120,7 +120,7 @@ def update_docs(path, table, markers=(BEGIN, END)):
 
 
 def _last_luts(root):
-    path = Path(root) / "luts" / "report.json"
+    path = Path(root) / "luts.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -309,7 +309,7 @@ def _fpga_section(c, network, program, paths):
     if not matched:
         if shape in NETWORKS:
             command = f"ternac fpga --board icebreaker --net {shape} (then ternac report ... --fpga-json " \
-                      f"build/fpga/icebreaker-ternary-{shape}/report.json)"
+                      f"build/fpga/icebreaker-ternary-{shape}-uart/report.json)"
         else:
             command = (f"none yet for this shape: ternac fpga builds the synthetic networks "
                        f"{', '.join(NETWORKS)} (ternac fpga --net NAME); add {shape or 'this network'} "
