@@ -84,7 +84,7 @@ def text_table(results):
     return "\n".join(lines + notes)
 
 
-def markdown_table(results, *, command, date):
+def markdown_table(results, *, command, date, missing=()):
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(
         "---" if i < TEXT_COLUMNS else "---:" for i in range(len(COLUMNS))) + "|"]
     lines += ["| " + " | ".join(row(r)) + " |" for r in results]
@@ -93,13 +93,15 @@ def markdown_table(results, *, command, date):
         "",
         f"Measured {date} with `{command}` (host: {host_platform.machine()}, "
         f"{host_platform.python_implementation()} {host_platform.python_version()}). "
-        f"nextpnr options: `--seed {SEED} --timing-allow-fail`; the design runs from the board's "
+        f"nextpnr options: `--seed {SEED} --timing-allow-fail` (ECP5: also `--router router2`); the design runs from the board's "
         "PLL (`PLL MHz`, the clock nextpnr is constrained to); the PLL first asks for the goal ("
         + ", ".join(f"{b.target_mhz:g} MHz on {name}" for name, b in BOARDS.items())
         + ") and, if the routed design misses it, is rebuilt (up to twice) at most 95 % of the achieved Fmax; "
         "GMAC/s and inf/s are at the PLL clock; Yosys `synth_ice40 -dsp` / `synth_ecp5` (`-nodsp` for `dense-lut`: the baseline's "
         "multipliers in LUTs). Build seconds are wall-clock on a shared 2-core machine.",
     ]
+    if missing:
+        notes += ["", "Not built yet (`RUNS` without a build): " + "; ".join(missing) + "."]
     if misfits:
         notes.append("")
         notes.append("`*`: does not fit; the count is what the design needs (nextpnr after packing, else Yosys).")
@@ -190,8 +192,7 @@ def main(argv=None):
         for run in missing:
             say(f"not built yet: {run}")
         date = max((r.get("date", "") for r in results), default="") or datetime.date.today().isoformat()
-        command = ("python -m ternac.fpga.report --collect" + (" --quick" if args.quick else "")
-                   + " after single builds (`ternac fpga --board B --design D --net NET [--link L]`)")
+        command = "python -m ternac.fpga.report --collect" + (" --quick" if args.quick else "")
         report = {"date": date, "command": command, "seed": SEED, "builds": results, "not_built": missing}
     else:
         runs = QUICK if args.quick else RUNS
@@ -212,7 +213,8 @@ def main(argv=None):
     if not args.no_docs:
         docs = root.parent.parent / "docs" / "fpga.md"
         if docs.parent.is_dir():
-            update_docs(docs, markdown_table(results, command=command, date=date))
+            update_docs(docs, markdown_table(results, command=command, date=date,
+                                             missing=report.get("not_built", ())))
             if report.get("luts"):
                 update_docs(docs, luts_table(report["luts"]), markers=LUT_MARKERS)
     if args.json:
