@@ -91,7 +91,8 @@ BOARDS = {
         pins=("0+", "0-", "1+", "1-", "2+", "2-", "3+"), conn=("gpio", 0),
         io_attrs={"IO_TYPE": "LVCMOS33"},
         capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0},
-        # router1 had not routed the dense 784-256-256-10 baseline after 13 minutes; router2 does.
+        # router1 had not routed the dense 784-256-256-10 baseline after 13 minutes; router2 is the
+        # faster router for large designs (docs/fpga.md: that baseline still did not converge here).
         nextpnr_opts="--router router2"),
 }
 
