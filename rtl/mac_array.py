@@ -28,6 +28,18 @@ def mac_members(*, lanes, n, weight_bits, acc_bits, tag_bits):
     }
 
 
+def select(values, index):
+    """``values[index]`` as a binary tree of 2:1 muxes, one level per index bit (LUT4s, and
+    the ECP5's PFUMX/L6MUX); an index past the end gives some value, the caller masks it."""
+    level = list(values)
+    for bit in range(len(index)):
+        if len(level) == 1:
+            break
+        level = [Mux(index[bit], level[i + 1], level[i]) if i + 1 < len(level) else level[i]
+                 for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def accumulate(m, *, sums_in, valid, first, last, tag, component):
     """Last stage of both arrays: per lane ``acc = (first ? 0 : acc) + sum``, latch on ``last``."""
     for p, partial in enumerate(sums_in):
@@ -44,7 +56,7 @@ class TernaryMacArray(wiring.Component):
 
     Every cycle one weight word (P codes) and one activation word (N int8) enter. Stage 1
     decodes each code through the :class:`SparseDecoder` table; stage 2 selects the K slot
-    activations per lane (an N:1 byte mux each), negates them as the slots say and adds them
+    activations per lane (an N:1 byte mux tree each), negates them as the slots say and adds them
     (K-input adder); stage 3 adds that sum to the lane's accumulator, or starts it afresh on
     a group's first word. The datapath holds only muxes, negations and adders -- no multiplier.
 
@@ -108,20 +120,19 @@ class TernaryMacArray(wiring.Component):
                                             zip(ctrl, (self.valid, self.first, self.last, self.tag))]
         x = [acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(c.n)]
 
-        # Stage 2: K selected, signed activations per lane, summed and registered.
+        # Stage 2: K selected activations per lane, summed and registered. A negative slot adds
+        # the one's complement (~x = -x - 1 fits int8) and a carry of 1 into the sum, so no
+        # negation carry chain precedes the adder.
         sum_shape = signed((c.k * (1 << (ACT_BITS - 1))).bit_length() + 1)
         partials = [Signal(sum_shape, name=f"sum{p}") for p in range(self._lanes)]
         for p, partial in enumerate(partials):
-            terms = []
+            flips, ones = [], []
             for t in range(c.k):
                 slot = decoder.slots[p][t]
-                picked = Signal(signed(ACT_BITS), name=f"pick{p}_{t}")
-                with m.Switch(slot.index):
-                    for i in range(c.n):
-                        with m.Case(i):
-                            m.d.comb += picked.eq(x[i])
-                terms.append(Mux(slot.valid, Mux(slot.negative, -picked, picked), 0))
-            m.d.sync += partial.eq(sum(terms))
+                picked = select(x, slot.index)
+                flips.append(Mux(slot.valid, Mux(slot.negative, ~picked, picked), 0))
+                ones.append(slot.valid & slot.negative)
+            m.d.sync += partial.eq(sum(flips) + sum(ones))
         ctrl2 = [Signal.like(s, name=f"{s.name[:-2]}_2") for s in ctrl]
         m.d.sync += [r.eq(s) for r, s in zip(ctrl2, ctrl)]
 
