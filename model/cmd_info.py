@@ -34,6 +34,11 @@ def run(args, say):
         row = {"name": layer.name, "kind": layer_kind(layer), "head": head,
                "in_shape": list(layer.in_shape()), "out_shape": list(layer.out_shape())}
         line = f"{row['name']:>10} {row['kind']:>8} {tuple(row['in_shape'])!s:>14} {tuple(row['out_shape'])!s:>14} "
+        if f"{layer.name}.pack" in passes:          # the packing pass before a packed-row conv
+            pack, _ = passes[f"{layer.name}.pack"]
+            rows.append({"name": pack.name, "kind": "pack", "head": head, "cycles": pack.cycles})
+            say(f"{pack.name:>10} {'pack':>8} {tuple(row['in_shape'])!s:>14} "
+                f"{(pack.walk.in_h, pack.walk.out_w)!s:>14} {'':>10} {'':>10} {'':>8} {pack.cycles:>8}")
         if isinstance(layer, TernaryLayer):
             desc, util = passes.get(layer.name, (None, None))
             row.update(codes_bpw=bits[layer.name]["codes"], all_in_bpw=bits[layer.name]["all_in"],
@@ -45,6 +50,9 @@ def run(args, say):
             desc, _ = passes[layer.name]
             row.update(cycles=desc.cycles)
             line += f"{'':>10} {'':>10} {'':>8} {desc.cycles:>8}"
+        elif layer_kind(layer) == "max" and programs:   # run on the conv's accumulators
+            row.update(cycles=0, fused=True)
+            line += f"{'':>10} {'':>10} {'':>8} {'fused':>8}"
         rows.append(row)
         say(line + (f"  (head {head})" if head is not None else ""))
     say(f"network: {network_bits['weights']} weights, {network_bits['codes']:.4f} code bits/weight, "
@@ -56,6 +64,7 @@ def run(args, say):
         return {**summary, "reason": problem, "predicted_cycles": None, "utilization": None}
     cfg, report = program.config, program.cycles
     for p in programs:
+        say(f"input stream {p.cycles.input} cycles, output stream {p.cycles.output}")
         say(f"predicted cycles per inference{'' if p.head is None else f' of head {p.head}'}: "
             f"{p.cycles.total} ({p.cycles.utilization:.1%} of {cfg.lanes}x{cfg.coding.n} "
             f"dense-equivalent MACs per cycle)")
