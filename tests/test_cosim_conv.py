@@ -2,6 +2,8 @@
 Verilator and Icarus, average pooling on random maps, and planted address-generator and
 average-divisor bugs that the bench catches."""
 
+import functools
+
 import numpy as np
 import pytest
 from amaranth.hdl import Signal
@@ -76,6 +78,31 @@ def test_avg_pooling_random_maps(conv_nets, sim, cases):
     _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
 
 
+class PlantedAccelerator(Accelerator):
+    """The accelerator with a planted :class:`Sequencer` subclass in place of the real one."""
+
+    def __init__(self, config, *, sequencer):
+        self._planted = sequencer
+        super().__init__(config)
+
+    def elaborate(self, platform):
+        original = accelerator.Sequencer
+        accelerator.Sequencer = self._planted
+        try:
+            return super().elaborate(platform)
+        finally:
+            accelerator.Sequencer = original
+
+
+def _planted_accelerator(hardware, *, sequencer):
+    return PlantedAccelerator(HardwareConfig.from_dict(hardware), sequencer=sequencer)
+
+
+def planted(sequencer):
+    """A ``build_design`` factory of the accelerator with ``sequencer`` planted."""
+    return functools.partial(_planted_accelerator, sequencer=sequencer)
+
+
 class PaddingIgnoredSequencer(Sequencer):
     """Planted bug: a tap in the zero padding reads word 0 of the map instead of zeros."""
 
@@ -83,20 +110,6 @@ class PaddingIgnoredSequencer(Sequencer):
         m = super().elaborate(platform)
         m.d.comb += self.act_zero.eq(0)
         return m
-
-
-class PaddingIgnoredAccelerator(Accelerator):
-    def elaborate(self, platform):
-        original = accelerator.Sequencer
-        accelerator.Sequencer = PaddingIgnoredSequencer
-        try:
-            return super().elaborate(platform)
-        finally:
-            accelerator.Sequencer = original
-
-
-def padding_ignored_accelerator(hardware):
-    return PaddingIgnoredAccelerator(HardwareConfig.from_dict(hardware))
 
 
 class PaddingUncountedSequencer(Sequencer):
@@ -109,24 +122,10 @@ class PaddingUncountedSequencer(Sequencer):
         return m
 
 
-class PaddingUncountedAccelerator(Accelerator):
-    def elaborate(self, platform):
-        original = accelerator.Sequencer
-        accelerator.Sequencer = PaddingUncountedSequencer
-        try:
-            return super().elaborate(platform)
-        finally:
-            accelerator.Sequencer = original
-
-
-def padding_uncounted_accelerator(hardware):
-    return PaddingUncountedAccelerator(HardwareConfig.from_dict(hardware))
-
-
 def test_planted_padding_bug_is_caught(conv_nets):
     nets, config = conv_nets
     net = nets[0]                                    # 3x3 kernel, padding 1
-    design = build_design(padding_ignored_accelerator, {"hardware": config.to_dict()},
+    design = build_design(planted(PaddingIgnoredSequencer), {"hardware": config.to_dict()},
                           sim="verilator", toplevel=TOPLEVEL)
     steps, _ = _steps([net], config, samples=2)
     with pytest.raises(CosimFailure, match=r"values differ .* first at sample 0"):
@@ -150,25 +149,11 @@ class WindowRowSequencer(Sequencer):
         return m
 
 
-class WindowRowAccelerator(Accelerator):
-    def elaborate(self, platform):
-        original = accelerator.Sequencer
-        accelerator.Sequencer = WindowRowSequencer
-        try:
-            return super().elaborate(platform)
-        finally:
-            accelerator.Sequencer = original
-
-
-def window_row_accelerator(hardware):
-    return WindowRowAccelerator(HardwareConfig.from_dict(hardware))
-
-
 def test_planted_window_walk_bug_is_caught(conv_nets):
     nets, config = conv_nets
     net = nets[PACKED_FUSED]
     assert any(d.walk.fused for d in lower(net, config).layers)
-    design = build_design(window_row_accelerator, {"hardware": config.to_dict()},
+    design = build_design(planted(WindowRowSequencer), {"hardware": config.to_dict()},
                           sim="verilator", toplevel=TOPLEVEL)
     steps, _ = _steps([net], config, samples=2)
     with pytest.raises(CosimFailure, match=r"values differ .* first at sample 0"):
@@ -178,7 +163,7 @@ def test_planted_window_walk_bug_is_caught(conv_nets):
 def test_planted_avg_border_count_bug_is_caught(conv_nets):
     nets, config = conv_nets
     case = AVG_CASES[1]                              # k3 s2 p1, count_include_pad
-    design = build_design(padding_uncounted_accelerator, {"hardware": config.to_dict()},
+    design = build_design(planted(PaddingUncountedSequencer), {"hardware": config.to_dict()},
                           sim="verilator", toplevel=TOPLEVEL)
     steps, _ = _steps([nets[case]], config, samples=5, seeds=[case])
     with pytest.raises(CosimFailure, match=r"values differ .* first at sample"):
