@@ -270,23 +270,36 @@ class UartHarness(Elaboratable):
 
 #: Where the weight buffer lives: block RAM (a ``Memory``) or iCE40 SPRAM (``rtl/spram.py``).
 WEIGHT_MEMORIES = ("bram", "spram")
+#: Where the ternary decoder's table lives: block RAM (one read port per lane) or LUTs.
+DECODER_TABLES = ("bram", "lut")
 
 
-def make_core(design, program, weights="bram", bake=True):
+#: Yosys command, after ``proc``: every non-transparent memory read port with one write port
+#: may return anything when that port writes its address in the same cycle. Amaranth asks
+#: for the old data (read-first), which neither the iCE40 EBR nor the ECP5 DP16KD guarantee
+#: between two ports, so Yosys emulates it: a delayed write and a bypass mux per memory, about
+#: 200 iCE40 logic cells per 64-bit memory and a mux on the read path. No read of the design
+#: uses data from such a collision (``docs/fpga.md``, "Memory collisions").
+UNDEFINED_COLLISIONS = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:TRANSPARENCY_MASK=1'0 %i"
+
+
+def make_core(design, program, weights="bram", bake=True, decoder="bram"):
     """The core, with the lowered network baked in if ``bake`` (SPRAM has no initial contents:
-    never its weights)."""
+    never its weights); the ternary decoder's table in block RAM or LUTs (``decoder``)."""
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.dense_baseline import DenseBaseline
     from ternac.rtl.spram import spram_weight_memory
     config = program.config
     image = dict(program.images) if bake else {Target.WEIGHTS: []}
-    if weights == "spram":
-        if design != "ternary":
+    if design != "ternary":
+        if weights == "spram":
             raise TernacError("the SPRAM weight buffer is built for the ternary design only")
+        return DenseBaseline(config, image=image)
+    memory = None
+    if weights == "spram":
         image.pop(Target.WEIGHTS)
-        return Accelerator(config, image=image, weight_memory=spram_weight_memory)
-    cls = Accelerator if design == "ternary" else DenseBaseline
-    return cls(config, image=image)
+        memory = spram_weight_memory
+    return Accelerator(config, image=image, weight_memory=memory, decoder_ram=decoder == "bram")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,13 +471,14 @@ def _mul_cells(path):
 
 
 def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None,
-          link=None, baud=None):
+          link=None, baud=None, decoder="bram"):
     """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
     for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``).
 
     ``weights``: ``"spram"`` or ``"bram"`` (default: SPRAM for the ternary design on iCE40).
     ``link``: ``"uart"`` (default for the ternary design: the host link at ``baud``, default 1 Mbaud; nothing baked in, the
     host loads the network) or ``"pins"`` (the 7-pin harness, network baked in).
+    ``decoder``: the ternary decoder's table in ``"bram"`` (default) or ``"lut"``.
     ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
     (``Board.target_mhz``) first; while the routed design misses it, up to
     :data:`PLL_RETRIES` more builds, each with the PLL at most :data:`PLL_MARGIN` of the Fmax
@@ -480,6 +494,8 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         weights = "spram" if spec.family == "ice40" and design == "ternary" else "bram"
     if weights not in WEIGHT_MEMORIES:
         raise TernacError(f"unknown weight memory {weights!r}; known: {', '.join(WEIGHT_MEMORIES)}")
+    if decoder not in DECODER_TABLES:
+        raise TernacError(f"unknown decoder table {decoder!r}; known: {', '.join(DECODER_TABLES)}")
     if weights == "spram" and not spec.capacity["spram"]:
         raise TernacError(f"{board} has no SPRAM")
     link = link or ("uart" if design == "ternary" else "pins")
@@ -492,7 +508,8 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     from .pll import pll_at_most, pll_settings
     board_mhz = _board_clock_mhz(spec)
     settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
-    result = _build_once(spec, design, net, weights, link, baud, settings, seed=seed, root=root, say=say)
+    result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed, root=root,
+                         say=say)
     attempts = []
     while (pll_mhz is None and result["fits"] and not result["timing_pass"]
            and len(attempts) < PLL_RETRIES):
@@ -501,14 +518,14 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         settings = pll_at_most(spec.family, board_mhz, round(limit, 2))
         say(f"  {result['fmax_mhz']:.1f} MHz < {result['clock_mhz']:g} MHz: again with the PLL at "
             f"{settings.output_mhz:g} MHz")
-        result = _build_once(spec, design, net, weights, link, baud, settings, seed=seed, root=root,
-                             say=say)
+        result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
+                             root=root, say=say)
     result["earlier_attempts"] = attempts
     (Path(result["build_dir"]) / "report.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root, say):
+def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, seed, root, say):
     from .pll import PllDomain
     network = network_by_name(net)
     program = lower(network, dense=design != "ternary")
@@ -527,7 +544,8 @@ def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root,
     overrides = {
         "nextpnr_opts": nextpnr_opts,
         # Record every $mul before synthesis and the module it is in (the DSP attribution).
-        "script_after_read": f"hierarchy -top {name}\nproc\ntee -q -o {name}.muls.txt select -list t:$mul",
+        "script_after_read": (f"hierarchy -top {name}\nproc\n{UNDEFINED_COLLISIONS}\n"
+                              f"tee -q -o {name}.muls.txt select -list t:$mul"),
     }
     use_dsp = design != "dense-lut"
     if spec.family == "ice40" and use_dsp:
@@ -535,7 +553,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root,
     elif spec.family == "ecp5" and not use_dsp:
         overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
     platform = spec.make_platform()
-    core = make_core(design, program, weights, bake=link == "pins")
+    core = make_core(design, program, weights, bake=link == "pins", decoder=decoder)
     clock_hz = settings.output_mhz * 1e6
     if link == "uart":
         from ternac.rtl.host_link import HostLink
@@ -594,6 +612,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, *, seed, root,
     return {
         "board": spec.name, "device": f"{platform.device}-{platform.package}", "family": spec.family,
         "design": design, "net": net, "weights": weights, "link": link,
+        "decoder": decoder if design == "ternary" else None,
         "baud": baud if link == "uart" else None, "config": config.summary(),
         "fits": fits, "reason": reason,
         "lut": used("lut"), "ff": used("ff") if "ff" in names else synth["ff"],

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .build import BOARDS, CNNS, DESIGNS, LINKS, NETWORKS, SEED, WEIGHT_MEMORIES, build
+from .build import BOARDS, CNNS, DECODER_TABLES, DESIGNS, LINKS, NETWORKS, SEED, WEIGHT_MEMORIES, build
 
 __all__ = ["configure", "run"]
 
@@ -18,6 +18,9 @@ def configure(parser):
     parser.add_argument("--seed", type=int, default=SEED, help=f"nextpnr seed (default {SEED})")
     parser.add_argument("--weights", choices=WEIGHT_MEMORIES,
                         help="weight buffer in block RAM or iCE40 SPRAM (default: SPRAM on iCE40)")
+    parser.add_argument("--decoder", choices=DECODER_TABLES, default="bram",
+                        help="the ternary decoder's table in block RAM (default; one read port per "
+                        "lane) or in LUTs")
     parser.add_argument("--link", choices=LINKS,
                         help="UART host link (default for the ternary design; the host loads the "
                         "network) or the 7-pin harness (network baked in)")
@@ -53,7 +56,7 @@ def run(args, say):
         if not probe.found:
             return {"ok": False, "failed": probe.message, "board": args.board, **probe.summary()}
     result = build(args.board, args.design, args.net, seed=args.seed, say=say, weights=args.weights,
-                   link=args.link, baud=args.baud, pll_mhz=args.pll_mhz)
+                   link=args.link, baud=args.baud, pll_mhz=args.pll_mhz, decoder=args.decoder)
     say(_line(result))
     say(f"report: {result['build_dir']}/report.json")
     if args.program:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ternac.model.hw import lower
 
-from .build import build_root, network_by_name, tool_environment
+from .build import UNDEFINED_COLLISIONS, build_root, network_by_name, tool_environment
 
 __all__ = ["block_luts", "count", "main", "synthesize"]
 
@@ -50,7 +50,8 @@ def synthesize(design, net, family, out):
     out.mkdir(parents=True, exist_ok=True)
     (out / "top.il").write_text(rtlil.convert(core, name="top"))
     synth = "synth_ecp5 -nodsp" if family == "ecp5" else "synth_ice40"
-    script = f"read_rtlil top.il\n{synth} -noflatten -top top\ntee -q -o stat.json stat -json\n"
+    script = (f"read_rtlil top.il\nhierarchy -top top\nproc\n{UNDEFINED_COLLISIONS}\n"
+              f"{synth} -noflatten -top top\ntee -q -o stat.json stat -json\n")
     (out / "luts.ys").write_text(script)
     yosys = tool_environment()["YOSYS"]
     run = subprocess.run([yosys, "-q", "-l", "luts.log", "luts.ys"], cwd=out, capture_output=True, text=True,

@@ -1,6 +1,6 @@
 """The accelerator: runs every layer of a packed network on chip, host out of the loop."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -64,6 +64,9 @@ class Accelerator(wiring.Component):
         ``weight_memory(config, init)`` returns the weight buffer: a component with a
         memory's ``read`` and ``write`` port signatures and a 1-cycle read (e.g.
         :func:`ternac.rtl.spram.spram_weight_memory`); default a block-RAM ``Memory``.
+    decoder_ram : bool
+        The decoder table in block RAM (:class:`~ternac.rtl.decoder.SparseDecoder`
+        ``block_ram``): the FPGA builds' choice where block RAM is left over.
     activity : bool
         Add the ``activity`` port: per-inference action counters
         (:class:`~ternac.rtl.activity.ActivityCounters`) for the measured energy. Off by
@@ -87,7 +90,7 @@ class Accelerator(wiring.Component):
         Counts of the last (or running) inference, one per :data:`ternac.model.hw.ACTIONS`.
     """
 
-    def __init__(self, config, *, image=None, weight_memory=None, activity=False):
+    def __init__(self, config, *, image=None, weight_memory=None, decoder_ram=False, activity=False):
         if activity and config.dense:
             raise TernacError("activity counters observe the ternary array's decoder; the dense "
                               "baseline has none")
@@ -95,6 +98,7 @@ class Accelerator(wiring.Component):
         self._image = image or {}
         self._weight_memory = weight_memory
         self._activity = activity
+        self._decoder_ram = decoder_ram
         word = config.act_bits
         members = {
             "act_in": In(stream.Signature(word)),
@@ -134,7 +138,7 @@ class Accelerator(wiring.Component):
                                acc_bits=cfg.acc_bits, tag_bits=tag_bits,
                                table=(self._image.get(Target.CODEBOOK, []) if cfg.codebook_depth
                                       else default_table(cfg.coding)),
-                               codebook_depth=cfg.codebook_depth)
+                               codebook_depth=cfg.codebook_depth, table_ram=self._decoder_ram)
 
     def _memory(self, m, name, target):
         cfg = self._config
@@ -157,8 +161,11 @@ class Accelerator(wiring.Component):
         m.submodules.sequencer = seq = Sequencer(cfg, settle=self.settle,
                                                   pool_settle=cycles.POOL_TO_WRITE,
                                                   avg_settle=cycles.AVG_POOL_TO_WRITE)
-        m.submodules.pool = pool = PoolUnit(n=cfg.coding.n, depth=cfg.act_depth,
-                                            packing=cfg.tap_packing, avg=cfg.avg_pool)
+        # The pooling unit serves pooling and packing passes: only the convolution walk has them.
+        pool = None
+        if cfg.conv_walk:
+            m.submodules.pool = pool = PoolUnit(n=cfg.coding.n, depth=cfg.act_depth,
+                                                packing=cfg.tap_packing, avg=cfg.avg_pool)
         m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n)
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
@@ -166,8 +173,8 @@ class Accelerator(wiring.Component):
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size)
         if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
                 or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE
-                or MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE
-                or MEMORY_LATENCY + pool.avg_latency != cycles.AVG_POOL_TO_WRITE):
+                or pool and MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE
+                or pool and MEMORY_LATENCY + pool.avg_latency != cycles.AVG_POOL_TO_WRITE):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs, and an idle accelerator
         # offered both a load beat and an input word takes the load first: act_in waits from
@@ -216,22 +223,26 @@ class Accelerator(wiring.Component):
         # MAC array: control follows the memory read by one cycle.
         # A tap in the zero padding around a feature map reads a zero word (a max pooling
         # skips it instead). A pooling pass bypasses the array.
-        act_zero = Signal()
         tag = seq.position.as_value()
         if cfg.fused_pool:
             tag = Cat(tag, seq.window_first, seq.window_last)
-        ctrl = [(array.valid, seq.issue & ~seq.cur.pool), (array.first, seq.first),
-                (array.last, seq.last), (array.tag, tag),
-                (act_zero, seq.act_zero), (pool.valid, seq.issue & seq.cur.pool),
-                (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word)]
+        pooling = seq.cur.pool if pool else Const(0, 1)
+        ctrl = [(array.valid, seq.issue & ~pooling), (array.first, seq.first),
+                (array.last, seq.last), (array.tag, tag)]
+        m.d.comb += array.weights.eq(weight_rp.data)
+        if pool:
+            act_zero = Signal()
+            ctrl += [(act_zero, seq.act_zero), (pool.valid, seq.issue & pooling),
+                     (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word)]
+            m.d.comb += [array.acts.eq(Mux(act_zero, 0, acts.read_data)),
+                         pool.acts.eq(acts.read_data), pool.skip.eq(act_zero),
+                         acts.word_en.eq(pool.out_valid), acts.word_addr.eq(pool.out_word),
+                         acts.word_data.eq(pool.out_data)]
+        else:
+            m.d.comb += array.acts.eq(acts.read_data)
         if cfg.avg_pool:
             ctrl.append((pool.counted, seq.pool_counted))
         m.d.sync += [dst.eq(src) for dst, src in ctrl]
-        m.d.comb += [array.weights.eq(weight_rp.data),
-                     array.acts.eq(Mux(act_zero, 0, acts.read_data)),
-                     pool.acts.eq(acts.read_data), pool.skip.eq(act_zero),
-                     acts.word_en.eq(pool.out_valid), acts.word_addr.eq(pool.out_word),
-                     acts.word_data.eq(pool.out_data)]
 
         if cfg.tap_packing or cfg.avg_pool:
             m.d.comb += pool.mode.eq(seq.cur.pool_mode)
@@ -277,7 +288,8 @@ class Accelerator(wiring.Component):
         m.d.sync += decoded.eq(array.valid)     # the weight word reached the array
         m.d.comb += [activity.start.eq(seq.in_en & ~seq.busy), activity.input_word.eq(seq.in_en),
                      activity.output_word.eq(self.act_out.valid & self.act_out.ready),
-                     activity.step.eq(seq.issue), activity.pool.eq(seq.cur.pool),
+                     activity.step.eq(seq.issue),
+                     activity.pool.eq(seq.cur.pool if cfg.conv_walk else 0),
                      activity.decoded.eq(decoded), activity.slot_valid.eq(array.slot_valid),
                      activity.requantize.eq(requantize), activity.byte_write.eq(acts.byte_en),
                      activity.word_write.eq(acts.word_en)]

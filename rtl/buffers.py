@@ -116,9 +116,16 @@ class ActivationBuffers(wiring.Component):
     """Two activation buffers of ``depth`` words of N int8, used ping-pong.
 
     Buffer ``sel`` feeds the MAC array (``read_*``) while the requantizer writes single bytes
-    into the other one (``byte_*``, a write port with 8-bit granularity), or max pooling whole
-    words (``word_*``); that buffer also feeds ``act_out`` (``out_*``). The input stream
+    into the other one (``byte_*``, a write port with 8-bit granularity), or the pooling unit
+    whole words (``word_*``); that buffer also feeds ``act_out`` (``out_*``). The input stream
     writes whole words into buffer 0.
+
+    Both buffers are halves of one memory (the buffer number is the top address bit), with one
+    read and one write port: the array reads one buffer while the other is written, and the
+    output is read only once the array is done, so no pass needs more. That is half the
+    block RAMs of two memories (4 iCE40 EBR for 2 x 128 words of 64 bits) and no read-data
+    mux. ``read_data`` and ``out_data`` are the same read port: an ``out_en`` read is kept
+    while ``out_en`` is low, until the next input word (``in_en``).
 
     Latency: 1 cycle on both read ports (synchronous block-RAM reads).
     """
@@ -143,35 +150,29 @@ class ActivationBuffers(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        sel_q = Signal()
-        m.d.sync += sel_q.eq(self.sel)
-        data = []
-        for b in range(2):
-            mem = Memory(shape=self._n * ACT_BITS, depth=self._depth, init=[])
-            m.submodules[f"buffer{b}"] = mem
-            wp = mem.write_port(granularity=ACT_BITS)
-            rp = mem.read_port()
-            computes = self.sel == b
-            m.d.comb += [
-                rp.addr.eq(Mux(computes, self.read_addr, self.out_addr)),
-                rp.en.eq(computes | self.out_en),
-            ]
-            byte_write = self.byte_en & ~computes
-            word_write = self.word_en & ~computes
-            addr = Mux(word_write, self.word_addr, self.byte_addr)
-            payload = Mux(word_write, self.word_data, self.byte_data.replicate(self._n))
-            enable = Mux(word_write, (1 << self._n) - 1, byte_write << self.byte_lane)
-            if b == 0:
-                m.d.comb += [
-                    wp.addr.eq(Mux(self.in_en, self.in_addr, addr)),
-                    wp.data.eq(Mux(self.in_en, self.in_data, payload)),
-                    wp.en.eq(Mux(self.in_en, (1 << self._n) - 1, enable)),
-                ]
-            else:
-                m.d.comb += [wp.addr.eq(addr), wp.data.eq(payload), wp.en.eq(enable)]
-            data.append(rp.data)
+        n, half = self._n, len(self.read_addr)
+        m.submodules.buffers = mem = Memory(shape=n * ACT_BITS, depth=2 << half, init=[])
+        wp = mem.write_port(granularity=ACT_BITS)
+        rp = mem.read_port()
+        holding = Signal()                  # out_data holds an output word
+        with m.If(self.out_en):
+            m.d.sync += holding.eq(1)
+        with m.Elif(self.in_en):
+            m.d.sync += holding.eq(0)
         m.d.comb += [
-            self.read_data.eq(Mux(sel_q, data[1], data[0])),
-            self.out_data.eq(Mux(sel_q, data[0], data[1])),
+            rp.addr.eq(Mux(self.out_en, Cat(self.out_addr, ~self.sel), Cat(self.read_addr, self.sel))),
+            rp.en.eq(self.out_en | ~holding),
+            self.read_data.eq(rp.data), self.out_data.eq(rp.data),
         ]
+        # One write at a time: an input word into buffer 0, or a result into buffer ~sel.
+        with m.If(self.in_en):
+            m.d.comb += [wp.addr.eq(Cat(self.in_addr, 0)), wp.data.eq(self.in_data),
+                         wp.en.eq((1 << n) - 1)]
+        with m.Elif(self.word_en):
+            m.d.comb += [wp.addr.eq(Cat(self.word_addr, ~self.sel)), wp.data.eq(self.word_data),
+                         wp.en.eq((1 << n) - 1)]
+        with m.Else():
+            m.d.comb += [wp.addr.eq(Cat(self.byte_addr, ~self.sel)),
+                         wp.data.eq(self.byte_data.replicate(n)),
+                         wp.en.eq(self.byte_en << self.byte_lane)]
         return m

@@ -44,6 +44,10 @@ class SparseDecoder(wiring.Component):
         (a network baked into the design).
     depth : int
         Entries of a writable table (0 for the ROM).
+    block_ram : bool
+        Ask synthesis for block RAM (Yosys' ``rom_style``/``ram_style`` attribute): one read
+        port per lane, so P/2 ECP5 DP16KD or P iCE40 EBR, against a few hundred LUTs for the
+        default ROM (``docs/fpga.md``). Off, the tool chooses (Yosys: LUTs for the ROM).
 
     Attributes
     ----------
@@ -57,7 +61,7 @@ class SparseDecoder(wiring.Component):
         Table write port (writable table only).
     """
 
-    def __init__(self, *, coding, lanes, code_bits, table=None, depth=0):
+    def __init__(self, *, coding, lanes, code_bits, table=None, depth=0, block_ram=False):
         if table is None and not depth:
             raise TernacError("a decoder needs a ROM table or a writable depth")
         if depth and len(table or ()) > depth:
@@ -69,6 +73,7 @@ class SparseDecoder(wiring.Component):
         self._code_bits = code_bits
         self._table = table
         self._depth = depth
+        self._block_ram = block_ram
         members = {
             "codes": In(lanes * code_bits),
             "slots": Out(data.ArrayLayout(data.ArrayLayout(SlotLayout(coding), coding.k), lanes)),
@@ -86,12 +91,16 @@ class SparseDecoder(wiring.Component):
         m = Module()
         c = self._coding
         width = c.k * c.slot_bits
+        style = "ram_style" if self._depth else "rom_style"
+        attrs = {style: "block"} if self._block_ram else None
         if self._depth:
-            m.submodules.table = table = Memory(shape=width, depth=self._depth, init=self._table or [])
+            m.submodules.table = table = Memory(shape=width, depth=self._depth, init=self._table or [],
+                                                attrs=attrs)
             wp = table.write_port()
             m.d.comb += [wp.addr.eq(self.write.addr), wp.data.eq(self.write.data), wp.en.eq(self.write.en)]
         else:
-            m.submodules.table = table = Memory(shape=width, depth=len(self._table), init=self._table)
+            m.submodules.table = table = Memory(shape=width, depth=len(self._table), init=self._table,
+                                                attrs=attrs)
         for p in range(self._lanes):
             rp = table.read_port()
             code = self.codes[p * self._code_bits:(p + 1) * self._code_bits]

@@ -130,6 +130,8 @@ class HostLink(wiring.Component):
         buffer_bytes = [rp.data[8 * i:8 * i + 8] for i in range(n)]
 
         byte, got = urx.o.payload, urx.o.valid
+        # One CRC engine: the received bytes, or in a reply the transmitted ones.
+        crc_in, sending = Signal(8), Signal()
         kind = Signal(8)
         length = Signal(16)
         received = Signal(16)                     # payload bytes so far
@@ -144,24 +146,27 @@ class HostLink(wiring.Component):
         cycles = Signal(32)
         timer = Signal(range(self._timeout + 1))
 
-        # The reply: header, `reply_buffer` bytes of the frame buffer, `small_len` bytes of
-        # `small`, CRC.
+        # The reply: header, `reply_buffer` bytes of the frame buffer, bytes `small_at` to
+        # `small_end` - 1 of `small` (an ERROR's code and request type, or the STATUS payload,
+        # whose last 4 bytes are an INFER's cycles), CRC. Rx and tx take turns, so the reply
+        # runs its CRC in `crc` too.
         reply_kind = Signal(8)
         reply_buffer = Signal(16)
-        small = Signal(64)
-        small_len = Signal(4)
-        tx_crc = Signal(16)
+        error_code = Signal(8)
+        status = Cat(committed, loading, Const(0, 6), Const(n, 8), Const(self.max_payload, 16), cycles)
+        small = Mux(reply_kind == ERROR, Cat(error_code, kind), status)
+        small_at, small_end = Signal(range(9)), Signal(range(9))
         tx_index = Signal(16)
         tx_word, tx_lane = Signal(range(words + 1)), Signal(range(n))
         settled = Signal()                        # the buffer's read data is for tx_word
 
-        def reply(kind_value, *, small_value=0, small_bytes=0, from_buffer=0):
-            return [reply_kind.eq(kind_value), small.eq(small_value), small_len.eq(small_bytes),
+        def reply(kind_value, *, small_bytes=(0, 0), from_buffer=0):
+            return [reply_kind.eq(kind_value), small_at.eq(small_bytes[0]), small_end.eq(small_bytes[1]),
                     reply_buffer.eq(from_buffer), tx_index.eq(0), tx_word.eq(0), tx_lane.eq(0),
-                    tx_crc.eq(CRC_INIT), settled.eq(0)]
+                    crc.eq(CRC_INIT), settled.eq(0)]
 
         def error(code):
-            return reply(ERROR, small_value=Cat(Const(code, 8), kind), small_bytes=2)
+            return [error_code.eq(code), *reply(ERROR, small_bytes=(0, 2))]
 
         # Feeding act_in / load from the buffer: `index` is the word whose data the read port
         # shows (its address was presented the cycle before), one word per cycle.
@@ -177,6 +182,8 @@ class HostLink(wiring.Component):
             core.act_in.payload.eq(rp.data),
         ]
 
+        crc_next = crc16_update(crc, crc_in)
+        m.d.comb += crc_in.eq(Mux(sending, utx.i.payload, byte))
         with m.If(got):
             m.d.sync += timer.eq(0)
         with m.Elif(timer != self._timeout):
@@ -191,7 +198,7 @@ class HostLink(wiring.Component):
 
             def receive(field_update, next_state):
                 with m.If(got):
-                    m.d.sync += [crc.eq(crc16_update(crc, byte)), *field_update]
+                    m.d.sync += [crc.eq(crc_next), *field_update]
                     m.next = next_state
                 with m.Elif(timed_out):
                     m.d.sync += error(LinkError.TIMEOUT)
@@ -246,9 +253,7 @@ class HostLink(wiring.Component):
                     with m.If(length != 0):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Else():
-                        m.d.sync += reply(reply_type(Request.STATUS), small_bytes=8, small_value=Cat(
-                            committed, loading, Const(0, 6), Const(n, 8), Const(self.max_payload, 16),
-                            cycles))
+                        m.d.sync += reply(reply_type(Request.STATUS), small_bytes=(0, 8))
                 with m.Elif(kind == Request.BEGIN):
                     with m.If(length != 0):
                         m.d.sync += error(LinkError.LENGTH)
@@ -315,31 +320,33 @@ class HostLink(wiring.Component):
                         m.next = "CYCLES"
             with m.State("CYCLES"):               # `cycles` is updated by the last handshake
                 m.d.sync += [cycles.eq(core.cycles),
-                             reply(reply_type(Request.INFER), small_value=core.cycles, small_bytes=4,
+                             reply(reply_type(Request.INFER), small_bytes=(4, 8),
                                    from_buffer=out_words << self._shift)]
                 m.next = "REPLY"
 
             # -- the reply --------------------------------------------------------------------
-            header = Array([Const(SYNC, 8), reply_kind,
-                            (reply_buffer + small_len)[:8], (reply_buffer + small_len)[8:16]])
+            reply_length = reply_buffer + (small_end - small_at)
+            header = Array([Const(SYNC, 8), reply_kind, reply_length[:8], reply_length[8:16]])
             sent = utx.i.valid & utx.i.ready
             with m.State("REPLY"):
+                m.d.comb += sending.eq(1)
                 m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(header[tx_index[:2]])]
                 with m.If(sent):
                     m.d.sync += tx_index.eq(tx_index + 1)
                     with m.If(tx_index != 0):
-                        m.d.sync += tx_crc.eq(crc16_update(tx_crc, utx.i.payload))
+                        m.d.sync += crc.eq(crc_next)
                     with m.If(tx_index == 3):
                         m.d.sync += tx_index.eq(0)
                         m.next = "SEND_BUFFER"
                         with m.If(reply_buffer == 0):
                             m.next = "SEND_SMALL"
             with m.State("SEND_BUFFER"):
+                m.d.comb += sending.eq(1)
                 m.d.comb += [rp.addr.eq(tx_word), utx.i.payload.eq(Array(buffer_bytes)[tx_lane]),
                              utx.i.valid.eq(settled)]
                 m.d.sync += settled.eq(1)
                 with m.If(sent):
-                    m.d.sync += [tx_crc.eq(crc16_update(tx_crc, utx.i.payload)),
+                    m.d.sync += [crc.eq(crc_next),
                                  tx_index.eq(tx_index + 1), settled.eq(0),
                                  tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1)),
                                  tx_word.eq(Mux(tx_lane == n - 1, tx_word + 1, tx_word))]
@@ -347,18 +354,20 @@ class HostLink(wiring.Component):
                         m.d.sync += tx_index.eq(0)
                         m.next = "SEND_SMALL"
             with m.State("SEND_SMALL"):
-                m.d.comb += [utx.i.valid.eq(small_len != 0), utx.i.payload.eq(small[:8])]
+                m.d.comb += sending.eq(1)
+                more = small_at != small_end
+                m.d.comb += [utx.i.valid.eq(more),
+                             utx.i.payload.eq(Array(small[8 * i:8 * i + 8] for i in range(8))[small_at])]
                 with m.If(sent):
-                    m.d.sync += [tx_crc.eq(crc16_update(tx_crc, utx.i.payload)),
-                                 small.eq(small >> 8), small_len.eq(small_len - 1)]
-                with m.If(small_len == 0):
+                    m.d.sync += [crc.eq(crc_next), small_at.eq(small_at + 1)]
+                with m.If(~more):
                     m.next = "SEND_CRC0"
             with m.State("SEND_CRC0"):
-                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(tx_crc[:8])]
+                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(crc[:8])]
                 with m.If(sent):
                     m.next = "SEND_CRC1"
             with m.State("SEND_CRC1"):
-                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(tx_crc[8:])]
+                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(crc[8:])]
                 with m.If(sent):
                     m.next = "IDLE"
         return m

@@ -76,9 +76,12 @@ class TernaryMacArray(wiring.Component):
         writable table's initial contents;
     codebook_depth : int
         Entries of a writable decoder table (then ``table_base`` and ``table_write`` exist).
+    table_ram : bool
+        The decoder table in block RAM (:class:`SparseDecoder` ``block_ram``).
     """
 
-    def __init__(self, *, lanes, coding, code_bits, acc_bits, tag_bits, table=None, codebook_depth=0):
+    def __init__(self, *, lanes, coding, code_bits, acc_bits, tag_bits, table=None, codebook_depth=0,
+                 table_ram=False):
         if coding.k < 1:
             raise TernacError(f"coding {coding}: the MAC array needs K >= 1")
         self._lanes = lanes
@@ -87,6 +90,7 @@ class TernaryMacArray(wiring.Component):
         self._acc_bits = acc_bits
         self._table = table
         self._codebook_depth = codebook_depth
+        self._table_ram = table_ram
         members = mac_members(lanes=lanes, n=coding.n, weight_bits=lanes * code_bits,
                               acc_bits=acc_bits, tag_bits=tag_bits)
         if codebook_depth:
@@ -105,7 +109,7 @@ class TernaryMacArray(wiring.Component):
         c = self._coding
         m.submodules.decoder = decoder = SparseDecoder(
             coding=c, lanes=self._lanes, code_bits=self._code_bits,
-            table=self._table, depth=self._codebook_depth)
+            table=self._table, depth=self._codebook_depth, block_ram=self._table_ram)
         m.d.comb += decoder.codes.eq(self.weights)
         m.d.comb += self.slot_valid.eq(Cat(decoder.slots[p][t].valid for p in range(self._lanes)
                                            for t in range(c.k)))

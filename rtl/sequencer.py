@@ -1,6 +1,6 @@
 """Sequencer: runs a whole inference from the layer-descriptor table."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from ternac.model.hw.lower import POOL_MODES
@@ -89,6 +89,9 @@ class Sequencer(wiring.Component):
         primed = Signal()               # descriptor 0 has been read since reset
         m.d.sync += primed.eq(1)
 
+        walk = cfg.conv_walk
+        # Without the convolution walk a pass is one pixel: group g reads words 0 .. V-1.
+        pool = cur.pool if walk else Const(0, 1)
         # The walk: tap (ky, kx), channel word c, output pixel (oy, ox) and its window's
         # top-left input coordinate (iy0, ix0), running activation addresses.
         c, kx, ky = (Signal(range(a + 1), name=n) for n in ("c", "kx", "ky"))
@@ -117,25 +120,29 @@ class Sequencer(wiring.Component):
                 m.d.sync += [wx.eq(0), wy.eq(0), cwin.eq(window), ciy0.eq(y), cix0.eq(x)]
 
         def start_layer(desc):
+            start = [cur.eq(desc), v.eq(0), group.eq(0), self.position.eq(0),
+                     self.weight_addr.eq(desc.weight_base)]
+            if not walk:
+                return start
             fused_start = [wx.eq(0), wy.eq(0), cwin.eq(desc.origin), ciy0.eq(-desc.pad_y),
                            cix0.eq(-desc.pad_x), group_weight.eq(desc.weight_base)] if fused else []
-            return [cur.eq(desc), v.eq(0), group.eq(0), self.position.eq(0),
-                    self.weight_addr.eq(desc.weight_base),
-                    c.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), pix_word.eq(0),
-                    group_offset.eq(0),
-                    iy0.eq(-desc.pad_y), ix0.eq(-desc.pad_x),
+            return [*start, c.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), pix_word.eq(0),
+                    group_offset.eq(0), iy0.eq(-desc.pad_y), ix0.eq(-desc.pad_x),
                     addr.eq(desc.origin), win.eq(desc.origin), row_win.eq(desc.origin),
                     *fused_start]
 
         last_word = v == cur.words - 1
         group_done = last_word & window_last
-        can_issue = ~group_done | cur.pool | (since == lanes)
-        iy, ix = ciy0 + ky, cix0 + kx
-        inside = (iy >= 0) & (iy < cur.in_h) & (ix >= 0) & (ix < cur.in_w)
-        m.d.comb += [self.act_addr.eq(Mux(inside, addr, 0)), self.act_zero.eq(~inside),
-                     self.first.eq(v == 0), self.last.eq(last_word),
-                     self.window_first.eq(window_first), self.window_last.eq(window_last),
-                     self.pool_word.eq(pix_word + group)]
+        can_issue = ~group_done | pool | (since == lanes)
+        m.d.comb += [self.first.eq(v == 0), self.last.eq(last_word),
+                     self.window_first.eq(window_first), self.window_last.eq(window_last)]
+        if walk:
+            iy, ix = ciy0 + ky, cix0 + kx
+            inside = (iy >= 0) & (iy < cur.in_h) & (ix >= 0) & (ix < cur.in_w)
+            m.d.comb += [self.act_addr.eq(Mux(inside, addr, 0)), self.act_zero.eq(~inside),
+                         self.pool_word.eq(pix_word + group)]
+        else:
+            m.d.comb += self.act_addr.eq(v)
         pool_settle = self._pool_settle - 1
         if cfg.avg_pool:
             padded = (iy < cur.in_h + cur.pad_y) & (ix < cur.in_w + cur.pad_x)
@@ -148,12 +155,42 @@ class Sequencer(wiring.Component):
 
         def next_step():
             """One issued step: the next channel word, then tap (later assignments win)."""
-            m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1), c.eq(c + 1),
-                         addr.eq(addr + cur.tap_step)]
+            m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1)]
+            if not walk:
+                return
+            m.d.sync += [c.eq(c + 1), addr.eq(addr + cur.tap_step)]
             with m.If(c == cur.channel_words - 1):
                 m.d.sync += [c.eq(0), kx.eq(kx + 1)]
                 with m.If(kx == cur.kernel_w - 1):
                     m.d.sync += [kx.eq(0), ky.eq(ky + 1), addr.eq(addr + cur.tap_step + cur.ky_jump)]
+
+        def next_group_window():
+            """The next lane group of this pixel restarts the window (a pooling's moves on)."""
+            next_offset = group_offset + cur.group_step
+            m.d.sync += [c.eq(0), kx.eq(0), ky.eq(0), group_offset.eq(next_offset)]
+            restart_window(win + next_offset, iy0, ix0)
+            if fused:
+                m.d.sync += group_weight.eq(self.weight_addr + 1)
+
+        def next_pixel():
+            """The pixel is done: the next output pixel, from weight word 0; after the last, SETTLE."""
+            next_word = pix_word + cur.pixel_words
+            m.d.sync += [group.eq(0), group_offset.eq(0), self.weight_addr.eq(cur.weight_base),
+                         pix_word.eq(next_word), self.position.index.eq(0),
+                         self.position.word.eq(next_word), self.position.byte.eq(0)]
+            if fused:
+                m.d.sync += group_weight.eq(cur.weight_base)
+            with m.If(ox == cur.out_w - 1):
+                m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(iy0 + cur.stride_y),
+                             ix0.eq(-cur.pad_x), row_win.eq(row_win + cur.y_step),
+                             win.eq(row_win + cur.y_step)]
+                restart_window(row_win + cur.y_step, iy0 + cur.stride_y, -cur.pad_x)
+                with m.If(oy == cur.out_h - 1):
+                    m.d.sync += settle.eq(Mux(pool, pool_settle, self._settle - 1))
+                    m.next = "SETTLE"
+            with m.Else():
+                m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x), win.eq(win + cur.x_step)]
+                restart_window(win + cur.x_step, iy0, ix0 + cur.stride_x)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -191,37 +228,18 @@ class Sequencer(wiring.Component):
                                              addr.eq(cwin + cur.win_x_step),
                                              cix0.eq(cix0 + cur.win_stride_x)]
                     with m.If(group_done):
-                        # The group is done: the next group of this pixel restarts the window.
-                        next_offset = group_offset + cur.group_step
-                        m.d.sync += [v.eq(0), c.eq(0), kx.eq(0), ky.eq(0), group.eq(group + 1),
-                                     group_offset.eq(next_offset),
+                        m.d.sync += [v.eq(0), group.eq(group + 1),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
-                        restart_window(win + next_offset, iy0, ix0)
-                        if fused:
-                            m.d.sync += group_weight.eq(self.weight_addr + 1)
-                        with m.If(~cur.pool):
+                        with m.If(~pool):
                             m.d.sync += since.eq(1)
+                        if walk:
+                            next_group_window()
                         with m.If(group == cur.groups - 1):
-                            # The pixel is done: the next output pixel, from weight word 0.
-                            next_word = pix_word + cur.pixel_words
-                            m.d.sync += [group.eq(0), group_offset.eq(0),
-                                         self.weight_addr.eq(cur.weight_base),
-                                         pix_word.eq(next_word), self.position.index.eq(0),
-                                         self.position.word.eq(next_word), self.position.byte.eq(0)]
-                            if fused:
-                                m.d.sync += group_weight.eq(cur.weight_base)
-                            with m.If(ox == cur.out_w - 1):
-                                m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(iy0 + cur.stride_y),
-                                             ix0.eq(-cur.pad_x), row_win.eq(row_win + cur.y_step),
-                                             win.eq(row_win + cur.y_step)]
-                                restart_window(row_win + cur.y_step, iy0 + cur.stride_y, -cur.pad_x)
-                                with m.If(oy == cur.out_h - 1):
-                                    m.d.sync += settle.eq(Mux(cur.pool, pool_settle, self._settle - 1))
-                                    m.next = "SETTLE"
-                            with m.Else():
-                                m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x),
-                                             win.eq(win + cur.x_step)]
-                                restart_window(win + cur.x_step, iy0, ix0 + cur.stride_x)
+                            if walk:
+                                next_pixel()
+                            else:
+                                m.d.sync += settle.eq(self._settle - 1)
+                                m.next = "SETTLE"
             with m.State("SETTLE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += settle.eq(settle - 1)

@@ -100,8 +100,24 @@ def test_descriptor_fields_are_documented():
     documented = [name for row in re.findall(r"^\| (`.*?) \|", table, re.MULTILINE)
                   for name in re.findall(r"`(\w+)`", row)]
     cfg = size_config(random_network([20, 13, 7])).replace(
-        codebook_depth=4, code_bits=8, fused_pool=True, tap_packing=True, avg_pool=True)
+        codebook_depth=4, code_bits=8, conv_walk=True, fused_pool=True, tap_packing=True,
+        avg_pool=True)
     assert documented == [name for name, _, _ in cfg.layer_fields()]
+
+
+def test_mlp_builds_without_the_convolution_walk():
+    net = random_network([20, 13, 7])
+    config = size_config(net)
+    assert not config.conv_walk
+    assert [name for name, _, _ in config.layer_fields()] == [
+        "weight_base", "words", "groups", "out_features", "param_base", "in_words", "out_words",
+        "pixel_bytes", "relu", "last"]
+    with pytest.raises(TernacError, match="need conv_walk"):
+        config.replace(fused_pool=True)
+    cnn = random_cnn((1, 8, 8), [(6, 3, 1, 1), (5, 3, 1, 0)])
+    with pytest.raises(TernacError, match="no convolution walk"):
+        lower(cnn, size_config(cnn).replace(conv_walk=False, fused_pool=False, tap_packing=False,
+                                            avg_pool=False))
 
 
 # -- tap packing and fused pooling ------------------------------------------------------------

@@ -87,6 +87,11 @@ class HardwareConfig:
         0 for the default codebook as a ROM; otherwise the entries of a writable decoder table.
     dense : bool
         The int8 multiply-accumulate baseline instead of the ternary array.
+    conv_walk : bool
+        The sequencer walks feature maps: kernels, strides, padding, pixels and pooling
+        passes. Off, every pass is a matrix-vector product (a Linear layer: one output pixel,
+        its input words in order), the descriptor keeps only those fields and the pooling
+        unit is not built; an MLP needs about 1,000 fewer iCE40 logic cells (``docs/fpga.md``).
     fused_pool : bool
         Max pooling fused into a convolution (a per-lane window maximum before the
         requantizer, and the walk's pooling-window loop).
@@ -107,6 +112,7 @@ class HardwareConfig:
     acc_bits: int
     codebook_depth: int = 0
     dense: bool = False
+    conv_walk: bool = True
     fused_pool: bool = False
     tap_packing: bool = False
     avg_pool: bool = False
@@ -127,6 +133,9 @@ class HardwareConfig:
                               f"{self.coding}, got {self.acc_bits}")
         if not (isinstance(self.codebook_depth, int) and 0 <= self.codebook_depth <= MAX_DEPTH):
             raise TernacError(f"codebook depth must be in 0..{MAX_DEPTH}, got {self.codebook_depth!r}")
+        if not self.conv_walk and (self.fused_pool or self.tap_packing or self.avg_pool):
+            raise TernacError("fused pooling, tap packing and average pooling are parts of the "
+                              "convolution walk: they need conv_walk")
         if self.dense and self.codebook_depth:
             raise TernacError("the dense baseline has no decoder table: codebook depth must be 0")
         if not self.dense and not self.codebook_depth and self.code_bits != self.coding.code_bits:
@@ -177,14 +186,16 @@ class HardwareConfig:
         ]
         if self.codebook_depth:
             layout.append(("codebook_base", field_width(self.codebook_depth - 1), False))
-        layout += [(name, field_width(a), False) for name in (
-            "in_words", "out_words", "pixel_words", "channel_words", "tap_step",
-            "in_w", "in_h", "out_w", "out_h")]
+        layout += [(name, field_width(a), False) for name in ("in_words", "out_words")]
+        if self.conv_walk:
+            layout += [(name, field_width(a), False) for name in (
+                "pixel_words", "channel_words", "tap_step", "in_w", "in_h", "out_w", "out_h")]
         layout.append(("pixel_bytes", field_width(self.max_outputs), False))
-        layout += [(name, KERNEL_BITS, False) for name in (
-            "kernel_w", "kernel_h", "stride_x", "stride_y", "pad_x", "pad_y")]
-        layout += [(name, self.address_bits, True) for name in (
-            "origin", "x_step", "y_step", "ky_jump")]
+        if self.conv_walk:
+            layout += [(name, KERNEL_BITS, False) for name in (
+                "kernel_w", "kernel_h", "stride_x", "stride_y", "pad_x", "pad_y")]
+            layout += [(name, self.address_bits, True) for name in (
+                "origin", "x_step", "y_step", "ky_jump")]
         if self.fused_pool:
             layout += [(name, KERNEL_BITS, False) for name in (
                 "window_w", "window_h", "win_stride_x", "win_stride_y")]
@@ -195,8 +206,9 @@ class HardwareConfig:
             layout.append(("tap_bytes", field_width(self.coding.n), False))
         if self.avg_pool:
             layout.append(("count_pad", 1, False))
-        return layout + [("group_step", 1, False), ("pool", 1, False), ("relu", 1, False),
-                         ("last", 1, False)]
+        if self.conv_walk:
+            layout += [("group_step", 1, False), ("pool", 1, False)]
+        return layout + [("relu", 1, False), ("last", 1, False)]
 
     @property
     def address_bits(self):

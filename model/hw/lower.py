@@ -162,6 +162,12 @@ class Walk:
     def pixels(self):
         return self.out_w * self.out_h
 
+    @property
+    def spatial(self):
+        """Whether this walk needs the convolution walk (``HardwareConfig.conv_walk``): anything
+        but a Linear pass's one pixel over its input words in order."""
+        return self != Walk(1, 1, self.channel_words, 1, 1, 1, 1, 0, 0, 1, 1)
+
 
 #: Descriptor ``pool_mode`` of each pooling combine (0 also for a ternary pass).
 POOL_MODES = {None: 0, "max": 0, "avg": 1, "pack": 2}
@@ -531,6 +537,7 @@ def size_config(network, lanes=None, *, dense=False, head=None):
         acc_bits=max(layer.acc_bits for layer in ternary),
         codebook_depth=len(decoder_tables(ternary)[0]) if learned else 0,
         dense=dense,
+        conv_walk=any(step.walk.spatial for step in passes),
         fused_pool=any(step.walk.fused for step in passes),
         tap_packing=any(step.walk.pool == "pack" for step in passes),
         avg_pool=any(step.walk.pool == "avg" for step in passes))
@@ -615,6 +622,9 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
         layer, walk = step.layer, step.walk
         v, g, pixel_words, words_in, words_out = _pass_shape(step, p, n)
         last, cycles = i == len(passes) - 1, _pass_cycles(walk, v, g, p)
+        if walk.spatial and not config.conv_walk:
+            raise TernacError(f"layer {step.name} is a {'pooling' if walk.pool else 'convolution'}: "
+                              f"the accelerator has no convolution walk (conv_walk=False)")
         if walk.pool:
             if walk.pool == "pack" and not config.tap_packing:
                 raise TernacError(f"layer {layer.name} is coded in packed rows (model/layout.py): "
