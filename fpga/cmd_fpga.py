@@ -2,7 +2,17 @@
 
 from pathlib import Path
 
-from .build import BOARDS, CNNS, DECODER_TABLES, DESIGNS, LINKS, NETWORKS, SEED, WEIGHT_MEMORIES, build
+from .build import (
+    BOARDS,
+    CNNS,
+    DECODER_TABLES,
+    DESIGNS,
+    LINKS,
+    NETWORKS,
+    SEED,
+    WEIGHT_MEMORIES,
+    build,
+)
 
 __all__ = ["configure", "run"]
 
