@@ -118,7 +118,7 @@ class HostLink(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, words = self._n, self._words
-        core_reset = Signal()
+        core_reset = Signal()       # registered: the core resets the cycle after BEGIN checks
         core = self._core
         m.submodules.core = ResetInserter({"sync": core_reset})(core)
         m.submodules.uart_rx = urx = UartRx(divisor=self._divisor)
@@ -184,6 +184,7 @@ class HostLink(wiring.Component):
 
         crc_next = crc16_update(crc, crc_in)
         m.d.comb += crc_in.eq(Mux(sending, utx.i.payload, byte))
+        m.d.sync += core_reset.eq(0)
         with m.If(got):
             m.d.sync += timer.eq(0)
         with m.Elif(timer != self._timeout):
@@ -241,41 +242,55 @@ class HostLink(wiring.Component):
                     m.d.sync += error(LinkError.TIMEOUT)
                     m.next = "REPLY"
 
+            # CHECK registers every comparison of the frame, DECIDE acts on them: no wide
+            # comparison sits in front of the reply's and the core's control.
+            commit_bytes, commit_crc, commit_in, commit_out = (
+                tail[:32], tail[32:48], tail[48:64], tail[64:80])
+            crc_bad, empty, load_length_bad, commit_length_bad, commit_bad, infer_length_bad = (
+                Signal(name=name) for name in ("crc_bad", "empty", "load_length_bad",
+                                               "commit_length_bad", "commit_bad", "infer_length_bad"))
             with m.State("CHECK"):
-                commit_bytes, commit_crc, commit_in, commit_out = (
-                    tail[:32], tail[32:48], tail[48:64], tail[64:80])
+                m.d.sync += [
+                    crc_bad.eq(frame_crc != crc), empty.eq(length == 0),
+                    load_length_bad.eq(too_long | (length == 0) | (length[:2] != 0)),
+                    commit_length_bad.eq(length != len(tail) // 8),
+                    commit_bad.eq((commit_bytes != load_bytes) | (commit_crc != load_crc)
+                                  | (commit_in == 0) | (commit_in > self._act_depth)
+                                  | (commit_out == 0) | (commit_out > self._act_depth)),
+                    infer_length_bad.eq(length != in_words << self._shift),
+                ]
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
                 m.d.comb += rp.addr.eq(0)         # INFER and LOAD start at word 0
                 m.d.sync += [index.eq(0), beat.eq(0), beats_left.eq(length >> 2)]
                 m.next = "REPLY"
-                with m.If(frame_crc != crc):
+                with m.If(crc_bad):
                     m.d.sync += error(LinkError.CRC)
                 with m.Elif(kind == Request.STATUS):
-                    with m.If(length != 0):
+                    with m.If(~empty):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Else():
                         m.d.sync += reply(reply_type(Request.STATUS), small_bytes=(0, 8))
                 with m.Elif(kind == Request.BEGIN):
-                    with m.If(length != 0):
+                    with m.If(~empty):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Else():
-                        m.d.comb += core_reset.eq(1)
+                        m.d.sync += core_reset.eq(1)
                         m.d.sync += [committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
                                      load_bytes.eq(0), reply(reply_type(Request.BEGIN))]
                 with m.Elif(kind == Request.LOAD):
-                    with m.If(too_long | (length == 0) | (length[:2] != 0)):
+                    with m.If(load_length_bad):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Elif(~loading):
                         m.d.sync += error(LinkError.STATE)
                     with m.Else():
                         m.next = "LOAD"
                 with m.Elif(kind == Request.COMMIT):
-                    with m.If(length != len(tail) // 8):
+                    with m.If(commit_length_bad):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Elif(~loading):
                         m.d.sync += error(LinkError.STATE)
-                    with m.Elif((commit_bytes != load_bytes) | (commit_crc != load_crc)
-                                | (commit_in == 0) | (commit_in > self._act_depth)
-                                | (commit_out == 0) | (commit_out > self._act_depth)):
+                    with m.Elif(commit_bad):
                         m.d.sync += [loading.eq(0), error(LinkError.COMMIT)]
                     with m.Else():
                         m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
@@ -283,7 +298,7 @@ class HostLink(wiring.Component):
                 with m.Elif(kind == Request.INFER):
                     with m.If(~committed):
                         m.d.sync += error(LinkError.STATE)
-                    with m.Elif(length != in_words << self._shift):
+                    with m.Elif(infer_length_bad):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Else():
                         m.next = "FEED"

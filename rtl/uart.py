@@ -76,6 +76,8 @@ class UartTx(_UartComponent):
 class UartRx(_UartComponent):
     """Receive bytes from ``rx``: each byte is one cycle of ``o.valid`` (no back-pressure).
 
+    Latency: ``o.valid`` rises one cycle after the middle of the stop bit.
+
     ``rx`` passes two flip-flops first (it comes from a pin). A start bit is checked again in
     its middle (a shorter glitch is ignored), the data bits are sampled in their middles, and
     a byte whose stop bit is low is dropped with one cycle of ``framing_error``.
@@ -94,6 +96,9 @@ class UartRx(_UartComponent):
         bits = Signal(range(8))
         shift = Signal(8)
         m.d.comb += self.o.payload.eq(shift)
+        # valid and framing_error are registered (a strobe the cycle after the stop bit's
+        # middle), so the host link's decoding starts from a flip-flop.
+        m.d.sync += [self.o.valid.eq(0), self.framing_error.eq(0)]
         with m.If(count != 0):
             m.d.sync += count.eq(count - 1)
         with m.FSM():
@@ -115,6 +120,6 @@ class UartRx(_UartComponent):
                         m.next = "STOP"
             with m.State("STOP"):
                 with m.If(count == 0):
-                    m.d.comb += [self.o.valid.eq(line), self.framing_error.eq(~line)]
+                    m.d.sync += [self.o.valid.eq(line), self.framing_error.eq(~line)]
                     m.next = "IDLE"
         return m
