@@ -152,6 +152,7 @@ class HostLink(wiring.Component):
         # runs its CRC in `crc` too.
         reply_kind = Signal(8)
         reply_buffer = Signal(16)
+        reply_length = Signal(16)                 # payload bytes: reply_buffer + small bytes
         error_code = Signal(8)
         status = Cat(committed, loading, Const(0, 6), Const(n, 8), Const(self.max_payload, 16), cycles)
         small = Mux(reply_kind == ERROR, Cat(error_code, kind), status)
@@ -162,7 +163,7 @@ class HostLink(wiring.Component):
 
         def reply(kind_value, *, small_bytes=(0, 0), from_buffer=0):
             return [reply_kind.eq(kind_value), small_at.eq(small_bytes[0]), small_end.eq(small_bytes[1]),
-                    reply_buffer.eq(from_buffer), tx_index.eq(0), tx_word.eq(0), tx_lane.eq(0),
+                    reply_buffer.eq(from_buffer), reply_length.eq(from_buffer + small_bytes[1] - small_bytes[0]), tx_index.eq(0), tx_word.eq(0), tx_lane.eq(0),
                     crc.eq(CRC_INIT), settled.eq(0)]
 
         def error(code):
@@ -340,7 +341,6 @@ class HostLink(wiring.Component):
                 m.next = "REPLY"
 
             # -- the reply --------------------------------------------------------------------
-            reply_length = reply_buffer + (small_end - small_at)
             header = Array([Const(SYNC, 8), reply_kind, reply_length[:8], reply_length[8:16]])
             sent = utx.i.valid & utx.i.ready
             with m.State("REPLY"):

@@ -80,6 +80,7 @@ class Sequencer(wiring.Component):
         lanes, cur = cfg.lanes, self.cur
         a = cfg.act_depth
         v = Signal(range(a + 1))
+        last_word = Signal()            # v is the group's last word (a register: Fmax)
         group = Signal.like(cur.groups)
         since = Signal(range(lanes + 1), init=lanes)     # cycles since a group's last word issued
         count = Signal(range(a + 1))
@@ -90,6 +91,14 @@ class Sequencer(wiring.Component):
         m.d.sync += primed.eq(1)
 
         walk = cfg.conv_walk
+        # Each loop bound minus one (the counter's last value), registered with the
+        # descriptor, so that no subtractor sits in front of a loop's comparison.
+        bounds = ["words", "groups", "in_words", "out_words"]
+        if walk:
+            bounds += ["channel_words", "kernel_w", "out_w", "out_h"]
+        if cfg.fused_pool:
+            bounds += ["window_w", "window_h"]
+        limit = Signal(data.StructLayout({name: len(getattr(cur, name)) for name in bounds}), name="limit")
         # Without the convolution walk a pass is one pixel: group g reads words 0 .. V-1.
         pool = cur.pool if walk else Const(0, 1)
         # The walk: tap (ky, kx), channel word c, output pixel (oy, ox) and its window's
@@ -109,7 +118,7 @@ class Sequencer(wiring.Component):
             cwin, ciy0, cix0 = (Signal(coord, name=n) for n in ("cwin", "ciy0", "cix0"))
             group_weight = Signal.like(self.weight_addr)
             window_first = (wx == 0) & (wy == 0)
-            window_last = (wx == cur.window_w - 1) & (wy == cur.window_h - 1)
+            window_last = (wx == limit.window_w) & (wy == limit.window_h)
         else:
             cwin, ciy0, cix0, window_first, window_last = win, iy0, ix0, 1, 1
 
@@ -120,8 +129,9 @@ class Sequencer(wiring.Component):
                 m.d.sync += [wx.eq(0), wy.eq(0), cwin.eq(window), ciy0.eq(y), cix0.eq(x)]
 
         def start_layer(desc):
-            start = [cur.eq(desc), v.eq(0), group.eq(0), self.position.eq(0),
-                     self.weight_addr.eq(desc.weight_base)]
+            start = [cur.eq(desc), v.eq(0), last_word.eq(desc.words == 1), group.eq(0), self.position.eq(0),
+                     self.weight_addr.eq(desc.weight_base),
+                     *(getattr(limit, name).eq(getattr(desc, name) - 1) for name in bounds)]
             if not walk:
                 return start
             fused_start = [wx.eq(0), wy.eq(0), cwin.eq(desc.origin), ciy0.eq(-desc.pad_y),
@@ -131,7 +141,6 @@ class Sequencer(wiring.Component):
                     addr.eq(desc.origin), win.eq(desc.origin), row_win.eq(desc.origin),
                     *fused_start]
 
-        last_word = v == cur.words - 1
         group_done = last_word & window_last
         can_issue = ~group_done | pool | (since == lanes)
         m.d.comb += [self.first.eq(v == 0), self.last.eq(last_word),
@@ -155,13 +164,14 @@ class Sequencer(wiring.Component):
 
         def next_step():
             """One issued step: the next channel word, then tap (later assignments win)."""
-            m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1)]
+            m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1),
+                         last_word.eq(v + 1 == limit.words)]
             if not walk:
                 return
             m.d.sync += [c.eq(c + 1), addr.eq(addr + cur.tap_step)]
-            with m.If(c == cur.channel_words - 1):
+            with m.If(c == limit.channel_words):
                 m.d.sync += [c.eq(0), kx.eq(kx + 1)]
-                with m.If(kx == cur.kernel_w - 1):
+                with m.If(kx == limit.kernel_w):
                     m.d.sync += [kx.eq(0), ky.eq(ky + 1), addr.eq(addr + cur.tap_step + cur.ky_jump)]
 
         def next_group_window():
@@ -180,12 +190,12 @@ class Sequencer(wiring.Component):
                          self.position.word.eq(next_word), self.position.byte.eq(0)]
             if fused:
                 m.d.sync += group_weight.eq(cur.weight_base)
-            with m.If(ox == cur.out_w - 1):
+            with m.If(ox == limit.out_w):
                 m.d.sync += [ox.eq(0), oy.eq(oy + 1), iy0.eq(iy0 + cur.stride_y),
                              ix0.eq(-cur.pad_x), row_win.eq(row_win + cur.y_step),
                              win.eq(row_win + cur.y_step)]
                 restart_window(row_win + cur.y_step, iy0 + cur.stride_y, -cur.pad_x)
-                with m.If(oy == cur.out_h - 1):
+                with m.If(oy == limit.out_h):
                     m.d.sync += settle.eq(Mux(pool, pool_settle, self._settle - 1))
                     m.next = "SETTLE"
             with m.Else():
@@ -207,7 +217,7 @@ class Sequencer(wiring.Component):
                              self.in_en.eq(self.in_valid)]
                 with m.If(self.in_valid):
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count == cur.in_words - 1):
+                    with m.If(count == limit.in_words):
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [self.busy.eq(1), self.issue.eq(can_issue)]
@@ -217,9 +227,9 @@ class Sequencer(wiring.Component):
                         with m.If(last_word & ~window_last):
                             # The next window position: the group's words again, on the next
                             # convolution output of the pooling window.
-                            m.d.sync += [v.eq(0), c.eq(0), kx.eq(0), ky.eq(0),
+                            m.d.sync += [v.eq(0), last_word.eq(limit.words == 0), c.eq(0), kx.eq(0), ky.eq(0),
                                          self.weight_addr.eq(group_weight)]
-                            with m.If(wx == cur.window_w - 1):
+                            with m.If(wx == limit.window_w):
                                 m.d.sync += [wx.eq(0), wy.eq(wy + 1), cwin.eq(cwin + cur.win_y_jump),
                                              addr.eq(cwin + cur.win_y_jump), cix0.eq(ix0),
                                              ciy0.eq(ciy0 + cur.win_stride_y)]
@@ -228,13 +238,13 @@ class Sequencer(wiring.Component):
                                              addr.eq(cwin + cur.win_x_step),
                                              cix0.eq(cix0 + cur.win_stride_x)]
                     with m.If(group_done):
-                        m.d.sync += [v.eq(0), group.eq(group + 1),
+                        m.d.sync += [v.eq(0), last_word.eq(limit.words == 0), group.eq(group + 1),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
                         with m.If(~pool):
                             m.d.sync += since.eq(1)
                         if walk:
                             next_group_window()
-                        with m.If(group == cur.groups - 1):
+                        with m.If(group == limit.groups):
                             if walk:
                                 next_pixel()
                             else:
@@ -262,7 +272,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += count.eq(count + 1)
                 with m.If(self.out_valid & self.out_ready):
                     m.d.sync += sent.eq(sent + 1)
-                    with m.If(sent == cur.out_words - 1):
+                    with m.If(sent == limit.out_words):
                         m.d.sync += [self.cycles.eq(counter + 1), self.out_valid.eq(0),
                                      self.sel.eq(0)]
                         m.next = "IDLE"
