@@ -27,7 +27,11 @@ RUNS = [
     ("ulx3s-85f", "ternary", "64-64-10", "pins"),
     ("ulx3s-85f", "dense", "64-64-10", None),
     ("ulx3s-85f", "dense-lut", "64-64-10", None),
+    ("icebreaker", "ternary", "784-256-256-10", None),
     ("icebreaker", "ternary", "784-256-256-10", "pins"),
+    ("icebreaker", "ternary", "784-1280-10", "pins"),
+    ("icebreaker", "ternary", "cnn:8-16", "pins"),
+    ("ulx3s-85f", "ternary", "784-256-256-10", None),
     ("ulx3s-85f", "ternary", "784-256-256-10", "pins"),
     ("ulx3s-85f", "dense", "784-256-256-10", None),
 ]
@@ -98,7 +102,9 @@ def markdown_table(results, *, command, date, missing=()):
         + ", ".join(f"{b.target_mhz:g} MHz on {name}" for name, b in BOARDS.items())
         + ") and, if the routed design misses it, is rebuilt (up to twice) at most 95 % of the achieved Fmax; "
         "GMAC/s and inf/s are at the PLL clock; Yosys `synth_ice40 -dsp` / `synth_ecp5` (`-nodsp` for `dense-lut`: the baseline's "
-        "multipliers in LUTs). Build seconds are wall-clock on a shared 2-core machine.",
+        "multipliers in LUTs), every non-transparent memory read with undefined same-address collisions "
+        "(`UNDEFINED_COLLISIONS`), the ternary decoder's table in block RAM (`--decoder bram`). "
+        "Build seconds are wall-clock on a shared 2-core machine.",
     ]
     if missing:
         notes += ["", "Not built yet (`RUNS` without a build): " + "; ".join(missing) + "."]
