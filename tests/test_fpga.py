@@ -191,3 +191,39 @@ def test_block_luts_sums_a_block_with_its_submodules():
     assert luts["core"] == 10 + 110 + 20 + 7 + 1
     assert block_luts({"modules": {"\\top": {"num_cells_by_type": {"SB_LUT4": 3, "SB_CARRY": 2}}}},
                       "ice40")["core"] == 5
+
+
+def test_undefined_collisions_mark_only_single_write_port_reads(tmp_path):
+    """``UNDEFINED_COLLISIONS`` marks the non-transparent reads of a one-write-port memory (the
+    activation buffers, parameter memory), not the layer table's transparent read nor a ROM's."""
+    import subprocess
+
+    from amaranth.back import rtlil
+    from ternac.fpga.build import UNDEFINED_COLLISIONS, tool_environment
+    from ternac.rtl.accelerator import Accelerator
+
+    program = lower(synthetic_network((16, 8)))
+    (tmp_path / "top.il").write_text(rtlil.convert(Accelerator.for_program(program), name="top"))
+    script = (f"read_rtlil top.il\nhierarchy -top top\nproc\n{UNDEFINED_COLLISIONS}\n"
+              "tee -q -o marked.txt select -list t:$memrd_v2 r:COLLISION_X_MASK=1'1 %i\n"
+              "tee -q -o all.txt select -list t:$memrd_v2\n")
+    (tmp_path / "s.ys").write_text(script)
+    subprocess.run([tool_environment()["YOSYS"], "-q", "s.ys"], cwd=tmp_path, check=True)
+    marked = (tmp_path / "marked.txt").read_text().split()
+    every = (tmp_path / "all.txt").read_text().split()
+    # The activation memory, weight buffer and parameter memory; not the layer table
+    # (transparent), the decoder ROM's eight reads or the load port's small ROM.
+    assert len(marked) == 3 and any(name.startswith("top.acts") for name in marked)
+    assert not any("decoder" in name or "loader" in name for name in marked)
+    assert len(every) == len(marked) + 1 + 8 + 1
+
+
+def test_decoder_table_in_block_ram_is_an_attribute_only():
+    """``--decoder bram`` asks Yosys for block RAM on the decoder ROM; the logic is unchanged."""
+    from amaranth.back import rtlil
+    from ternac.fpga.build import make_core
+    program = lower(synthetic_network((16, 8)))
+    bram = rtlil.convert(make_core("ternary", program, decoder="bram"), name="top")
+    lut = rtlil.convert(make_core("ternary", program, decoder="lut"), name="top")
+    assert 'attribute \\rom_style "block"' in bram and "rom_style" not in lut
+    assert len(bram.splitlines()) == len(lut.splitlines()) + bram.count("rom_style")
