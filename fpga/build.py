@@ -66,6 +66,7 @@ class Board:
     io_attrs: dict
     capacity: dict              # resource -> device total (for the table)
     nextpnr_opts: str = ""      # options of every build for this board
+    decoder: str = "bram"       # where the ternary decoder's table goes by default (DECODER_TABLES)
 
     def make_platform(self):
         import importlib
@@ -92,8 +93,11 @@ BOARDS = {
         io_attrs={"IO_TYPE": "LVCMOS33"},
         capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0},
         # router1 had not routed the dense 784-256-256-10 baseline after 13 minutes; router2 is the
-        # faster router for large designs (docs/fpga.md: that baseline still did not converge here).
-        nextpnr_opts="--router router2"),
+        # faster router for large designs (it routes that baseline in about 7 minutes).
+        nextpnr_opts="--router router2",
+        # The table in DP16KD put its 5.8 ns unregistered read in front of the slot muxes
+        # (64-64-10: 62.9 MHz against 73.3 MHz with the table in LUTs, docs/fpga.md).
+        decoder="lut"),
 }
 
 #: Networks by name: layer sizes, coding (N, K), lanes P.
@@ -283,7 +287,7 @@ DECODER_TABLES = ("bram", "lut")
 UNDEFINED_COLLISIONS = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:TRANSPARENCY_MASK=1'0 %i"
 
 
-def make_core(design, program, weights="bram", bake=True, decoder="bram"):
+def make_core(design, program, weights="bram", bake=True, decoder="lut"):
     """The core, with the lowered network baked in if ``bake`` (SPRAM has no initial contents:
     never its weights); the ternary decoder's table in block RAM or LUTs (``decoder``)."""
     from ternac.rtl.accelerator import Accelerator
@@ -471,14 +475,16 @@ def _mul_cells(path):
 
 
 def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None,
-          link=None, baud=None, decoder="bram"):
+          link=None, baud=None, decoder=None):
     """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
     for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``).
 
     ``weights``: ``"spram"`` or ``"bram"`` (default: SPRAM for the ternary design on iCE40).
     ``link``: ``"uart"`` (default for the ternary design: the host link at ``baud``, default 1 Mbaud; nothing baked in, the
     host loads the network) or ``"pins"`` (the 7-pin harness, network baked in).
-    ``decoder``: the ternary decoder's table in ``"bram"`` (default) or ``"lut"``.
+    ``decoder``: the ternary decoder's table in ``"bram"`` or ``"lut"``; default the board's
+    ``Board.decoder`` (iCE40: block RAM, where logic cells are scarce; ECP5: LUTs, as the
+    DP16KD's unregistered read would sit in front of the slot muxes).
     ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
     (``Board.target_mhz``) first; while the routed design misses it, up to
     :data:`PLL_RETRIES` more builds, each with the PLL at most :data:`PLL_MARGIN` of the Fmax
@@ -494,6 +500,7 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         weights = "spram" if spec.family == "ice40" and design == "ternary" else "bram"
     if weights not in WEIGHT_MEMORIES:
         raise TernacError(f"unknown weight memory {weights!r}; known: {', '.join(WEIGHT_MEMORIES)}")
+    decoder = decoder or spec.decoder
     if decoder not in DECODER_TABLES:
         raise TernacError(f"unknown decoder table {decoder!r}; known: {', '.join(DECODER_TABLES)}")
     if weights == "spram" and not spec.capacity["spram"]:

@@ -28,9 +28,9 @@ def configure(parser):
     parser.add_argument("--seed", type=int, default=SEED, help=f"nextpnr seed (default {SEED})")
     parser.add_argument("--weights", choices=WEIGHT_MEMORIES,
                         help="weight buffer in block RAM or iCE40 SPRAM (default: SPRAM on iCE40)")
-    parser.add_argument("--decoder", choices=DECODER_TABLES, default="bram",
-                        help="the ternary decoder's table in block RAM (default; one read port per "
-                        "lane) or in LUTs")
+    parser.add_argument("--decoder", choices=DECODER_TABLES,
+                        help="the ternary decoder's table in block RAM (one read port per lane) or in "
+                        "LUTs (default: block RAM on iCE40, LUTs on ECP5)")
     parser.add_argument("--link", choices=LINKS,
                         help="UART host link (default for the ternary design; the host loads the "
                         "network) or the 7-pin harness (network baked in)")

@@ -46,7 +46,7 @@ def synthesize(design, net, family, out):
 
     from .build import make_core
     program = lower(network_by_name(net), dense=design != "ternary")
-    core = make_core("dense" if design == "dense-lut" else design, program, "bram", bake=True)
+    core = make_core("dense" if design == "dense-lut" else design, program, "bram", bake=True)  # decoder in LUTs: counted
     out.mkdir(parents=True, exist_ok=True)
     (out / "top.il").write_text(rtlil.convert(core, name="top"))
     synth = "synth_ecp5 -nodsp" if family == "ecp5" else "synth_ice40"
