@@ -29,7 +29,9 @@ from .build import UNDEFINED_COLLISIONS, build_root, network_by_name, tool_envir
 
 __all__ = ["block_luts", "count", "main", "synthesize"]
 
-DESIGNS = ("ternary", "dense-lut")
+#: ``ternary`` counts its decoder table as LUTs; ``ternary-bram-decoder`` has it in block RAM
+#: (P/2 ECP5 DP16KD, P iCE40 EBR), as ``--decoder bram`` builds it.
+DESIGNS = ("ternary", "ternary-bram-decoder", "dense-lut")
 #: Blocks of the core reported on their own (module path prefixes under ``top``).
 BLOCKS = ("array", "acts", "requant", "shadow", "sequencer", "loader", "pool")
 
@@ -45,8 +47,10 @@ def synthesize(design, net, family, out):
     from amaranth.back import rtlil
 
     from .build import make_core
-    program = lower(network_by_name(net), dense=design != "ternary")
-    core = make_core("dense" if design == "dense-lut" else design, program, "bram", bake=True)  # decoder in LUTs: counted
+    dense = design == "dense-lut"
+    program = lower(network_by_name(net), dense=dense)
+    core = make_core("dense" if dense else "ternary", program, "bram", bake=True,
+                     decoder="bram" if design == "ternary-bram-decoder" else "lut")
     out.mkdir(parents=True, exist_ok=True)
     (out / "top.il").write_text(rtlil.convert(core, name="top"))
     synth = "synth_ecp5 -nodsp" if family == "ecp5" else "synth_ice40"
@@ -97,6 +101,8 @@ def count(net="64-64-10", family="ecp5", root=None, say=None):
     report = {"net": net, "family": family, "designs": designs, "date": datetime.date.today().isoformat(),
               "array_ratio": round(d["blocks"]["array"] / t["blocks"]["array"], 2),
               "core_ratio": round(d["core"] / t["core"], 2),
+              "array_ratio_bram_decoder": round(
+                  d["blocks"]["array"] / designs["ternary-bram-decoder"]["blocks"]["array"], 2),
               "command": f"python -m ternac.fpga.luts --family {family} --net {net}"}
     # Beside the build directories, not in one: ``build/fpga/*/report.json`` are board builds.
     (root.parent / "luts.json").write_text(json.dumps(report, indent=2))

@@ -159,7 +159,8 @@ def luts_table(report):
                      f"{d['array_luts_per_mac']} | {d['seconds']:.0f} |")
     lines += ["", (f"{report['family']}, {report['net']}: the dense baseline's MAC array needs "
               f"**{report['array_ratio']}x** the ternary array's LUTs for the same P·N dense-equivalent "
-              f"MACs per cycle (whole core: {report['core_ratio']}x). Measured {report.get('date', '')} with "
+              f"MACs per cycle (whole core: {report['core_ratio']}x); with the decoder table in block RAM "
+              f"{report.get('array_ratio_bram_decoder', '-')}x. Measured {report.get('date', '')} with "
               f"`{report['command']}`.")]
     return "\n".join(lines)
 
