@@ -104,6 +104,17 @@ def test_ice40_ternary_build_fits_with_fmax(ice40_builds):
 
 
 @pytest.mark.fpga
+def test_up5k_holds_the_784_256_256_10_mlp_behind_its_host_link(tmp_path):
+    """The $5 chip: 268,800 weights in SPRAM, the UART host link, a PLL clock it meets."""
+    from ternac.fpga.build import build
+    r = build("icebreaker", "ternary", "784-256-256-10", root=tmp_path, pll_mhz=27)
+    assert r["fits"], r["reason"]
+    assert (r["weights"], r["link"], r["spram"], r["decoder"]) == ("spram", "uart", 4, "bram")
+    assert r["lut"] <= BOARDS["icebreaker"].capacity["lut"] and r["ebr"] <= BOARDS["icebreaker"].capacity["ebr"]
+    assert r["timing_pass"] and r["inferences_per_s"] == round(27e6 / r["cycles_per_inference"])
+
+
+@pytest.mark.fpga
 @pytest.mark.parametrize("family, board_mhz, primitive", [("ice40", 12, "SB_PLL40_PAD"),
                                                           ("ecp5", 25, "EHXPLLL")])
 def test_pll_settings_at_most(family, board_mhz, primitive):
