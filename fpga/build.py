@@ -104,8 +104,12 @@ BOARDS = {
 NETWORKS = {
     "64-64-10": ([64, 64, 10], (8, 2), 8),
     "784-256-256-10": ([784, 256, 256, 10], (8, 2), 8),
-    # About the largest on the iCE40UP5K: 16000 of the 16384 SPRAM weight words (1,016,320 weights).
+    # Near the SPRAM's 16384 weight words (16000: 1,016,320 weights); its 60-bit parameter
+    # words need more than the UP5K's 30 EBR.
     "784-1280-10": ([784, 1280, 10], (8, 2), 8),
+    # The largest 784-H-10 whose parameter memory (1016 words) and activation memory (2 x 128
+    # words) leave the UP5K's EBR for the decoder table: 794,000 weights.
+    "784-1000-10": ([784, 1000, 10], (8, 2), 8),
 }
 
 #: "dense-lut" is the dense baseline with DSP inference off: its multipliers in LUTs.
@@ -484,7 +488,8 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     host loads the network) or ``"pins"`` (the 7-pin harness, network baked in).
     ``decoder``: the ternary decoder's table in ``"bram"`` or ``"lut"``; default the board's
     ``Board.decoder`` (iCE40: block RAM, where logic cells are scarce; ECP5: LUTs, as the
-    DP16KD's unregistered read would sit in front of the slot muxes).
+    DP16KD's unregistered read would sit in front of the slot muxes), and LUTs if the block
+    RAMs then do not suffice.
     ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
     (``Board.target_mhz``) first; while the routed design misses it, up to
     :data:`PLL_RETRIES` more builds, each with the PLL at most :data:`PLL_MARGIN` of the Fmax
@@ -500,7 +505,7 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         weights = "spram" if spec.family == "ice40" and design == "ternary" else "bram"
     if weights not in WEIGHT_MEMORIES:
         raise TernacError(f"unknown weight memory {weights!r}; known: {', '.join(WEIGHT_MEMORIES)}")
-    decoder = decoder or spec.decoder
+    chosen, decoder = decoder, decoder or spec.decoder
     if decoder not in DECODER_TABLES:
         raise TernacError(f"unknown decoder table {decoder!r}; known: {', '.join(DECODER_TABLES)}")
     if weights == "spram" and not spec.capacity["spram"]:
@@ -517,6 +522,13 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
     result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed, root=root,
                          say=say)
+    if (chosen is None and decoder == "bram" and design == "ternary" and not result["fits"]
+            and (result["ebr"] or 0) > spec.capacity["ebr"]):
+        # The decoder table's block RAMs are the board's default, not a requirement.
+        say(f"  {result['ebr']} of {spec.capacity['ebr']} block RAMs: again with the decoder table in LUTs")
+        decoder = "lut"
+        result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
+                             root=root, say=say)
     attempts = []
     while (pll_mhz is None and result["fits"] and not result["timing_pass"]
            and len(attempts) < PLL_RETRIES):

@@ -29,6 +29,7 @@ RUNS = [
     ("ulx3s-85f", "dense-lut", "64-64-10", None),
     ("icebreaker", "ternary", "784-256-256-10", None),
     ("icebreaker", "ternary", "784-256-256-10", "pins"),
+    ("icebreaker", "ternary", "784-1000-10", None),
     ("icebreaker", "ternary", "784-1280-10", "pins"),
     ("icebreaker", "ternary", "cnn:8-16", "pins"),
     ("ulx3s-85f", "ternary", "784-256-256-10", None),
@@ -40,10 +41,10 @@ QUICK = [run for run in RUNS if run[2] == "64-64-10"]
 
 BEGIN, END = "<!-- fpga-table:begin -->", "<!-- fpga-table:end -->"
 LUT_MARKERS = ("<!-- fpga-luts:begin -->", "<!-- fpga-luts:end -->")
-COLUMNS = ("board", "design", "network", "link", "weights", "LUT", "FF", "EBR", "DSP", "SPRAM",
+COLUMNS = ("board", "design", "network", "link", "weights", "decoder", "LUT", "FF", "EBR", "DSP", "SPRAM",
            "PLL MHz", "Fmax MHz", "build s", "GMAC/s", "inf/s", "cycles")
 #: Columns left-aligned in the tables (the rest are numbers).
-TEXT_COLUMNS = 5
+TEXT_COLUMNS = 6
 
 
 def _cell(result, key):
@@ -64,7 +65,7 @@ def row(result):
     fits = result["fits"]
     return [
         result["board"], result["design"], result["net"], result.get("link", "pins"),
-        result.get("weights", "bram"),
+        result.get("weights", "bram"), result.get("decoder") or "-",
         _cell(result, "lut"), _cell(result, "ff"), _cell(result, "ebr"), _cell(result, "dsp"),
         _cell(result, "spram"),
         f"{result['clock_mhz']:g}" if result.get("clock_mhz") else "-",
