@@ -238,3 +238,25 @@ def test_decoder_table_in_block_ram_is_an_attribute_only():
     lut = rtlil.convert(make_core("ternary", program, decoder="lut"), name="top")
     assert 'attribute \\rom_style "block"' in bram and "rom_style" not in lut
     assert len(bram.splitlines()) == len(lut.splitlines()) + bram.count("rom_style")
+
+
+def test_decoder_table_falls_back_to_luts_when_block_ram_runs_out(monkeypatch, tmp_path):
+    """A default iCE40 build whose block RAMs do not suffice is built again with the table in LUTs;
+    an explicit ``decoder="bram"`` is kept."""
+    import ternac.fpga.build as fpga_build
+    calls = []
+
+    def fake_build_once(spec, design, net, weights, link, baud, settings, decoder, **_):
+        calls.append(decoder)
+        fits = decoder == "lut"
+        return {"fits": fits, "ebr": 31 if fits else 39, "reason": None if fits else "needs 39/30",
+                "timing_pass": True, "build_dir": str(tmp_path), "decoder": decoder}
+
+    monkeypatch.setattr(fpga_build, "_build_once", fake_build_once)
+    monkeypatch.setattr(fpga_build, "_board_clock_mhz", lambda spec: 12.0)
+    monkeypatch.setattr("ternac.fpga.pll.pll_settings", lambda *args: None)
+    result = fpga_build.build("icebreaker", "ternary", "784-1280-10", pll_mhz=27)
+    assert calls == ["bram", "lut"] and result["decoder"] == "lut"
+    calls.clear()
+    assert not fpga_build.build("icebreaker", "ternary", "784-1280-10", pll_mhz=27, decoder="bram")["fits"]
+    assert calls == ["bram"]
