@@ -96,7 +96,7 @@ BOARDS = {
         # faster router for large designs (it routes that baseline in about 7 minutes).
         nextpnr_opts="--router router2",
         # The table in DP16KD put its 5.8 ns unregistered read in front of the slot muxes
-        # (64-64-10: 62.9 MHz against 73.3 MHz with the table in LUTs, docs/fpga.md).
+        # (64-64-10: 62.9 MHz against 75.3 MHz with the table in LUTs, docs/fpga.md).
         decoder="lut"),
 }
 
