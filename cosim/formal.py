@@ -174,10 +174,13 @@ class LoadPortHarness(wiring.Component):
         if self._max_count is not None:
             # Induction invariant: the beats due are bounded by the assumed count.
             m.d.comb += Assert(left <= self._max_count * most, "more beats due than assumed")
+        # The write request is registered: a write belongs to last cycle's beat, which was a
+        # data beat (busy, not the count beat) of the accepted transfer still on record.
+        was = _Previous(m, data_beat=dut.busy & ~count_beat & ~ResetSignal())
         m.d.comb += [
             Assert(~(dut.busy & ~count_beat) | (left != 0), "load port busy past its transfer"),
             Assert(~(header & ~prev.rst) | (left == 0), "load port left a transfer early"),
-            Assert(~dut.we.any() | (dut.busy & ~count_beat & accepted & (dut.addr >= address)
+            Assert(~dut.we.any() | (was.data_beat & accepted & (dut.addr >= address)
                                     & (dut.addr < end)),
                    "load port wrote outside an accepted transfer"),
         ]

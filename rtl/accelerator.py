@@ -170,7 +170,7 @@ class Accelerator(wiring.Component):
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
                                                   acc_bits=cfg.acc_bits, position=self._position)
-        m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size)
+        m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1)
         if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
                 or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE
                 or pool and MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE
@@ -178,11 +178,11 @@ class Accelerator(wiring.Component):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs, and an idle accelerator
         # offered both a load beat and an input word takes the load first: act_in waits from
-        # a transfer's header to its last data beat.
+        # a transfer's header to its last data beat (and the cycle after it).
         m.d.comb += [loader.load.payload.eq(self.load.payload),
                      loader.load.valid.eq(self.load.valid & ~seq.busy),
                      self.load.ready.eq(loader.load.ready & ~seq.busy),
-                     seq.load_busy.eq(loader.busy | self.load.valid)]
+                     seq.load_busy.eq(loader.busy), seq.load_valid.eq(self.load.valid)]
         m.d.comb += [self.error.eq(loader.error), self.status.busy.eq(seq.busy),
                      self.status.load_busy.eq(loader.busy), self.status.error.eq(loader.error),
                      self.status.error_code.eq(loader.error_code)]
@@ -212,7 +212,7 @@ class Accelerator(wiring.Component):
             self.busy.eq(seq.busy), self.cycles.eq(seq.cycles),
             layer_rp.addr.eq(seq.layer_addr), seq.layer.as_value().eq(layer_rp.data),
             seq.in_valid.eq(self.act_in.valid), self.act_in.ready.eq(seq.in_ready),
-            acts.in_addr.eq(seq.in_addr), acts.in_data.eq(self.act_in.payload), acts.in_en.eq(seq.in_en),
+            acts.in_phase.eq(seq.in_phase), acts.in_addr.eq(seq.in_addr), acts.in_data.eq(self.act_in.payload), acts.in_en.eq(seq.in_en),
             self.act_out.valid.eq(seq.out_valid), seq.out_ready.eq(self.act_out.ready),
             self.act_out.payload.eq(acts.out_data),
             acts.out_addr.eq(seq.out_addr), acts.out_en.eq(seq.out_en),
@@ -264,15 +264,17 @@ class Accelerator(wiring.Component):
         acc, pos, valid = Signal.like(shadow.acc), Signal.like(shadow.out_position), Signal()
         m.d.sync += [acc.eq(shadow.acc), pos.eq(shadow.out_position), valid.eq(shadow.valid)]
         m.d.comb += [
-            requant.valid.eq(valid), requant.acc.eq(acc), requant.tag.eq(pos.as_value()),
+            # The tag carries the position and whether its lane is inside the pixel's words
+            # (the last group's padding lanes are not written), compared here, not at the write.
+            requant.valid.eq(valid), requant.acc.eq(acc),
+            requant.tag.eq(Cat(pos.as_value(), pos.index < seq.cur.pixel_bytes)),
             requant.bias.eq(param.bias), requant.mult.eq(param.mult),
             requant.shift.eq(param.shift), requant.neg_mult.eq(param.neg_mult),
             requant.neg_shift.eq(param.neg_shift), requant.relu.eq(seq.cur.relu),
             requant.zero.eq(pos.index >= seq.cur.out_features),
         ]
-        out_pos = data.View(self._position, requant.out_tag)
-        # Lanes past the pixel's words (the last group's padding lanes) are not written.
-        in_pixel = out_pos.index < seq.cur.pixel_bytes
+        out_pos = data.View(self._position, requant.out_tag[:-1])
+        in_pixel = requant.out_tag[-1]
         m.d.comb += [acts.byte_en.eq(requant.out_valid & in_pixel), acts.byte_addr.eq(out_pos.word),
                      acts.byte_lane.eq(out_pos.byte), acts.byte_data.eq(requant.y)]
         if self._activity:

@@ -1,6 +1,6 @@
 """On-chip buffers: the load port that fills them, and the ping-pong activation buffers."""
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,8 +16,9 @@ class LoadPort(wiring.Component):
 
     Two header beats (``target << 28 | address``, then a word count) are followed by the
     words, each ``ceil(width / 32)`` beats, least significant first; the word width depends
-    on the target. The port never stalls the stream: a word is written in the cycle of its
-    last beat, to ``addr`` with ``we[target]`` set.
+    on the target. The port never stalls the stream: a word is written in the cycle after
+    its last beat, to ``addr`` with ``we[target]`` set (all three registered, so no decision
+    of the port reaches a memory's write enable in the cycle it is made).
 
     A transfer whose header fails :func:`ternac.model.hw.status.check_transfer` (target not a
     memory, memory absent, ``address + count`` past the depth; decided at the count beat) is
@@ -25,7 +26,8 @@ class LoadPort(wiring.Component):
     is not a memory) are consumed without any write, then the port waits for the next
     header. ``error`` and ``error_code`` record the first rejection until reset.
 
-    Latency: a word is written in the cycle its last beat is accepted.
+    Latency: a word is written in the cycle after its last beat is accepted; ``busy`` is low
+    from the cycle after the last beat.
 
     Attributes
     ----------
@@ -58,38 +60,51 @@ class LoadPort(wiring.Component):
         most = max(self._beats)
         target = Signal(LOAD_BITS - ADDRESS_BITS)
         count = Signal(LOAD_BITS)
+        final = Signal()                                # count == 1 (a register: Fmax)
         beat = Signal(range(most))
         last_beat = Signal(range(most))                 # beats of the transfer's words, minus 1
         reject = Signal()
         held = Signal(LOAD_BITS * max(1, most - 1))      # the beats before a word's last one
         payload = self.load.payload
+        addr = Signal.like(self.addr)                   # the next word's address
+        data = Signal.like(self.data)
+        we = Signal.like(self.we)
+        m.d.sync += [self.addr.eq(addr), self.data.eq(data), self.we.eq(we)]
         m.d.comb += self.load.ready.eq(1)
         with m.Switch(beat):
             for j in range(most):
                 with m.Case(j):
-                    m.d.comb += self.data.eq(Cat(held[:LOAD_BITS * j], payload))
+                    m.d.comb += data.eq(Cat(held[:LOAD_BITS * j], payload))
 
-        # The header check (model/status.py: check_transfer), on the count beat.
+        # The header check (model/status.py: check_transfer), on the count beat. The room
+        # left above the address (`depth - addr`, negative past the end) is found on the
+        # header beat, so the count beat only compares (Fmax).
         code = Signal(range(len(LoadError)))
-        depth = Array(Const(d, ADDRESS_BITS + 1) for d in self._depths)[target[:2]]
+        depths = Array(Const(d, ADDRESS_BITS + 1) for d in self._depths)
+        depth = depths[target[:2]]
+        room = Signal(signed(ADDRESS_BITS + 2))
         with m.If(target >= len(Target)):
             m.d.comb += code.eq(LoadError.BAD_TARGET)
         with m.Elif(depth == 0):
             m.d.comb += code.eq(LoadError.NO_MEMORY)
-        with m.Elif(self.addr + payload > depth):
+        # `payload > room` as a narrow compare beside an OR of the count's high bits.
+        in_room = ~room[-1] & ~payload[ADDRESS_BITS + 1:].any() & (payload[:ADDRESS_BITS + 1] <= room[:-1])
+        with m.Elif(~in_room):
             m.d.comb += code.eq(LoadError.OUT_OF_RANGE)
 
         with m.FSM():
             with m.State("HEADER"):  # noqa: SIM117 (one block per FSM state)
                 with m.If(self.load.valid):
-                    m.d.sync += [target.eq(payload[ADDRESS_BITS:]), self.addr.eq(payload[:ADDRESS_BITS]),
+                    m.d.sync += [target.eq(payload[ADDRESS_BITS:]), addr.eq(payload[:ADDRESS_BITS]),
+                                 room.eq(depths[payload[ADDRESS_BITS:][:2]] - payload[:ADDRESS_BITS]),
                                  last_beat.eq(Array(Const(b - 1, range(most)) for b in self._beats)
                                               [payload[ADDRESS_BITS:]])]
                     m.next = "COUNT"
             with m.State("COUNT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
-                    m.d.sync += [count.eq(payload), beat.eq(0), reject.eq(code != LoadError.NONE)]
+                    m.d.sync += [count.eq(payload), final.eq(payload == 1), beat.eq(0),
+                                 reject.eq(code != LoadError.NONE)]
                     with m.If((code != LoadError.NONE) & ~self.error):
                         m.d.sync += [self.error.eq(1), self.error_code.eq(code)]
                     m.next = "DATA"
@@ -99,9 +114,10 @@ class LoadPort(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
                     with m.If(beat == last_beat):
-                        m.d.comb += [self.we[t].eq((target == t) & ~reject) for t in Target]
-                        m.d.sync += [self.addr.eq(self.addr + 1), count.eq(count - 1), beat.eq(0)]
-                        with m.If(count == 1):
+                        m.d.comb += [we[t].eq((target == t) & ~reject) for t in Target]
+                        m.d.sync += [addr.eq(addr + 1), count.eq(count - 1),
+                                     final.eq(count == 2), beat.eq(0)]
+                        with m.If(final):
                             m.next = "HEADER"
                     with m.Else():
                         with m.Switch(beat):
@@ -122,7 +138,8 @@ class ActivationBuffers(wiring.Component):
 
     Both buffers are halves of one memory (the buffer number is the top address bit), with one
     read and one write port: the array reads one buffer while the other is written, and the
-    output is read only once the array is done, so no pass needs more. That is half the
+    output is read only once the array is done, so no pass needs more. While ``in_phase``
+    (the sequencer's IDLE and INPUT states) only input words are written. That is half the
     block RAMs of two memories (4 iCE40 EBR for 2 x 128 words of 64 bits) and no read-data
     mux. ``read_data`` and ``out_data`` are the same read port: an ``out_en`` read is kept
     while ``out_en`` is low, until the next input word (``in_en``).
@@ -138,7 +155,7 @@ class ActivationBuffers(wiring.Component):
             "sel": In(1),
             "read_addr": In(range(depth)), "read_data": Out(word),
             "out_addr": In(range(depth)), "out_en": In(1), "out_data": Out(word),
-            "in_addr": In(range(depth)), "in_data": In(word), "in_en": In(1),
+            "in_phase": In(1), "in_addr": In(range(depth)), "in_data": In(word), "in_en": In(1),
             "byte_addr": In(range(depth)), "byte_lane": In(range(n)), "byte_data": In(ACT_BITS),
             "byte_en": In(1),
             "word_addr": In(range(depth)), "word_data": In(word), "word_en": In(1),
@@ -164,10 +181,11 @@ class ActivationBuffers(wiring.Component):
             rp.en.eq(self.out_en | ~holding),
             self.read_data.eq(rp.data), self.out_data.eq(rp.data),
         ]
-        # One write at a time: an input word into buffer 0, or a result into buffer ~sel.
-        with m.If(self.in_en):
+        # One write at a time: an input word into buffer 0, or a result into buffer ~sel. The
+        # input phase (a state) picks the source, so the handshake only gates the enables.
+        with m.If(self.in_phase):
             m.d.comb += [wp.addr.eq(Cat(self.in_addr, 0)), wp.data.eq(self.in_data),
-                         wp.en.eq((1 << n) - 1)]
+                         wp.en.eq(self.in_en.replicate(n))]
         with m.Elif(self.word_en):
             m.d.comb += [wp.addr.eq(Cat(self.word_addr, ~self.sel)), wp.data.eq(self.word_data),
                          wp.en.eq((1 << n) - 1)]

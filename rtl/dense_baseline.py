@@ -54,7 +54,7 @@ class DenseMacArray(wiring.Component):
             m.d.sync += total.eq(sum(products))
             sums.append(total)
         valid, first, last, tag = ctrl2
-        accumulate(m, sums_in=sums, valid=valid, first=first, last=last, tag=tag, component=self)
+        accumulate(m, addends=[[s] for s in sums], valid=valid, first=first, last=last, tag=tag, component=self)
         return m
 
 

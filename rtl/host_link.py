@@ -250,6 +250,7 @@ class HostLink(wiring.Component):
             crc_bad, empty, load_length_bad, commit_length_bad, commit_bad, infer_length_bad = (
                 Signal(name=name) for name in ("crc_bad", "empty", "load_length_bad",
                                                "commit_length_bad", "commit_bad", "infer_length_bad"))
+            is_kind = {r: Signal(name=f"is_{r.name.lower()}") for r in Request}
             with m.State("CHECK"):
                 m.d.sync += [
                     crc_bad.eq(frame_crc != crc), empty.eq(length == 0),
@@ -259,6 +260,7 @@ class HostLink(wiring.Component):
                                   | (commit_in == 0) | (commit_in > self._act_depth)
                                   | (commit_out == 0) | (commit_out > self._act_depth)),
                     infer_length_bad.eq(length != in_words << self._shift),
+                    *(is_kind[r].eq(kind == r) for r in Request),
                 ]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
@@ -267,26 +269,26 @@ class HostLink(wiring.Component):
                 m.next = "REPLY"
                 with m.If(crc_bad):
                     m.d.sync += error(LinkError.CRC)
-                with m.Elif(kind == Request.STATUS):
+                with m.Elif(is_kind[Request.STATUS]):
                     with m.If(~empty):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Else():
                         m.d.sync += reply(reply_type(Request.STATUS), small_bytes=(0, 8))
-                with m.Elif(kind == Request.BEGIN):
+                with m.Elif(is_kind[Request.BEGIN]):
                     with m.If(~empty):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Else():
                         m.d.sync += core_reset.eq(1)
                         m.d.sync += [committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
                                      load_bytes.eq(0), reply(reply_type(Request.BEGIN))]
-                with m.Elif(kind == Request.LOAD):
+                with m.Elif(is_kind[Request.LOAD]):
                     with m.If(load_length_bad):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Elif(~loading):
                         m.d.sync += error(LinkError.STATE)
                     with m.Else():
                         m.next = "LOAD"
-                with m.Elif(kind == Request.COMMIT):
+                with m.Elif(is_kind[Request.COMMIT]):
                     with m.If(commit_length_bad):
                         m.d.sync += error(LinkError.LENGTH)
                     with m.Elif(~loading):
@@ -296,7 +298,7 @@ class HostLink(wiring.Component):
                     with m.Else():
                         m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
                                      out_words.eq(commit_out), reply(reply_type(Request.COMMIT))]
-                with m.Elif(kind == Request.INFER):
+                with m.Elif(is_kind[Request.INFER]):
                     with m.If(~committed):
                         m.d.sync += error(LinkError.STATE)
                     with m.Elif(infer_length_bad):

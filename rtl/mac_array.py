@@ -1,6 +1,6 @@
 """Add-only ternary MAC array: P lanes, K adder/subtractors each, no multiplier."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS
@@ -8,7 +8,7 @@ from ternac.model.codebook import TernacError
 
 from .decoder import SparseDecoder, TableWriteSignature
 
-__all__ = ["TernaryMacArray", "accumulate", "mac_members"]
+__all__ = ["TernaryMacArray", "accumulate", "carry_save_sum", "mac_members"]
 
 
 def mac_members(*, lanes, n, weight_bits, acc_bits, tag_bits):
@@ -40,11 +40,36 @@ def select(values, index):
     return level[0]
 
 
-def accumulate(m, *, sums_in, valid, first, last, tag, component):
-    """Last stage of both arrays: per lane ``acc = (first ? 0 : acc) + sum``, latch on ``last``."""
-    for p, partial in enumerate(sums_in):
+def carry_save_sum(values, bits, width):
+    """``sum(values) + sum(bits)`` modulo ``2**width``, as a signed ``width``-bit value.
+
+    Three addends at a time become a sum and a carry word (one LUT level, no carry chain), the
+    carry word's free bit 0 taking one of the 1-bit ``bits``; the last two addends go into
+    one adder whose carry input takes one more bit (Yosys maps ``a + b + bit`` to one iCE40
+    carry chain). So any number of addends costs one carry chain. Exact whenever the true
+    sum fits ``width`` signed bits.
+    """
+    def extend(v):
+        v = Value.cast(v)
+        if len(v) >= width:
+            return v[:width]
+        return Cat(v, v[-1].replicate(width - len(v))) if v.shape().signed else v
+    values, bits = [extend(v) for v in values], list(bits)
+    while len(values) > 2:
+        a, b, c = values[:3]
+        carry = (a & b) | (a & c) | (b & c)
+        values = values[3:] + [a ^ b ^ c, Cat(bits.pop() if bits else 0, carry[:-1])]
+    total = sum(values) + (bits.pop() if bits else 0) + sum(bits)
+    return total[:width].as_signed()
+
+
+def accumulate(m, *, addends, valid, first, last, tag, component, bits=None):
+    """Last stage of both arrays: per lane ``acc = (first ? 0 : acc) + sum(addends) + sum(bits)``
+    (one carry chain, :func:`carry_save_sum`), latch on ``last``."""
+    for p, terms in enumerate(addends):
         acc = Signal.like(component.sums[p], name=f"acc{p}")
-        total = Mux(first, 0, acc) + partial
+        width = len(acc)
+        total = carry_save_sum([Mux(first, 0, acc), *terms], bits[p] if bits else (), width)
         m.d.comb += component.sums[p].eq(total)
         with m.If(valid):
             m.d.sync += acc.eq(total)
@@ -56,15 +81,17 @@ class TernaryMacArray(wiring.Component):
 
     Every cycle one weight word (P codes) and one activation word (N int8) enter. Stage 1
     decodes each code through the :class:`SparseDecoder` table; stage 2 selects the K slot
-    activations per lane (an N:1 byte mux tree each), negates them as the slots say and adds them
-    (K-input adder); stage 3 adds that sum to the lane's accumulator, or starts it afresh on
-    a group's first word. The datapath holds only muxes, negations and adders -- no multiplier.
+    activations per lane (an N:1 byte mux tree each) and registers them negated as the slots
+    say; stage 3 adds the K of them to the lane's accumulator (a carry-save sum into one
+    adder), or starts it afresh on a group's first word. The mux tree and the adders are in different stages, so
+    neither follows the other in one cycle. The datapath holds only muxes, negations and adders -- no multiplier.
 
     Latency: 2 cycles from ``weights``/``acts`` to the ``latch`` strobe (decoder table read,
-    then the registered K-input sum); ``sums`` is combinational in the accumulate cycle.
+    then the registered slot selection); ``sums`` is combinational in the accumulate cycle.
 
-    Widths: the per-cycle lane sum needs ``bits(K*128)+1`` signed bits; the accumulator has
-    ``acc_bits`` (``arith.acc_bits`` of the largest fan-in), so it cannot overflow.
+    Widths: K picks of 8 bits and K one-bits per lane between stages 2 and 3; the
+    accumulator has ``acc_bits`` (``arith.acc_bits`` of the largest fan-in), so it cannot
+    overflow, and the carry-save sum is computed modulo ``2**acc_bits``.
 
     Parameters
     ----------
@@ -124,23 +151,28 @@ class TernaryMacArray(wiring.Component):
                                             zip(ctrl, (self.valid, self.first, self.last, self.tag))]
         x = [acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(c.n)]
 
-        # Stage 2: K selected activations per lane, summed and registered. A negative slot adds
-        # the one's complement (~x = -x - 1 fits int8) and a carry of 1 into the sum, so no
-        # negation carry chain precedes the adder.
-        sum_shape = signed((c.k * (1 << (ACT_BITS - 1))).bit_length() + 1)
-        partials = [Signal(sum_shape, name=f"sum{p}") for p in range(self._lanes)]
-        for p, partial in enumerate(partials):
-            flips, ones = [], []
+        # Stage 2: the K selected activations of each lane, registered as they will be added.
+        # A negative slot keeps the one's complement (~x = -x - 1 fits int8) and a 1 to add,
+        # so no negation carry chain sits behind the mux tree.
+        picks, ones = [], []
+        for p in range(self._lanes):
             for t in range(c.k):
                 slot = decoder.slots[p][t]
                 picked = select(x, slot.index)
-                flips.append(Mux(slot.valid, Mux(slot.negative, ~picked, picked), 0))
-                ones.append(slot.valid & slot.negative)
-            m.d.sync += partial.eq(sum(flips) + sum(ones))
+                pick = Signal(signed(ACT_BITS), name=f"pick{p}_{t}")
+                one = Signal(name=f"one{p}_{t}")
+                m.d.sync += [pick.eq(Mux(slot.valid, Mux(slot.negative, ~picked, picked), 0)),
+                             one.eq(slot.valid & slot.negative)]
+                picks.append(pick)
+                ones.append(one)
         ctrl2 = [Signal.like(s, name=f"{s.name[:-2]}_2") for s in ctrl]
         m.d.sync += [r.eq(s) for r, s in zip(ctrl2, ctrl)]
 
-        # Stage 3: accumulate; a group's last word latches the P sums into the shadow bank.
+        # Stage 3: the lane's K picks and ones go into its accumulator in one carry-save sum;
+        # a group's last word latches the P sums into the shadow bank.
         valid, first, last, tag = ctrl2
-        accumulate(m, sums_in=partials, valid=valid, first=first, last=last, tag=tag, component=self)
+        k = c.k
+        accumulate(m, addends=[picks[p * k:(p + 1) * k] for p in range(self._lanes)],
+                   bits=[ones[p * k:(p + 1) * k] for p in range(self._lanes)],
+                   valid=valid, first=first, last=last, tag=tag, component=self)
         return m

@@ -103,7 +103,8 @@ class Requantizer(wiring.Component):
        the largest shift;
 
     then, combinationally into the activation buffer's byte write: ReLU, saturation to int8
-    and the ``zero`` override. ``shift``, ``relu``, ``zero``, ``valid`` and ``tag`` are
+    and the ``zero`` override, as muxes on flags registered in stage 4 (``r`` above 127, below
+    -128, negative, found from ``h``). ``shift``, ``relu``, ``zero``, ``valid`` and ``tag`` are
     delayed with the data. A new input may come every cycle.
 
     Latency: 4 cycles (``y`` is valid 4 cycles after ``acc``).
@@ -155,18 +156,22 @@ class Requantizer(wiring.Component):
         halved = Signal(signed(len(product) + 1), reset_less=True)
         m.d.sync += halved.eq((product << 1) >> chosen_shift)                       # stage 3
         rounded = Signal(signed(len(product) + 1), reset_less=True)
-        m.d.sync += rounded.eq(self._round_half_up(halved))                        # stage 4
+        inc = self._rounding_increment()
+        m.d.sync += rounded.eq((halved + inc) >> 1)                                 # stage 4
+        # Beside the increment, where r = floor((h + inc) / 2) lands against int8, found from
+        # h: registered, so only muxes follow `rounded` into the byte write.
+        above, below, negative = (Signal(name=n, reset_less=True) for n in ("above", "below", "negative"))
+        m.d.sync += [above.eq(halved > 2 * ACT_MAX + 1 - inc), below.eq(halved < 2 * ACT_MIN - inc),
+                     negative.eq(halved < -inc)]
         relu = delayed(m, self.relu, self.latency, "relu")
         zero = delayed(m, self.zero, self.latency, "zero")
         m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.latency, "valid")),
                      self.out_tag.eq(delayed(m, self.tag, self.latency, "tag"))]
-        # ReLU and saturation without a comparator: ``rounded`` fits int8 iff its bits from
-        # ACT_BITS-1 up are all equal, else it saturates towards its sign.
-        negative, top = rounded[-1], rounded[ACT_BITS - 1:]
-        clamped = Mux(~top.any() | top.all(), rounded[:ACT_BITS], Mux(negative, ACT_MIN, ACT_MAX))
+        clamped = Mux(above, ACT_MAX, Mux(below, ACT_MIN, rounded[:ACT_BITS]))
         m.d.comb += self.y.eq(Mux(zero | (relu & negative), 0, clamped))
         return m
 
-    def _round_half_up(self, halved):
-        """Stage 4, ``(h + 1) >> 1``: its own method, which the planted-bug tests override."""
-        return (halved + 1) >> 1
+    def _rounding_increment(self):
+        """Stage 4 adds 1 before halving (round half up): its own method, which the
+        planted-bug tests override."""
+        return 1

@@ -63,6 +63,7 @@ class Sequencer(wiring.Component):
         super().__init__({
             "layer_addr": Out(range(config.layer_depth)), "layer": In(layout), "cur": Out(layout),
             "in_valid": In(1), "in_ready": Out(1), "in_addr": Out(range(a)), "in_en": Out(1),
+            "in_phase": Out(1),
             "out_valid": Out(1), "out_ready": In(1), "out_addr": Out(range(a)), "out_en": Out(1),
             "sel": Out(1),
             "issue": Out(1), "first": Out(1), "last": Out(1),
@@ -70,7 +71,7 @@ class Sequencer(wiring.Component):
             "weight_addr": Out(range(config.weight_depth)), "act_addr": Out(range(a)),
             "act_zero": Out(1), "pool_word": Out(range(a)), "pool_counted": Out(1),
             "window_first": Out(1), "window_last": Out(1),
-            "load_busy": In(1),
+            "load_busy": In(1), "load_valid": In(1),
             "busy": Out(1), "cycles": Out(32),
         })
 
@@ -89,6 +90,11 @@ class Sequencer(wiring.Component):
         sent = Signal(range(a + 1))
         primed = Signal()               # descriptor 0 has been read since reset
         m.d.sync += primed.eq(1)
+        # Input is taken when no load beat is offered and, the cycle before, no load transfer
+        # was under way and no beat offered (a register: the handshake does not wait for the
+        # load port's state).
+        may_start = Signal()
+        m.d.sync += may_start.eq(primed & ~self.load_busy & ~self.load_valid)
 
         walk = cfg.conv_walk
         # Each loop bound minus one (the counter's last value), registered with the
@@ -204,16 +210,18 @@ class Sequencer(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.in_ready.eq(primed & ~self.load_busy),
+                m.d.comb += [self.in_phase.eq(1), self.in_ready.eq(may_start & ~self.load_valid),
                              self.in_en.eq(self.in_valid & self.in_ready)]
+                # Descriptor 0 and the counts are loaded on every idle cycle, not on the first
+                # input word: only the state and the table address wait for the handshake (Fmax).
+                m.d.sync += [*start_layer(self.layer), count.eq(1), counter.eq(1)]
                 with m.If(self.in_en):
-                    m.d.sync += start_layer(self.layer)
-                    m.d.sync += [count.eq(1), counter.eq(1), self.layer_addr.eq(1 % cfg.layer_depth)]
+                    m.d.sync += self.layer_addr.eq(1 % cfg.layer_depth)
                     m.next = "INPUT"
                     with m.If(self.layer.in_words == 1):
                         m.next = "RUN"
             with m.State("INPUT"):
-                m.d.comb += [self.busy.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
+                m.d.comb += [self.in_phase.eq(1), self.busy.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
                              self.in_en.eq(self.in_valid)]
                 with m.If(self.in_valid):
                     m.d.sync += count.eq(count + 1)

@@ -34,9 +34,10 @@ class SpramWeightBuffer(wiring.Component):
     ``ceil(width / 16)`` SPRAMs side by side (at most 16K words deep); on any other
     platform it is a portable :class:`~amaranth.lib.memory.Memory`.
 
-    The SPRAM has one address: a write takes it (``write.en`` wins) and the read data of
-    that cycle is undefined. The accelerator writes its weights only while idle (through
-    ``load``) and reads them only while running, so sharing the address costs nothing.
+    The SPRAM has one address: a write takes it (it wins) and the read data of that cycle is
+    undefined. On the primitive a write lands one cycle after ``write.en``. The accelerator
+    writes its weights only while idle (through ``load``) and reads them only while running,
+    at least two cycles after the last write, so sharing the address costs nothing.
     SPRAM has no initial contents: the weights must arrive through ``load``.
 
     Latency: 1 cycle (registered read, like a block RAM); ``read.en`` low holds the data.
@@ -92,16 +93,20 @@ class SpramWeightBuffer(wiring.Component):
 
         columns = -(-self._width // SPRAM_WIDTH)
         addr = Signal(14)
+        # The write is registered (it lands a cycle late), so only a flip-flop selects the
+        # shared address: the load port's decisions do not reach the SPRAM pins (Fmax).
+        write_en = Signal()
+        write_addr = Signal.like(self.write.addr)
         data_in = Signal(columns * SPRAM_WIDTH)
         data_out = Signal(columns * SPRAM_WIDTH)
-        m.d.comb += [addr.eq(Mux(self.write.en, self.write.addr, self.read.addr)),
-                     data_in.eq(self.write.data), self.read.data.eq(data_out)]
+        m.d.sync += [write_en.eq(self.write.en), write_addr.eq(self.write.addr), data_in.eq(self.write.data)]
+        m.d.comb += [addr.eq(Mux(write_en, write_addr, self.read.addr)), self.read.data.eq(data_out)]
         for c in range(columns):
             bits = slice(SPRAM_WIDTH * c, SPRAM_WIDTH * (c + 1))
             m.submodules[f"spram{c}"] = Instance(
                 "SB_SPRAM256KA",
                 i_ADDRESS=addr, i_DATAIN=data_in[bits], i_MASKWREN=Const(0b1111, 4),
-                i_WREN=self.write.en, i_CHIPSELECT=self.write.en | self.read.en,
+                i_WREN=write_en, i_CHIPSELECT=write_en | self.read.en,
                 i_CLOCK=ClockSignal("sync"),
                 i_STANDBY=Const(0), i_SLEEP=Const(0), i_POWEROFF=Const(1),   # POWEROFF=1: on
                 o_DATAOUT=data_out[bits])

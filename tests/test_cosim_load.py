@@ -275,7 +275,8 @@ def test_data_beats_of_rejected_transfers():
 
 
 def loadport_trace(port, beats):
-    """Feed ``beats`` to a LoadPort in Amaranth's simulator: per beat (busy, we, addr)."""
+    """Feed ``beats`` to a LoadPort in Amaranth's simulator: per beat (busy, we, addr), the
+    write request being the one the beat makes (registered: seen the cycle after)."""
     from amaranth.sim import Simulator
 
     trace = []
@@ -284,8 +285,9 @@ def loadport_trace(port, beats):
         ctx.set(port.load.valid, 1)
         for beat in beats:
             ctx.set(port.load.payload, beat)
-            trace.append((ctx.get(port.busy), ctx.get(port.we), ctx.get(port.addr)))
+            busy = ctx.get(port.busy)
             await ctx.tick()
+            trace.append((busy, ctx.get(port.we), ctx.get(port.addr)))
 
     sim = Simulator(port)
     sim.add_clock(1e-6)

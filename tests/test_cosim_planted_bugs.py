@@ -81,12 +81,14 @@ def _patched(module, name, value):
         setattr(module, name, original)
 
 
-def _dropping_accumulate(m, *, sums_in, valid, first, last, tag, component):
+def _dropping_accumulate(m, *, addends, valid, first, last, tag, component, bits=None):
     # Lane 0 adds nothing for a group's last word (unless it is also the first).
-    sums_in = list(sums_in)
-    sums_in[0] = Mux(last & ~first, 0, sums_in[0])
-    _PRODUCTION_ACCUMULATE(m, sums_in=sums_in, valid=valid, first=first, last=last, tag=tag,
-                           component=component)
+    addends, bits = list(addends), list(bits) if bits else None
+    addends[0] = [Mux(last & ~first, 0, term) for term in addends[0]]
+    if bits:
+        bits[0] = [bit & ~(last & ~first) for bit in bits[0]]
+    _PRODUCTION_ACCUMULATE(m, addends=addends, bits=bits, valid=valid, first=first, last=last,
+                           tag=tag, component=component)
 
 
 _PRODUCTION_ACCUMULATE = mac_array.accumulate
@@ -154,8 +156,8 @@ class MutantRequantizer(Requantizer):
         self._truncate = truncate
         super().__init__(**kwargs)
 
-    def _round_half_up(self, halved):
-        return halved >> 1 if self._truncate else super()._round_half_up(halved)    # the bug
+    def _rounding_increment(self):
+        return 0 if self._truncate else super()._rounding_increment()               # the bug
 
 
 class TruncatingAccelerator(Accelerator):
