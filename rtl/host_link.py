@@ -135,6 +135,10 @@ class HostLink(wiring.Component):
         kind = Signal(8)
         length = Signal(16)
         received = Signal(16)                     # payload bytes so far
+        # Each count's last step as a flag kept beside it (registers: no wide compare in front
+        # of the state and the reply registers).
+        payload_last, load_last, collect_last, buffer_last = (
+            Signal(name=n) for n in ("payload_last", "load_last", "collect_last", "buffer_last"))
         word, lane = Signal(range(words + 1)), Signal(range(n))   # where the next one goes
         crc, frame_crc = Signal(16), Signal(16)
         too_long = Signal()
@@ -172,6 +176,8 @@ class HostLink(wiring.Component):
         # Feeding act_in / load from the buffer: `index` is the word whose data the read port
         # shows (its address was presented the cycle before), one word per cycle.
         index = Signal(range(words + 1))
+        index_next = Signal(range(words + 2))     # index + 1, a register: no adder on the address
+        feed_last = Signal()                      # index is the input's last word
         beat = Signal(range(max(1, 8 * n // LOAD_BITS)))
         beats_left = Signal(16)
         beats_per_word = 8 * n // LOAD_BITS
@@ -212,7 +218,7 @@ class HostLink(wiring.Component):
                 receive([length[:8].eq(byte)], "LEN1")
             with m.State("LEN1"):
                 full = Cat(length[:8], byte)
-                receive([length[8:].eq(byte), received.eq(0), word.eq(0), lane.eq(0),
+                receive([length[8:].eq(byte), received.eq(0), payload_last.eq(full == 1), word.eq(0), lane.eq(0),
                          too_long.eq(full > self.max_payload), load_crc_next.eq(load_crc)],
                         "CRC0")
                 with m.If(got & (full != 0)):
@@ -220,8 +226,9 @@ class HostLink(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [wp.addr.eq(word), wp.data.eq(byte.replicate(n)),
                              wp.en.eq(Mux(got & ~too_long, 1 << lane, 0))]
-                last = received == length - 1
-                receive([received.eq(received + 1), tail.eq(Cat(tail[8:], byte)),
+                last = payload_last
+                receive([received.eq(received + 1), payload_last.eq(received + 2 == length),
+                         tail.eq(Cat(tail[8:], byte)),
                          load_crc_next.eq(crc16_update(load_crc_next, byte)),
                          lane.eq(Mux(lane == n - 1, 0, lane + 1)),
                          word.eq(Mux(lane == n - 1, word + 1, word))],
@@ -243,8 +250,8 @@ class HostLink(wiring.Component):
                     m.d.sync += error(LinkError.TIMEOUT)
                     m.next = "REPLY"
 
-            # CHECK registers every comparison of the frame, DECIDE acts on them: no wide
-            # comparison sits in front of the reply's and the core's control.
+            # CHECK registers every comparison of the frame, DECIDE and ACT act on them: no
+            # wide comparison sits in front of the reply's and the core's control.
             commit_bytes, commit_crc, commit_in, commit_out = (
                 tail[:32], tail[32:48], tail[48:64], tail[64:80])
             crc_bad, empty, load_length_bad, commit_length_bad, commit_bad, infer_length_bad = (
@@ -263,78 +270,88 @@ class HostLink(wiring.Component):
                     *(is_kind[r].eq(kind == r) for r in Request),
                 ]
                 m.next = "DECIDE"
+            # DECIDE finds the frame's error code, if any (a register), ACT acts on it: the
+            # priority of the checks is not in front of the reply registers.
+            verdict = Signal(range(max(LinkError) + 1))
             with m.State("DECIDE"):
-                m.d.comb += rp.addr.eq(0)         # INFER and LOAD start at word 0
-                m.d.sync += [index.eq(0), beat.eq(0), beats_left.eq(length >> 2)]
-                m.next = "REPLY"
+                m.next = "ACT"
+                m.d.sync += verdict.eq(0)
                 with m.If(crc_bad):
-                    m.d.sync += error(LinkError.CRC)
-                with m.Elif(is_kind[Request.STATUS]):
+                    m.d.sync += verdict.eq(LinkError.CRC)
+                with m.Elif(is_kind[Request.STATUS] | is_kind[Request.BEGIN]):
                     with m.If(~empty):
-                        m.d.sync += error(LinkError.LENGTH)
-                    with m.Else():
-                        m.d.sync += reply(reply_type(Request.STATUS), small_bytes=(0, 8))
-                with m.Elif(is_kind[Request.BEGIN]):
-                    with m.If(~empty):
-                        m.d.sync += error(LinkError.LENGTH)
-                    with m.Else():
-                        m.d.sync += core_reset.eq(1)
-                        m.d.sync += [committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
-                                     load_bytes.eq(0), reply(reply_type(Request.BEGIN))]
+                        m.d.sync += verdict.eq(LinkError.LENGTH)
                 with m.Elif(is_kind[Request.LOAD]):
                     with m.If(load_length_bad):
-                        m.d.sync += error(LinkError.LENGTH)
+                        m.d.sync += verdict.eq(LinkError.LENGTH)
                     with m.Elif(~loading):
-                        m.d.sync += error(LinkError.STATE)
-                    with m.Else():
-                        m.next = "LOAD"
+                        m.d.sync += verdict.eq(LinkError.STATE)
                 with m.Elif(is_kind[Request.COMMIT]):
                     with m.If(commit_length_bad):
-                        m.d.sync += error(LinkError.LENGTH)
+                        m.d.sync += verdict.eq(LinkError.LENGTH)
                     with m.Elif(~loading):
-                        m.d.sync += error(LinkError.STATE)
+                        m.d.sync += verdict.eq(LinkError.STATE)
                     with m.Elif(commit_bad):
-                        m.d.sync += [loading.eq(0), error(LinkError.COMMIT)]
-                    with m.Else():
-                        m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
-                                     out_words.eq(commit_out), reply(reply_type(Request.COMMIT))]
+                        m.d.sync += verdict.eq(LinkError.COMMIT)
                 with m.Elif(is_kind[Request.INFER]):
                     with m.If(~committed):
-                        m.d.sync += error(LinkError.STATE)
+                        m.d.sync += verdict.eq(LinkError.STATE)
                     with m.Elif(infer_length_bad):
-                        m.d.sync += error(LinkError.LENGTH)
-                    with m.Else():
-                        m.next = "FEED"
+                        m.d.sync += verdict.eq(LinkError.LENGTH)
                 with m.Else():
-                    m.d.sync += error(LinkError.TYPE)
+                    m.d.sync += verdict.eq(LinkError.TYPE)
+            with m.State("ACT"):
+                m.d.comb += rp.addr.eq(0)         # INFER and LOAD start at word 0
+                m.d.sync += [index.eq(0), index_next.eq(1), feed_last.eq(in_words == 1), beat.eq(0),
+                             beats_left.eq(length >> 2), load_last.eq(length >> 2 == 1)]
+                m.next = "REPLY"
+                with m.If(verdict != 0):
+                    m.d.sync += error(verdict)
+                    with m.If(verdict == LinkError.COMMIT):
+                        m.d.sync += loading.eq(0)
+                with m.Elif(is_kind[Request.STATUS]):
+                    m.d.sync += reply(reply_type(Request.STATUS), small_bytes=(0, 8))
+                with m.Elif(is_kind[Request.BEGIN]):
+                    m.d.sync += core_reset.eq(1)
+                    m.d.sync += [committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
+                                 load_bytes.eq(0), reply(reply_type(Request.BEGIN))]
+                with m.Elif(is_kind[Request.LOAD]):
+                    m.next = "LOAD"
+                with m.Elif(is_kind[Request.COMMIT]):
+                    m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
+                                 out_words.eq(commit_out), reply(reply_type(Request.COMMIT))]
+                with m.Else():                    # INFER
+                    m.next = "FEED"
 
             with m.State("LOAD"):
                 m.d.comb += [core.load.valid.eq(1), rp.addr.eq(index)]
                 with m.If(load_step):
                     m.d.sync += [beat.eq(Mux(beat == beats_per_word - 1, 0, beat + 1)),
-                                 beats_left.eq(beats_left - 1)]
+                                 beats_left.eq(beats_left - 1), load_last.eq(beats_left == 2)]
                     with m.If(beat == beats_per_word - 1):
-                        m.d.comb += rp.addr.eq(index + 1)
-                        m.d.sync += index.eq(index + 1)
-                    with m.If(beats_left == 1):
+                        m.d.comb += rp.addr.eq(index_next)
+                        m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1)]
+                    with m.If(load_last):
                         m.d.sync += [load_crc.eq(load_crc_next), load_bytes.eq(load_bytes + length),
                                      reply(reply_type(Request.LOAD))]
                         m.next = "REPLY"
 
             with m.State("FEED"):
-                m.d.comb += [core.act_in.valid.eq(1), rp.addr.eq(index + feed_step)]
+                m.d.comb += [core.act_in.valid.eq(1), rp.addr.eq(Mux(feed_step, index_next, index))]
                 with m.If(feed_step):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == in_words - 1):
-                        m.d.sync += index.eq(0)
+                    m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
+                                 feed_last.eq(index_next + 1 == in_words)]
+                    with m.If(feed_last):
+                        m.d.sync += [index.eq(0), index_next.eq(1), collect_last.eq(out_words == 1)]
                         m.next = "COLLECT"
             with m.State("COLLECT"):
                 m.d.comb += [core.act_out.ready.eq(1), wp.addr.eq(index),
                              wp.data.eq(core.act_out.payload),
                              wp.en.eq(Mux(core.act_out.valid, (1 << n) - 1, 0))]
                 with m.If(core.act_out.valid):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == out_words - 1):
+                    m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
+                                 collect_last.eq(index_next + 1 == out_words)]
+                    with m.If(collect_last):
                         m.next = "CYCLES"
             with m.State("CYCLES"):               # `cycles` is updated by the last handshake
                 m.d.sync += [cycles.eq(core.cycles),
@@ -353,7 +370,7 @@ class HostLink(wiring.Component):
                     with m.If(tx_index != 0):
                         m.d.sync += crc.eq(crc_next)
                     with m.If(tx_index == 3):
-                        m.d.sync += tx_index.eq(0)
+                        m.d.sync += [tx_index.eq(0), buffer_last.eq(reply_buffer == 1)]
                         m.next = "SEND_BUFFER"
                         with m.If(reply_buffer == 0):
                             m.next = "SEND_SMALL"
@@ -364,10 +381,11 @@ class HostLink(wiring.Component):
                 m.d.sync += settled.eq(1)
                 with m.If(sent):
                     m.d.sync += [crc.eq(crc_next),
-                                 tx_index.eq(tx_index + 1), settled.eq(0),
+                                 tx_index.eq(tx_index + 1), buffer_last.eq(tx_index + 2 == reply_buffer),
+                                 settled.eq(0),
                                  tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1)),
                                  tx_word.eq(Mux(tx_lane == n - 1, tx_word + 1, tx_word))]
-                    with m.If(tx_index == reply_buffer - 1):
+                    with m.If(buffer_last):
                         m.d.sync += tx_index.eq(0)
                         m.next = "SEND_SMALL"
             with m.State("SEND_SMALL"):

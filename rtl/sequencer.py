@@ -88,6 +88,7 @@ class Sequencer(wiring.Component):
         settle = Signal(range(max(1, self._settle, self._avg_settle)))
         counter = Signal(32)
         sent = Signal(range(a + 1))
+        sent_last = Signal()            # sent is the last output word (a register: Fmax)
         primed = Signal()               # descriptor 0 has been read since reset
         m.d.sync += primed.eq(1)
         # Input is taken when no load beat is offered and, the cycle before, no load transfer
@@ -264,7 +265,8 @@ class Sequencer(wiring.Component):
                 with m.If(settle == 0):
                     with m.If(cur.last):
                         # Descriptor 0 is read again long before the next inference.
-                        m.d.sync += [count.eq(0), sent.eq(0), self.layer_addr.eq(0)]
+                        m.d.sync += [count.eq(0), sent.eq(0), sent_last.eq(limit.out_words == 0),
+                                     self.layer_addr.eq(0)]
                         m.next = "OUTPUT"
                     with m.Else():
                         m.d.sync += start_layer(self.layer)
@@ -279,8 +281,8 @@ class Sequencer(wiring.Component):
                     with m.If(count < cur.out_words):
                         m.d.sync += count.eq(count + 1)
                 with m.If(self.out_valid & self.out_ready):
-                    m.d.sync += sent.eq(sent + 1)
-                    with m.If(sent == limit.out_words):
+                    m.d.sync += [sent.eq(sent + 1), sent_last.eq(sent + 1 == limit.out_words)]
+                    with m.If(sent_last):
                         m.d.sync += [self.cycles.eq(counter + 1), self.out_valid.eq(0),
                                      self.sel.eq(0)]
                         m.next = "IDLE"
