@@ -350,6 +350,37 @@ def test_act_in_waits_for_the_load_transfer(rom_design, nets):
     assert output["steps"][-1]["outputs"] == expected
 
 
+
+def relu_flipped(config, word):
+    """A layer descriptor with its ``relu`` field inverted."""
+    offset = 0
+    for name, width, _ in config.layer_fields():
+        if name == "relu":
+            return word ^ (1 << offset)
+        offset += width
+    raise AssertionError("no relu field")
+
+
+@pytest.mark.cosim
+def test_inference_right_after_a_descriptor_write_reads_it(rom_design, nets):
+    # The layer table's read is transparent: an input offered while descriptor 0 is being
+    # rewritten is taken the first cycle it may be, when that last write lands, and must run
+    # with the new descriptor, not the spoiled one (its ReLU inverted) that was there before.
+    a = nets[0]
+    x = random_inputs(a, 3, seed=5)
+    word = lower(a, ROM).images[Target.LAYERS][0]
+    steps = [load_step(ROM, whole_transfers(a, ROM))]
+    for i, offer_after in enumerate([0, 1, 2]):
+        steps += [load_step(ROM, [(Target.LAYERS, 0, [relu_flipped(ROM, word)])]),
+                  overlap_step(ROM, (Target.LAYERS, 0, [word]), x[i], a, offer_after=offer_after, seed=i)]
+    output = run_program(rom_design, steps, "descriptor-overlap")
+    overlaps = [step for step in output["steps"] if step["op"] == "overlap"]
+    assert [step["outputs"] for step in overlaps] == golden_outputs(a, x).tolist()
+    # Taken the first cycle it may be: two cycles after the last beat (the write, then the
+    # registered input gate).
+    assert [step["first_act_in"] - step["last_load"] for step in overlaps] == [2, 2, 2]
+
+
 # -- worst-case accumulation ----------------------------------------------------------------
 
 def worst_case_network(config, out_features=16):
