@@ -49,7 +49,7 @@ import itertools
 import time
 
 import cocotb
-from cocotb.triggers import ClockCycles, Edge, First, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, ValueChange
 from ternac.model.pack import unpack_activations
 
 from .runner import load_data, save_output
@@ -109,7 +109,7 @@ class LayerProbe:
                 if int(sel.value) == (first_sel + len(current["layers"])) % 2:
                     current["layers"].append(await self._first_issue())      # the next pass
                     continue
-                await First(Edge(sel), RisingEdge(out_en))
+                await First(ValueChange(sel), RisingEdge(out_en))
 
     def stop(self):
         self._task.cancel()
