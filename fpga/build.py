@@ -290,12 +290,20 @@ DECODER_TABLES = ("bram", "lut")
 #: uses data from such a collision (``docs/fpga.md``, "Memory collisions").
 UNDEFINED_COLLISIONS = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:TRANSPARENCY_MASK=1'0 %i"
 
-#: Yosys command, after ``proc``: Amaranth's FSM state registers lose their ``init`` value, so
-#: that Yosys extracts and one-hot encodes them (it leaves registers with an initial value
-#: alone): a state test is then one flip-flop, not a decode of the binary state in front of
-#: every enable. Safe because the PLL domain holds reset until the PLL locks
-#: (``fpga/pll.py``), and reset puts every FSM in its initial state.
+#: Yosys command, after ``proc``, iCE40 only: Amaranth's FSM state registers lose their
+#: ``init`` value, so that Yosys extracts and one-hot encodes them (it leaves registers with an
+#: initial value alone): a state test is then one flip-flop, not a decode of the binary state
+#: in front of every enable. Safe because the PLL domain holds reset until the PLL locks
+#: (``fpga/pll.py``), and reset puts every FSM in its initial state. Not on ECP5: there Yosys
+#: 0.70's ABC9 fails an internal assertion (``rtlil.cc:3091``) on the recoded 784-256-256-10
+#: pin build, and the ECP5 builds gained nothing from it.
 RECODED_FSMS = "setattr -unset init w:fsm_state"
+
+
+def synthesis_prelude(family):
+    """Yosys commands after ``proc`` for a build of ``family``: the collision declaration and,
+    on iCE40, the FSM recoding."""
+    return UNDEFINED_COLLISIONS + (f"\n{RECODED_FSMS}" if family == "ice40" else "")
 
 
 def make_core(design, program, weights="bram", bake=True, decoder="lut"):
@@ -570,7 +578,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
     overrides = {
         "nextpnr_opts": nextpnr_opts,
         # Record every $mul before synthesis and the module it is in (the DSP attribution).
-        "script_after_read": (f"hierarchy -top {name}\nproc\n{UNDEFINED_COLLISIONS}\n{RECODED_FSMS}\n"
+        "script_after_read": (f"hierarchy -top {name}\nproc\n{synthesis_prelude(spec.family)}\n"
                               f"tee -q -o {name}.muls.txt select -list t:$mul"),
     }
     use_dsp = design != "dense-lut"

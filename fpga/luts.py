@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ternac.model.hw import lower
 
-from .build import RECODED_FSMS, UNDEFINED_COLLISIONS, build_root, network_by_name, tool_environment
+from .build import build_root, network_by_name, synthesis_prelude, tool_environment
 
 __all__ = ["block_luts", "count", "main", "synthesize"]
 
@@ -54,7 +54,7 @@ def synthesize(design, net, family, out):
     out.mkdir(parents=True, exist_ok=True)
     (out / "top.il").write_text(rtlil.convert(core, name="top"))
     synth = "synth_ecp5 -nodsp" if family == "ecp5" else "synth_ice40"
-    script = (f"read_rtlil top.il\nhierarchy -top top\nproc\n{UNDEFINED_COLLISIONS}\n{RECODED_FSMS}\n"
+    script = (f"read_rtlil top.il\nhierarchy -top top\nproc\n{synthesis_prelude(family)}\n"
               f"{synth} -noflatten -top top\ntee -q -o stat.json stat -json\n")
     (out / "luts.ys").write_text(script)
     yosys = tool_environment()["YOSYS"]

@@ -104,7 +104,7 @@ def markdown_table(results, *, command, date, missing=()):
         + ") and, if the routed design misses it, is rebuilt (up to twice) at most 95 % of the achieved Fmax; "
         "GMAC/s and inf/s are at the PLL clock; Yosys `synth_ice40 -dsp` / `synth_ecp5` (`-nodsp` for `dense-lut`: the baseline's "
         "multipliers in LUTs), every non-transparent memory read with undefined same-address collisions "
-        "(`UNDEFINED_COLLISIONS`), FSM state registers one-hot (`RECODED_FSMS`), the ternary decoder's table in block RAM on iCE40, in LUTs on ECP5 (`Board.decoder`). "
+        "(`UNDEFINED_COLLISIONS`), on iCE40 FSM state registers one-hot (`RECODED_FSMS`), the ternary decoder's table in block RAM on iCE40, in LUTs on ECP5 (`Board.decoder`). "
         "Build seconds are wall-clock on a shared 2-core machine.",
     ]
     if missing:

@@ -1,6 +1,7 @@
 """FPGA flow: log/report parsers (fast), and a real iCE40 build (marked ``fpga``, slow)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +229,27 @@ def test_undefined_collisions_mark_only_single_write_port_reads(tmp_path):
     assert not any("decoder" in name or "loader" in name for name in marked)
     assert len(every) == len(marked) + 1 + 8 + 1
 
+
+
+def test_fsms_are_recoded_on_ice40_only(tmp_path):
+    """On iCE40 the prelude frees the FSM state registers of their init value, and Yosys then
+    takes the sequencer's and the load port's as FSMs (one-hot); on ECP5 it does not."""
+    import subprocess
+
+    from amaranth.back import rtlil
+    from ternac.fpga.build import synthesis_prelude, tool_environment
+    from ternac.rtl.accelerator import Accelerator
+
+    program = lower(synthetic_network((16, 8)))
+    (tmp_path / "top.il").write_text(rtlil.convert(Accelerator.for_program(program), name="top"))
+    found = {}
+    for family in ("ice40", "ecp5"):
+        script = f"read_rtlil top.il\nhierarchy -top top\nproc\n{synthesis_prelude(family)}\nfsm_detect\n"
+        (tmp_path / f"{family}.ys").write_text(script)
+        log = subprocess.run([tool_environment()["YOSYS"], f"{family}.ys"], cwd=tmp_path, check=True,
+                             capture_output=True, text=True).stdout
+        found[family] = sorted(re.findall(r"Found FSM state register (\S+)\.fsm_state", log))
+    assert found["ice40"] == ["top.loader", "top.sequencer"] and found["ecp5"] == []
 
 def test_decoder_table_in_block_ram_is_an_attribute_only():
     """``--decoder bram`` asks Yosys for block RAM on the decoder ROM; the logic is unchanged."""
