@@ -294,9 +294,9 @@ UNDEFINED_COLLISIONS = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:TRANSPA
 #: ``init`` value, so that Yosys extracts and one-hot encodes them (it leaves registers with an
 #: initial value alone): a state test is then one flip-flop, not a decode of the binary state
 #: in front of every enable. Safe because the PLL domain holds reset until the PLL locks
-#: (``fpga/pll.py``), and reset puts every FSM in its initial state. Not on ECP5: there Yosys
-#: 0.70's ABC9 fails an internal assertion (``rtlil.cc:3091``) on the recoded 784-256-256-10
-#: pin build, and the ECP5 builds gained nothing from it.
+#: (``fpga/pll.py``), and reset puts every FSM in its initial state. Not on ECP5, where Yosys
+#: 0.70's ABC9 failed an internal assertion (``rtlil.cc:3091``) on the recoded 784-256-256-10
+#: pin build (the same failure meets some ECP5 netlists without it: :func:`build` retries).
 RECODED_FSMS = "setattr -unset init w:fsm_state"
 
 
@@ -535,15 +535,24 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     from .pll import pll_at_most, pll_settings
     board_mhz = _board_clock_mhz(spec)
     settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
+    abc9_dff = False
     result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed, root=root,
                          say=say)
+    if (result.get("synthesis_error") or "").startswith("ERROR: Assert"):
+        # A Yosys internal error, not the design's: Yosys 0.70's ABC9 fails an assertion
+        # (rtlil.cc:3091) when it reintegrates some ECP5 netlists; with the flip-flops mapped
+        # by ABC9 too (`-dff`) the same netlists go through.
+        say(f"  Yosys failed ({result['synthesis_error']}): again with ABC9 mapping the flip-flops (-dff)")
+        abc9_dff = True
+        result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
+                             root=root, say=say, abc9_dff=True)
     if (chosen is None and decoder == "bram" and design == "ternary" and not result["fits"]
             and (result["ebr"] or 0) > spec.capacity["ebr"]):
         # The decoder table's block RAMs are the board's default, not a requirement.
         say(f"  {result['ebr']} of {spec.capacity['ebr']} block RAMs: again with the decoder table in LUTs")
         decoder = "lut"
         result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                             root=root, say=say)
+                             root=root, say=say, abc9_dff=abc9_dff)
     attempts = []
     while (pll_mhz is None and result["fits"] and not result["timing_pass"]
            and len(attempts) < PLL_RETRIES):
@@ -553,13 +562,14 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         say(f"  {result['fmax_mhz']:.1f} MHz < {result['clock_mhz']:g} MHz: again with the PLL at "
             f"{settings.output_mhz:g} MHz")
         result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                             root=root, say=say)
+                             root=root, say=say, abc9_dff=abc9_dff)
     result["earlier_attempts"] = attempts
     (Path(result["build_dir"]) / "report.json").write_text(json.dumps(result, indent=2))
     return result
 
 
-def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, seed, root, say):
+def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, seed, root, say,
+                abc9_dff=False):
     from .pll import PllDomain
     network = network_by_name(net)
     program = lower(network, dense=design != "ternary")
@@ -586,6 +596,8 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         overrides["synth_opts"] = "-dsp"            # synth_ice40 maps multipliers to SB_MAC16 only with -dsp
     elif spec.family == "ecp5" and not use_dsp:
         overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
+    if abc9_dff:
+        overrides["synth_opts"] = (overrides.get("synth_opts", "") + " -dff").strip()
     platform = spec.make_platform()
     core = make_core(design, program, weights, bake=link == "pins", decoder=decoder)
     clock_hz = settings.output_mhz * 1e6
@@ -621,7 +633,10 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         parsed["utilization"] = from_report["utilization"] or parsed["utilization"]
         parsed["fmax"] = from_report["fmax"] or parsed["fmax"]
     rpt = out / f"{name}.rpt"
-    cells = parse_yosys_stat(rpt.read_text(errors="replace")) if rpt.is_file() else {}
+    rpt_text = rpt.read_text(errors="replace") if rpt.is_file() else ""
+    cells = parse_yosys_stat(rpt_text)
+    synthesis_error = next((line.strip() for line in reversed(rpt_text.splitlines())
+                            if line.startswith("ERROR:")), None)
     synth = _yosys_summary(spec.family, cells)
     if error and not cells:
         error += " in synthesis (see top.rpt)"
@@ -653,7 +668,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         "ebr": used("ebr"), "dsp": used("dsp"), "spram": used("spram"), "lutram": used("lutram"),
         "fmax_mhz": fmax, "clock_mhz": clock_mhz, "timing_pass": meets, "pll": settings.summary(),
         "board_clock_mhz": settings.input_mhz, "seed": seed, "nextpnr_opts": nextpnr_opts,
-        "synth_opts": overrides.get("synth_opts", ""),
+        "synth_opts": overrides.get("synth_opts", ""), "abc9_dff": abc9_dff, "synthesis_error": synthesis_error,
         "build_seconds": round(seconds, 1),
         "capacity": spec.capacity,
         "utilization": util, "fmax": parsed["fmax"],

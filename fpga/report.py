@@ -114,6 +114,11 @@ def markdown_table(results, *, command, date, missing=()):
         notes.append("`*`: does not fit; the count is what the design needs (nextpnr after packing, else Yosys).")
         for r in misfits:
             notes.append(f"- {r['board']} {r['design']} {r['net']}: {r['reason']}")
+    retried = [r for r in results if r.get("abc9_dff")]
+    if retried:
+        notes += ["", "Built with `synth_ecp5 -dff` after a Yosys internal error with the default "
+                  "flow (`build()` retries so, `docs/fpga.md`): " + "; ".join(
+                      f"{r['board']} {r['design']} {r['net']} {r.get('link', 'pins')}" for r in retried) + "."]
     return "\n".join(lines + notes)
 
 

@@ -262,6 +262,31 @@ def test_decoder_table_in_block_ram_is_an_attribute_only():
     assert len(bram.splitlines()) == len(lut.splitlines()) + bram.count("rom_style")
 
 
+
+def test_a_yosys_internal_error_is_built_again_with_abc9_dff(monkeypatch, tmp_path):
+    """A Yosys assertion failure (Yosys 0.70's ABC9 on some ECP5 netlists) is retried with
+    ``-dff``, and every later build of that design keeps it; a design error is not retried."""
+    import ternac.fpga.build as fpga_build
+    calls = []
+
+    def fake_build_once(spec, design, net, weights, link, baud, settings, decoder, abc9_dff=False, **_):
+        calls.append(abc9_dff)
+        crash = not abc9_dff and net == "64-64-10"
+        return {"fits": not crash, "ebr": 4, "reason": "build script exited with 1" if crash else None,
+                "synthesis_error": "ERROR: Assert `x' failed in rtlil.cc:3091." if crash else None,
+                "timing_pass": len(calls) > 2, "fmax_mhz": 80.0, "clock_mhz": 150.0,
+                "build_dir": str(tmp_path), "abc9_dff": abc9_dff}
+
+    monkeypatch.setattr(fpga_build, "_build_once", fake_build_once)
+    monkeypatch.setattr(fpga_build, "_board_clock_mhz", lambda spec: 25.0)
+    monkeypatch.setattr("ternac.fpga.pll.pll_settings", lambda *args: None)
+    monkeypatch.setattr("ternac.fpga.pll.pll_at_most", lambda *args: type("S", (), {"output_mhz": 75})())
+    result = fpga_build.build("ulx3s-85f", "ternary", "64-64-10", link="pins")
+    assert calls == [False, True, True] and result["fits"] and result["abc9_dff"] is True
+    calls.clear()
+    fpga_build.build("ulx3s-85f", "ternary", "784-256-256-10", link="pins", pll_mhz=150)
+    assert calls == [False]
+
 def test_decoder_table_falls_back_to_luts_when_block_ram_runs_out(monkeypatch, tmp_path):
     """A default iCE40 build whose block RAMs do not suffice is built again with the table in LUTs;
     an explicit ``decoder="bram"`` is kept."""
