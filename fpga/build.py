@@ -536,23 +536,26 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     board_mhz = _board_clock_mhz(spec)
     settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
     abc9_dff = False
-    result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed, root=root,
-                         say=say)
+
+    def attempt():
+        """One build with the current PLL settings, decoder placement and synthesis flow."""
+        return _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
+                           root=root, say=say, abc9_dff=abc9_dff)
+
+    result = attempt()
     if (result.get("synthesis_error") or "").startswith("ERROR: Assert"):
         # A Yosys internal error, not the design's: Yosys 0.70's ABC9 fails an assertion
         # (rtlil.cc:3091) when it reintegrates some ECP5 netlists; with the flip-flops mapped
         # by ABC9 too (`-dff`) the same netlists go through.
         say(f"  Yosys failed ({result['synthesis_error']}): again with ABC9 mapping the flip-flops (-dff)")
         abc9_dff = True
-        result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                             root=root, say=say, abc9_dff=True)
+        result = attempt()
     if (chosen is None and decoder == "bram" and design == "ternary" and not result["fits"]
             and (result["ebr"] or 0) > spec.capacity["ebr"]):
         # The decoder table's block RAMs are the board's default, not a requirement.
         say(f"  {result['ebr']} of {spec.capacity['ebr']} block RAMs: again with the decoder table in LUTs")
         decoder = "lut"
-        result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                             root=root, say=say, abc9_dff=abc9_dff)
+        result = attempt()
     attempts = []
     while (pll_mhz is None and result["fits"] and not result["timing_pass"]
            and len(attempts) < PLL_RETRIES):
@@ -561,8 +564,7 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         settings = pll_at_most(spec.family, board_mhz, round(limit, 2))
         say(f"  {result['fmax_mhz']:.1f} MHz < {result['clock_mhz']:g} MHz: again with the PLL at "
             f"{settings.output_mhz:g} MHz")
-        result = _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                             root=root, say=say, abc9_dff=abc9_dff)
+        result = attempt()
     result["earlier_attempts"] = attempts
     (Path(result["build_dir"]) / "report.json").write_text(json.dumps(result, indent=2))
     return result

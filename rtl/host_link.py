@@ -226,14 +226,13 @@ class HostLink(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [wp.addr.eq(word), wp.data.eq(byte.replicate(n)),
                              wp.en.eq(Mux(got & ~too_long, 1 << lane, 0))]
-                last = payload_last
                 receive([received.eq(received + 1), payload_last.eq(received + 2 == length),
                          tail.eq(Cat(tail[8:], byte)),
                          load_crc_next.eq(crc16_update(load_crc_next, byte)),
                          lane.eq(Mux(lane == n - 1, 0, lane + 1)),
                          word.eq(Mux(lane == n - 1, word + 1, word))],
                         "PAYLOAD")
-                with m.If(got & last):
+                with m.If(got & payload_last):
                     m.next = "CRC0"
             with m.State("CRC0"):
                 with m.If(got):

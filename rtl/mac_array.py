@@ -83,8 +83,8 @@ class TernaryMacArray(wiring.Component):
     decodes each code through the :class:`SparseDecoder` table; stage 2 selects the K slot
     activations per lane (an N:1 byte mux tree each) and registers them negated as the slots
     say; stage 3 adds the K of them to the lane's accumulator (a carry-save sum into one
-    adder), or starts it afresh on a group's first word. The mux tree and the adders are in different stages, so
-    neither follows the other in one cycle. The datapath holds only muxes, negations and adders -- no multiplier.
+    adder), or starts it afresh on a group's first word. The mux tree and the adder are in
+    different stages. The datapath holds only muxes, negations and adders -- no multiplier.
 
     Latency: 2 cycles from ``weights``/``acts`` to the ``latch`` strobe (decoder table read,
     then the registered slot selection); ``sums`` is combinational in the accumulate cycle.
@@ -154,25 +154,20 @@ class TernaryMacArray(wiring.Component):
         # Stage 2: the K selected activations of each lane, registered as they will be added.
         # A negative slot keeps the one's complement (~x = -x - 1 fits int8) and a 1 to add,
         # so no negation carry chain sits behind the mux tree.
-        picks, ones = [], []
+        picks = [[Signal(signed(ACT_BITS), name=f"pick{p}_{t}") for t in range(c.k)] for p in range(self._lanes)]
+        ones = [[Signal(name=f"one{p}_{t}") for t in range(c.k)] for p in range(self._lanes)]
         for p in range(self._lanes):
             for t in range(c.k):
                 slot = decoder.slots[p][t]
                 picked = select(x, slot.index)
-                pick = Signal(signed(ACT_BITS), name=f"pick{p}_{t}")
-                one = Signal(name=f"one{p}_{t}")
-                m.d.sync += [pick.eq(Mux(slot.valid, Mux(slot.negative, ~picked, picked), 0)),
-                             one.eq(slot.valid & slot.negative)]
-                picks.append(pick)
-                ones.append(one)
+                m.d.sync += [picks[p][t].eq(Mux(slot.valid, Mux(slot.negative, ~picked, picked), 0)),
+                             ones[p][t].eq(slot.valid & slot.negative)]
         ctrl2 = [Signal.like(s, name=f"{s.name[:-2]}_2") for s in ctrl]
         m.d.sync += [r.eq(s) for r, s in zip(ctrl2, ctrl)]
 
         # Stage 3: the lane's K picks and ones go into its accumulator in one carry-save sum;
         # a group's last word latches the P sums into the shadow bank.
         valid, first, last, tag = ctrl2
-        k = c.k
-        accumulate(m, addends=[picks[p * k:(p + 1) * k] for p in range(self._lanes)],
-                   bits=[ones[p * k:(p + 1) * k] for p in range(self._lanes)],
-                   valid=valid, first=first, last=last, tag=tag, component=self)
+        accumulate(m, addends=picks, bits=ones, valid=valid, first=first, last=last, tag=tag,
+                   component=self)
         return m

@@ -32,6 +32,7 @@ from ternac.cosim.accelerator_sim import (
 from ternac.model.arith import acc_bound
 from ternac.model.codebook import Codebook
 from ternac.model.hw import ADDRESS_BITS, HardwareConfig, Target, lower
+from ternac.model.hw.config import pack_fields
 from ternac.model.hw.status import (
     STATUS_FIELDS,
     LoadError,
@@ -351,14 +352,10 @@ def test_act_in_waits_for_the_load_transfer(rom_design, nets):
 
 
 
-def relu_flipped(config, word):
-    """A layer descriptor with its ``relu`` field inverted."""
-    offset = 0
-    for name, width, _ in config.layer_fields():
-        if name == "relu":
-            return word ^ (1 << offset)
-        offset += width
-    raise AssertionError("no relu field")
+def relu_flipped(program, index=0):
+    """Descriptor ``index`` of ``program`` packed with its ``relu`` field inverted."""
+    fields = program.layers[index].fields(program.config.coding.n)
+    return pack_fields(program.config.layer_fields(), {**fields, "relu": 1 - fields["relu"]})
 
 
 @pytest.mark.cosim
@@ -368,10 +365,11 @@ def test_inference_right_after_a_descriptor_write_reads_it(rom_design, nets):
     # with the new descriptor, not the spoiled one (its ReLU inverted) that was there before.
     a = nets[0]
     x = random_inputs(a, 3, seed=5)
-    word = lower(a, ROM).images[Target.LAYERS][0]
+    program = lower(a, ROM)
+    word = program.images[Target.LAYERS][0]
     steps = [load_step(ROM, whole_transfers(a, ROM))]
     for i, offer_after in enumerate([0, 1, 2]):
-        steps += [load_step(ROM, [(Target.LAYERS, 0, [relu_flipped(ROM, word)])]),
+        steps += [load_step(ROM, [(Target.LAYERS, 0, [relu_flipped(program)])]),
                   overlap_step(ROM, (Target.LAYERS, 0, [word]), x[i], a, offer_after=offer_after, seed=i)]
     output = run_program(rom_design, steps, "descriptor-overlap")
     overlaps = [step for step in output["steps"] if step["op"] == "overlap"]
