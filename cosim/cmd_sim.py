@@ -13,7 +13,7 @@ import sys
 import numpy as np
 from ternac.model.codebook import TernacError
 from ternac.model.datasets import network_samples
-from ternac.model.hw import lower
+from ternac.model.hw import lower, size_config
 from ternac.model.network import file_sha256, load_network
 
 from .toolchain import SIMULATORS, ToolchainError
@@ -29,6 +29,9 @@ def configure(parser):
                         "int8 inputs, the first ones all -128, all 127, all 0 and alternating")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("--lanes", type=int, help="accelerator lanes (default: the network's)")
+    parser.add_argument("--layer-table", choices=("wide", "serial"), default="wide",
+                        help="layer descriptors one per word (default), or in 32-bit rows read one "
+                        "per cycle between passes (as the iCE40 builds of a CNN)")
     parser.add_argument("--bake", action="store_true",
                         help="bake the weights into the Verilog instead of loading them "
                         "through the load port (one build per network instead of per shape)")
@@ -40,6 +43,10 @@ def configure(parser):
                         "design through its UART host link with the `ternac run` driver")
     parser.add_argument("--waves", action="store_true",
                         help="record a waveform (FST; also WAVES=1) and print its path")
+
+
+def _config(args, net, head):
+    return size_config(net, args.lanes, head=head, serial_layers=args.layer_table == "serial")
 
 
 def _one_or_all_actions(actions):
@@ -59,7 +66,7 @@ def run(args, say):
     x, labels = network_samples(net, args.dataset, args.samples, args.seed)
     if args.link == "uart":
         from .uart_link_sim import sim_uart
-        return sim_uart(args, net, lower(net, lanes=args.lanes).config, x, labels, say)
+        return sim_uart(args, net, _config(args, net, None), x, labels, say)
     if not net.heads:
         return _run_program(args, say, net, x, labels, None)
     # One program per output head; each is checked against its golden output.
@@ -81,11 +88,12 @@ def _run_program(args, say, net, x, labels, head):
     from .accelerator_sim import sim_network
     from .runner import CosimError
 
-    program = lower(net, lanes=args.lanes, head=head)
+    program = lower(net, _config(args, net, head), head=head)
     config = program.config
     say(f"{args.net}: {len(x)} samples on {args.simulator}, {config.lanes} lanes, coding "
         f"{config.coding}, {config.code_bits}-bit codes"
-        f"{', writable decoder table' if config.codebook_depth else ''}; weights "
+        f"{', writable decoder table' if config.codebook_depth else ''}"
+        f"{', row-serial layer table' if config.serial_layers else ''}; weights "
         f"{'baked into the Verilog' if args.bake else 'loaded through the load port'}")
     bar = tqdm(total=len(x), desc=f"ternac sim ({args.simulator})", unit="inference",
                file=sys.stderr, disable=None)

@@ -33,11 +33,11 @@ from amaranth.build import Attrs, Pins, Resource, Subsignal
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io
 from ternac.model.codebook import Codebook, Coding, TernacError
-from ternac.model.hw import Target, lower
+from ternac.model.hw import Target, lower, size_config
 from ternac.model.network import Network, TernaryLayer
 
 __all__ = [
-    "BOARDS", "DESIGNS", "NETWORKS", "Board", "PinHarness", "build", "build_root",
+    "BOARDS", "DESIGNS", "NETWORKS", "Board", "PinHarness", "board_config", "build", "build_root",
     "parse_nextpnr_log", "parse_nextpnr_report", "parse_yosys_stat", "synthetic_network",
     "tool_environment",
 ]
@@ -148,24 +148,31 @@ def synthetic_network(sizes, coding=(8, 2), lanes=8, seed=0):
                    meta={"source": f"synthetic {'-'.join(map(str, sizes))} seed {seed}"})
 
 
-#: CNNs by name (``model/arch.py`` strings) on the Fashion-MNIST geometry, 1x28x28, 10 classes.
-CNNS = ("cnn:8-16", "cnn:16-32")
+#: CNNs by name: architecture (``model/arch.py``), input shape (10 classes) and lanes P.
+#: ``digits-cnn:8-16`` is the CNN of the digits data set (8x8 images); at P = 2, as at P = 4
+#: it needs 5355 of the iCE40UP5K's 5280 logic cells (``docs/fpga.md``).
+CNNS = {
+    "cnn:8-16": ("cnn:8-16", (1, 28, 28), 8),
+    "cnn:16-32": ("cnn:16-32", (1, 28, 28), 8),
+    "digits-cnn:8-16": ("cnn:8-16", (1, 8, 8), 2),
+}
 
 
-def synthetic_cnn(arch, coding=(8, 2), lanes=8, seed=0):
-    """A random CNN of ``arch`` on 1x28x28 inputs, quantized on uniform calibration inputs
+def synthetic_cnn(arch, shape=(1, 28, 28), coding=(8, 2), lanes=8, seed=0):
+    """A random CNN of ``arch`` on ``shape`` inputs, quantized on uniform calibration inputs
     (the hardware depends on the shapes only; needs torch)."""
     import torch
     from ternac.model.arch import build_arch
     from ternac.model.convert import quantize_network
-    model = build_arch(arch, (1, 28, 28), 10, seed=seed).eval()
-    calib = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    model = build_arch(arch, shape, 10, seed=seed).eval()
+    calib = torch.rand(64, *shape, generator=torch.Generator().manual_seed(seed))
     return quantize_network(model, Coding(*coding), calib, lanes=lanes)
 
 
 def network_by_name(name):
     if name in CNNS:
-        return synthetic_cnn(name)
+        arch, shape, lanes = CNNS[name]
+        return synthetic_cnn(arch, shape, lanes=lanes)
     try:
         sizes, coding, lanes = NETWORKS[name]
     except KeyError:
@@ -280,6 +287,9 @@ class UartHarness(Elaboratable):
 WEIGHT_MEMORIES = ("bram", "spram")
 #: Where the ternary decoder's table lives: block RAM (one read port per lane) or LUTs.
 DECODER_TABLES = ("bram", "lut")
+#: The layer table: one descriptor per word (flip-flops in synthesis) or 32-bit rows in block
+#: RAM, read one per cycle between passes (``HardwareConfig.serial_layers``).
+LAYER_TABLES = ("wide", "serial")
 
 
 #: Yosys command, after ``proc``: every non-transparent memory read port with one write port
@@ -494,7 +504,7 @@ def _mul_cells(path):
 
 
 def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None,
-          link=None, baud=None, decoder=None):
+          link=None, baud=None, decoder=None, lanes=None, layer_table=None):
     """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
     for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``).
 
@@ -505,6 +515,10 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     ``Board.decoder`` (iCE40: block RAM, where logic cells are scarce; ECP5: LUTs, as the
     DP16KD's unregistered read would sit in front of the slot muxes), and LUTs if the block
     RAMs then do not suffice.
+    ``lanes``: P (default: the network's, :data:`NETWORKS`, :data:`CNNS`).
+    ``layer_table``: ``"wide"`` or ``"serial"`` (:data:`LAYER_TABLES`); default serial for a
+    network with a convolution walk on iCE40, where its wide descriptors (239 bits and more,
+    one per pass) would take about 1,000 of the 5280 logic cells as flip-flops, wide otherwise.
     ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
     (``Board.target_mhz``) first; while the routed design misses it, up to
     :data:`PLL_RETRIES` more builds, each with the PLL at most :data:`PLL_MARGIN` of the Fmax
@@ -523,6 +537,8 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     chosen, decoder = decoder, decoder or spec.decoder
     if decoder not in DECODER_TABLES:
         raise TernacError(f"unknown decoder table {decoder!r}; known: {', '.join(DECODER_TABLES)}")
+    if layer_table not in (None, *LAYER_TABLES):
+        raise TernacError(f"unknown layer table {layer_table!r}; known: {', '.join(LAYER_TABLES)}")
     if weights == "spram" and not spec.capacity["spram"]:
         raise TernacError(f"{board} has no SPRAM")
     link = link or ("uart" if design == "ternary" else "pins")
@@ -540,7 +556,7 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     def attempt():
         """One build with the current PLL settings, decoder placement and synthesis flow."""
         return _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                           root=root, say=say, abc9_dff=abc9_dff)
+                           root=root, say=say, abc9_dff=abc9_dff, lanes=lanes, layer_table=layer_table)
 
     result = attempt()
     if (result.get("synthesis_error") or "").startswith("ERROR: Assert"):
@@ -570,12 +586,23 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     return result
 
 
+def board_config(spec, design, network, *, lanes=None, layer_table=None):
+    """The :class:`~ternac.model.hw.HardwareConfig` a build of ``network`` for board ``spec``
+    uses: sized for the network (``lanes`` P, default its own), the layer table ``layer_table``
+    (default: serial for a network with a convolution walk on iCE40, wide otherwise)."""
+    config = size_config(network, lanes, dense=design != "ternary")
+    if layer_table is None:
+        layer_table = "serial" if spec.family == "ice40" and config.conv_walk else "wide"
+    return config.replace(serial_layers=layer_table == "serial")
+
+
 def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, seed, root, say,
-                abc9_dff=False):
+                abc9_dff=False, lanes=None, layer_table=None):
     from .pll import PllDomain
     network = network_by_name(net)
-    program = lower(network, dense=design != "ternary")
+    program = lower(network, board_config(spec, design, network, lanes=lanes, layer_table=layer_table))
     config = program.config
+    layer_table = "serial" if config.serial_layers else "wide"
     root = Path(root or build_root())
     out = root / f"{spec.name}-{design}-{net}-{link}"
     if out.exists():
@@ -663,7 +690,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
     return {
         "board": spec.name, "device": f"{platform.device}-{platform.package}", "family": spec.family,
         "design": design, "net": net, "weights": weights, "link": link,
-        "decoder": decoder if design == "ternary" else None,
+        "decoder": decoder if design == "ternary" else None, "lanes": config.lanes, "layer_table": layer_table,
         "baud": baud if link == "uart" else None, "config": config.summary(),
         "fits": fits, "reason": reason,
         "lut": used("lut"), "ff": used("ff") if "ff" in names else synth["ff"],

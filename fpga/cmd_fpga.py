@@ -7,6 +7,7 @@ from .build import (
     CNNS,
     DECODER_TABLES,
     DESIGNS,
+    LAYER_TABLES,
     LINKS,
     NETWORKS,
     SEED,
@@ -23,8 +24,12 @@ def configure(parser):
     parser.add_argument("--design", choices=DESIGNS, default="ternary",
                         help="ternary accelerator or the dense int8 baseline (default: ternary)")
     parser.add_argument("--net", choices=sorted(NETWORKS) + list(CNNS), default="64-64-10",
-                        help="synthetic network to size and bake in (default: 64-64-10; a CNN on the "
-                        "Fashion-MNIST geometry needs torch)")
+                        help="synthetic network to size and bake in (default: 64-64-10; the CNNs, on the "
+                        "Fashion-MNIST geometry or the digits one, need torch)")
+    parser.add_argument("--lanes", type=int, help="lanes P (default: the network's)")
+    parser.add_argument("--layer-table", choices=LAYER_TABLES,
+                        help="layer descriptors one per word (flip-flops) or in 32-bit rows of block RAM, "
+                        "read one row per cycle between passes (default: serial for a CNN on iCE40)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"nextpnr seed (default {SEED})")
     parser.add_argument("--weights", choices=WEIGHT_MEMORIES,
                         help="weight buffer in block RAM or iCE40 SPRAM (default: SPRAM on iCE40)")
@@ -47,8 +52,8 @@ def configure(parser):
 
 def _line(r):
     if not r["fits"]:
-        return f"{r['board']} {r['design']} {r['net']}: does not fit: {r['reason']}"
-    return (f"{r['board']} {r['design']} {r['net']}: {r['lut']} LUT, {r['ff']} FF, {r['ebr']} EBR, "
+        return f"{r['board']} {r['design']} {r['net']} (P={r['lanes']}): does not fit: {r['reason']}"
+    return (f"{r['board']} {r['design']} {r['net']} (P={r['lanes']}, {r['layer_table']} layer table): {r['lut']} LUT, {r['ff']} FF, {r['ebr']} EBR, "
             f"{r['dsp']} DSP, {r['spram'] or 0} SPRAM; PLL {r['clock_mhz']:g} MHz, Fmax {r['fmax_mhz']:.1f} MHz "
             f"({'meets' if r['timing_pass'] else 'MISSES'} timing; "
             f"{r['inferences_per_s'] or 0:,} inferences/s at the PLL clock), built in {r['build_seconds']:.0f} s")
@@ -66,7 +71,8 @@ def run(args, say):
         if not probe.found:
             return {"ok": False, "failed": probe.message, "board": args.board, **probe.summary()}
     result = build(args.board, args.design, args.net, seed=args.seed, say=say, weights=args.weights,
-                   link=args.link, baud=args.baud, pll_mhz=args.pll_mhz, decoder=args.decoder)
+                   link=args.link, baud=args.baud, pll_mhz=args.pll_mhz, decoder=args.decoder,
+                   lanes=args.lanes, layer_table=args.layer_table)
     say(_line(result))
     say(f"report: {result['build_dir']}/report.json")
     if args.program:

@@ -32,6 +32,7 @@ RUNS = [
     ("icebreaker", "ternary", "784-1000-10", None),
     ("icebreaker", "ternary", "784-1280-10", "pins"),
     ("icebreaker", "ternary", "cnn:8-16", "pins"),
+    ("icebreaker", "ternary", "digits-cnn:8-16", None),
     ("ulx3s-85f", "ternary", "784-256-256-10", None),
     ("ulx3s-85f", "ternary", "784-256-256-10", "pins"),
     ("ulx3s-85f", "dense", "784-256-256-10", None),
@@ -41,10 +42,10 @@ QUICK = [run for run in RUNS if run[2] == "64-64-10"]
 
 BEGIN, END = "<!-- fpga-table:begin -->", "<!-- fpga-table:end -->"
 LUT_MARKERS = ("<!-- fpga-luts:begin -->", "<!-- fpga-luts:end -->")
-COLUMNS = ("board", "design", "network", "link", "weights", "decoder", "LUT", "FF", "EBR", "DSP", "SPRAM",
+COLUMNS = ("board", "design", "network", "P", "link", "weights", "decoder", "layers", "LUT", "FF", "EBR", "DSP", "SPRAM",
            "PLL MHz", "Fmax MHz", "build s", "GMAC/s", "inf/s", "cycles")
 #: Columns left-aligned in the tables (the rest are numbers).
-TEXT_COLUMNS = 6
+TEXT_COLUMNS = 8
 
 
 def _cell(result, key):
@@ -64,8 +65,9 @@ def _cell(result, key):
 def row(result):
     fits = result["fits"]
     return [
-        result["board"], result["design"], result["net"], result.get("link", "pins"),
-        result.get("weights", "bram"), result.get("decoder") or "-",
+        result["board"], result["design"], result["net"], f"{result['config']['lanes']}",
+        result.get("link", "pins"), result.get("weights", "bram"), result.get("decoder") or "-",
+        "serial" if result["config"].get("serial_layers") else "wide",
         _cell(result, "lut"), _cell(result, "ff"), _cell(result, "ebr"), _cell(result, "dsp"),
         _cell(result, "spram"),
         f"{result['clock_mhz']:g}" if result.get("clock_mhz") else "-",

@@ -200,8 +200,14 @@ class Accelerator(wiring.Component):
         layer_wp = writer(layers.write_port(), Target.LAYERS)
         param_rp = params.read_port()
         param = data.View(param_layout(cfg), param_rp.data)
-        # Transparent: an inference may start the cycle after the last descriptor is loaded.
-        layer_rp = layers.read_port(transparent_for=(layer_wp,))
+        if cfg.serial_layers:
+            # The sequencer fetches descriptor 0 again after every table write.
+            layer_rp = layers.read_port()
+            layer_data = [seq.layer_row.eq(layer_rp.data), seq.layer_write.eq(layer_wp.en)]
+        else:
+            # Transparent: an inference may start the cycle after the last descriptor is loaded.
+            layer_rp = layers.read_port(transparent_for=(layer_wp,))
+            layer_data = [seq.layer.as_value().eq(layer_rp.data)]
         if cfg.codebook_depth:
             m.d.comb += [array.table_write.addr.eq(loader.addr), array.table_write.data.eq(loader.data),
                          array.table_write.en.eq(loader.we[Target.CODEBOOK]),
@@ -210,7 +216,7 @@ class Accelerator(wiring.Component):
         # Sequencer: streams, descriptor reads, buffer control.
         m.d.comb += [
             self.busy.eq(seq.busy), self.cycles.eq(seq.cycles),
-            layer_rp.addr.eq(seq.layer_addr), seq.layer.as_value().eq(layer_rp.data),
+            layer_rp.addr.eq(seq.layer_addr), *layer_data,
             seq.in_valid.eq(self.act_in.valid), self.act_in.ready.eq(seq.in_ready),
             acts.in_phase.eq(seq.in_phase), acts.in_addr.eq(seq.in_addr), acts.in_data.eq(self.act_in.payload), acts.in_en.eq(seq.in_en),
             self.act_out.valid.eq(seq.out_valid), seq.out_ready.eq(self.act_out.ready),

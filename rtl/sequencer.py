@@ -1,8 +1,9 @@
 """Sequencer: runs a whole inference from the layer-descriptor table."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from ternac.model.hw.config import LOAD_BITS, Target
 from ternac.model.hw.lower import POOL_MODES
 
 from .requant import PositionLayout, advance_position
@@ -24,6 +25,12 @@ class Sequencer(wiring.Component):
     the pass's last bytes are written, meanwhile the next descriptor is already read) and
     ``OUTPUT`` (one output word per cycle to ``act_out``). The cycle model
     (``model/hw/cycles.py``) counts exactly these states.
+
+    With ``config.serial_layers`` the table holds 32-bit rows and ``FETCH`` follows
+    ``SETTLE``: the next descriptor, one row per cycle, shifted into ``cur`` (the table is
+    not read while the pass before settles: ``cur`` is in use until its last byte is
+    written). In ``IDLE`` descriptor 0 is fetched after reset, after each inference and
+    after each table write (``layer_write``); ``act_in`` waits until it is complete.
 
     ``RUN`` is a convolution walk (``model/hw/lower.py``, ``Walk``): for each output pixel
     ``(oy, ox)``, for each lane group ``g``, for each kernel tap ``(ky, kx)`` and channel word
@@ -60,8 +67,10 @@ class Sequencer(wiring.Component):
         self._avg_settle = avg_settle
         layout = layer_layout(config)
         a = config.act_depth
+        table = ({"layer_row": In(LOAD_BITS), "layer_write": In(1)} if config.serial_layers
+                 else {"layer": In(layout)})
         super().__init__({
-            "layer_addr": Out(range(config.layer_depth)), "layer": In(layout), "cur": Out(layout),
+            "layer_addr": Out(range(config.depth(Target.LAYERS))), **table, "cur": Out(layout),
             "in_valid": In(1), "in_ready": Out(1), "in_addr": Out(range(a)), "in_en": Out(1),
             "in_phase": Out(1),
             "out_valid": Out(1), "out_ready": In(1), "out_addr": Out(range(a)), "out_en": Out(1),
@@ -96,6 +105,29 @@ class Sequencer(wiring.Component):
         # load port's state).
         may_start = Signal()
         m.d.sync += may_start.eq(primed & ~self.load_busy & ~self.load_valid)
+
+        # A row-serial layer table: `cur` is the rows fetched so far; `arriving` is the
+        # descriptor complete with the row on `layer_row` (the last of its rows). The table
+        # address runs one row ahead of the row on `layer_row`, so a row arrives every cycle.
+        serial, rows = cfg.serial_layers, cfg.layer_rows
+        if serial:
+            fetched = Signal(rows * LOAD_BITS)
+            row = Signal(range(rows))                   # the row on layer_row
+            streaming = Signal()                        # layer_row holds row `row`
+            complete = Signal()                         # (IDLE) descriptor 0 is in `cur`
+            arriving = data.View(layer_layout(cfg),
+                                 Cat(fetched[LOAD_BITS:], self.layer_row)[:cfg.descriptor_bits])
+            last_row = cfg.depth(Target.LAYERS) - 1
+            next_row_addr = Mux(self.layer_addr == last_row, 0, self.layer_addr + 1)
+            m.d.comb += cur.as_value().eq(fetched[:cfg.descriptor_bits])
+
+            def fetch_row(when_complete):
+                """Shift the row on ``layer_row`` in; after the descriptor's last, ``when_complete``."""
+                m.d.sync += fetched.eq(Cat(fetched[LOAD_BITS:], self.layer_row))
+                with m.If(row == rows - 1):
+                    m.d.sync += [row.eq(0), *when_complete]
+                with m.Else():
+                    m.d.sync += [row.eq(row + 1), self.layer_addr.eq(next_row_addr)]
 
         walk = cfg.conv_walk
         # Each loop bound minus one (the counter's last value), registered with the
@@ -136,7 +168,8 @@ class Sequencer(wiring.Component):
                 m.d.sync += [wx.eq(0), wy.eq(0), cwin.eq(window), ciy0.eq(y), cix0.eq(x)]
 
         def start_layer(desc):
-            start = [cur.eq(desc), v.eq(0), last_word.eq(desc.words == 1), group.eq(0), self.position.eq(0),
+            start = [] if serial else [cur.eq(desc)]
+            start += [v.eq(0), last_word.eq(desc.words == 1), group.eq(0), self.position.eq(0),
                      self.weight_addr.eq(desc.weight_base),
                      *(getattr(limit, name).eq(getattr(desc, name) - 1) for name in bounds)]
             if not walk:
@@ -211,15 +244,29 @@ class Sequencer(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.in_phase.eq(1), self.in_ready.eq(may_start & ~self.load_valid),
+                may_take = may_start & ~self.load_valid
+                m.d.comb += [self.in_phase.eq(1), self.in_ready.eq(may_take & complete if serial else may_take),
                              self.in_en.eq(self.in_valid & self.in_ready)]
-                # Descriptor 0 and the counts are loaded on every idle cycle, not on the first
-                # input word: only the state and the table address wait for the handshake (Fmax).
-                m.d.sync += [*start_layer(self.layer), count.eq(1), counter.eq(1)]
+                if serial:
+                    # Descriptor 0 is fetched after reset, after every inference and after
+                    # every write to the table (from row 0 again); input waits for it.
+                    m.d.sync += [count.eq(1), counter.eq(1)]
+                    with m.If(self.layer_write):
+                        m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0), self.layer_addr.eq(0)]
+                    with m.Elif(~complete & streaming):
+                        fetch_row([complete.eq(1), *start_layer(arriving)])
+                    with m.Elif(~complete):
+                        m.d.sync += [streaming.eq(1), self.layer_addr.eq(next_row_addr)]
+                else:
+                    # Descriptor 0 and the counts are loaded on every idle cycle, not on the
+                    # first input word: only the state and the table address wait for the
+                    # handshake (Fmax).
+                    m.d.sync += [*start_layer(self.layer), count.eq(1), counter.eq(1)]
                 with m.If(self.in_en):
-                    m.d.sync += self.layer_addr.eq(1 % cfg.layer_depth)
+                    if not serial:
+                        m.d.sync += self.layer_addr.eq(1 % cfg.layer_depth)
                     m.next = "INPUT"
-                    with m.If(self.layer.in_words == 1):
+                    with m.If((cur if serial else self.layer).in_words == 1):
                         m.next = "RUN"
             with m.State("INPUT"):
                 m.d.comb += [self.in_phase.eq(1), self.busy.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
@@ -269,8 +316,19 @@ class Sequencer(wiring.Component):
                                      self.layer_addr.eq(0)]
                         m.next = "OUTPUT"
                     with m.Else():
-                        m.d.sync += start_layer(self.layer)
-                        m.d.sync += [self.sel.eq(~self.sel), self.layer_addr.eq(self.layer_addr + 1)]
+                        if serial:
+                            m.d.sync += [row.eq(0), self.layer_addr.eq(next_row_addr)]
+                            m.next = "FETCH"
+                        else:
+                            m.d.sync += start_layer(self.layer)
+                            m.d.sync += [self.sel.eq(~self.sel), self.layer_addr.eq(self.layer_addr + 1)]
+                            m.next = "RUN"
+            if serial:
+                with m.State("FETCH"):
+                    # The next descriptor, one row per cycle (cycles.fetch_cycles).
+                    m.d.comb += self.busy.eq(1)
+                    fetch_row([*start_layer(arriving), self.sel.eq(~self.sel)])
+                    with m.If(row == rows - 1):
                         m.next = "RUN"
             with m.State("OUTPUT"):
                 # out_valid marks that the read port holds word `sent`; read on when it is taken.
@@ -285,5 +343,7 @@ class Sequencer(wiring.Component):
                     with m.If(sent_last):
                         m.d.sync += [self.cycles.eq(counter + 1), self.out_valid.eq(0),
                                      self.sel.eq(0)]
+                        if serial:
+                            m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0)]
                         m.next = "IDLE"
         return m

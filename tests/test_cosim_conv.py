@@ -57,6 +57,19 @@ def test_random_convolutions(conv_nets, sim, cases):
     _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
 
 
+@pytest.mark.parametrize("sim,cases", [("verilator", None), ("icarus", [PACKED_FUSED])])
+def test_random_convolutions_row_serial_layer_table(conv_nets, sim, cases):
+    # The same networks loaded one after the other into one build whose layer table holds
+    # 32-bit rows (HardwareConfig.serial_layers): every reload makes the sequencer fetch
+    # descriptor 0 again, every pass ends with the next descriptor's fetch.
+    nets, config = conv_nets
+    config = config.replace(serial_layers=True)
+    assert config.layer_rows > 1
+    nets = nets if cases is None else [nets[i] for i in cases]
+    steps, inputs = _steps(nets, config, samples=2)
+    _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
+
+
 def _check(out, nets, inputs, config):
     infers = [step for step in out["steps"] if step["op"] == "infer"]
     assert len(infers) == len(nets)

@@ -24,9 +24,11 @@ def random_inputs(network, count, seed=0):
     return x.astype(np.int8)
 
 
-def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0, head=None):
+def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0, head=None,
+                    serial_layers=False):
     """Run ``x`` through the RTL and compare outputs and cycles with the golden model."""
-    program = lower(network, dense=dense, head=head)
+    program = lower(network, size_config(network, dense=dense, head=head, serial_layers=serial_layers),
+                    dense=dense, head=head)
     if load:
         dut, beats = (DenseBaseline if dense else Accelerator)(program.config), program.load_beats()
     else:
@@ -126,6 +128,24 @@ def test_random_convolutions_bit_and_cycle_exact(case, lanes):
     shape, convs, classes = CONV_CASES[case]
     network = random_cnn(shape, convs, classes, lanes=lanes, seed=case)
     run_rtl_checked(network, random_inputs(network, 2))
+
+
+@pytest.mark.parametrize("case", [1, 5, 7])
+def test_row_serial_layer_table_bit_and_cycle_exact(case):
+    # Descriptors of 6 to 8 rows, each read one row per cycle after the pass before it.
+    shape, convs, classes = CONV_CASES[case]
+    network = random_cnn(shape, convs, classes, lanes=4, seed=case)
+    config = size_config(network, serial_layers=True)
+    passes = len(lower(network, config).cycles.layers)
+    assert config.layer_rows > 1 and passes > 1
+    assert (lower(network, config).cycles.total - lower(network).cycles.total
+            == (passes - 1) * config.layer_rows)
+    run_rtl_checked(network, random_inputs(network, 2), serial_layers=True)
+
+
+def test_row_serial_layer_table_under_back_pressure():
+    network = random_network([37, 5, 9, 3], coding=(5, 3), lanes=2, seed=1)
+    run_rtl_checked(network, random_inputs(network, 4), serial_layers=True, stall=0.3, seed=3)
 
 
 @pytest.mark.parametrize("case", AVG_CASES)

@@ -17,7 +17,9 @@ Word layouts, all LSB first:
   instead, weight ``i`` of lane ``p`` at bits ``[8*(p*N+i), 8*(p*N+i)+8)``;
 * params (one per output neuron, ``G*P`` per layer): bias (signed, ``acc_bits``), M (15 bits),
   S (6 bits);
-* layers (one descriptor per layer): the fields of :meth:`HardwareConfig.layer_fields`;
+* layers (one descriptor per layer): the fields of :meth:`HardwareConfig.layer_fields`; with
+  ``serial_layers`` each descriptor is :attr:`HardwareConfig.layer_rows` 32-bit words of the
+  table, least significant first (descriptor ``d`` at words ``d*rows .. d*rows + rows - 1``);
 * codebook (writable decoder table only): ``Codebook.slot_table`` entries of every distinct
   codebook (``lower.decoder_tables``), each ``K*slot_bits`` wide (a codebook of smaller K has
   its upper slots 0: invalid).
@@ -100,6 +102,12 @@ class HardwareConfig:
     avg_pool : bool
         The pooling unit has the average combine (per-byte sums and the division by the
         window's count); off, average-pooling passes do not run.
+    serial_layers : bool
+        The layer table holds 32-bit rows, :attr:`layer_rows` per descriptor, and the
+        sequencer reads a descriptor one row per cycle before each pass but the first
+        (:func:`ternac.model.hw.cycles.fetch_cycles`). Off, the table is one descriptor wide,
+        which FPGA synthesis puts in flip-flops: about 1,000 iCE40 logic cells for a 4-pass
+        CNN's 239-bit descriptors, which a row-wide table in block RAM saves (``docs/fpga.md``).
     """
 
     lanes: int
@@ -116,6 +124,7 @@ class HardwareConfig:
     fused_pool: bool = False
     tap_packing: bool = False
     avg_pool: bool = False
+    serial_layers: bool = False
 
     def __post_init__(self):
         if not isinstance(self.coding, Coding):
@@ -215,15 +224,28 @@ class HardwareConfig:
         """Signed width of the walk's activation addresses (a window may start before word 0)."""
         return field_width(self.act_depth) + KERNEL_BITS + 2
 
+    @property
+    def descriptor_bits(self):
+        """Width of one layer descriptor (the fields of :meth:`layer_fields`)."""
+        return sum(width for _, width, _ in self.layer_fields())
+
+    @property
+    def layer_rows(self):
+        """Words of the layer table per descriptor: ``ceil(descriptor_bits / 32)`` with
+        ``serial_layers``, else 1."""
+        return -(-self.descriptor_bits // LOAD_BITS) if self.serial_layers else 1
+
     def word_bits(self, target):
-        fields = {Target.PARAMS: self.param_fields, Target.LAYERS: self.layer_fields}.get(target)
-        if fields:
-            return sum(width for _, width, _ in fields())
+        if target == Target.LAYERS:
+            return LOAD_BITS if self.serial_layers else self.descriptor_bits
+        if target == Target.PARAMS:
+            return sum(width for _, width, _ in self.param_fields())
         return self.weight_bits if target == Target.WEIGHTS else self.table_bits
 
     def depth(self, target):
         return {Target.WEIGHTS: self.weight_depth, Target.PARAMS: self.param_depth,
-                Target.LAYERS: self.layer_depth, Target.CODEBOOK: self.codebook_depth}[target]
+                Target.LAYERS: self.layer_depth * self.layer_rows,
+                Target.CODEBOOK: self.codebook_depth}[target]
 
     def beats_per_word(self, target):
         return -(-self.word_bits(target) // LOAD_BITS)

@@ -9,7 +9,7 @@ if its blocks' latencies differ from the constants here.
 from dataclasses import dataclass
 
 __all__ = ["AVG_POOL_TO_WRITE", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport",
-           "input_cycles", "layer_cycles", "output_cycles", "pool_cycles"]
+           "fetch_cycles", "input_cycles", "layer_cycles", "output_cycles", "pool_cycles"]
 
 #: Cycles from issuing a (weight word, activation word) read to the cycle in which its sum is
 #: accumulated (and, for a group's last word, latched into the shadow bank): memory read,
@@ -50,6 +50,14 @@ def layer_cycles(words, groups, lanes):
     ``ISSUE_TO_LATCH + P + DRAIN_TO_WRITE``: latch, drain P lanes, write the last byte.
     """
     return words + (groups - 1) * max(words, lanes) + ISSUE_TO_LATCH + lanes + DRAIN_TO_WRITE
+
+
+def fetch_cycles(rows, serial):
+    """Cycles after a pass (not the last) to read the next pass's descriptor, counted in the
+    pass: with a row-serial layer table (``HardwareConfig.serial_layers``) one row per cycle,
+    the first row's read already issued during the pass; 0 with a descriptor-wide table,
+    whose read overlaps the pass's settle."""
+    return rows if serial else 0
 
 
 def output_cycles(words):

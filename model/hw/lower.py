@@ -20,8 +20,15 @@ from ..codebook import Codebook, Coding, TernacError
 from ..layout import channel_words
 from ..network import FlattenLayer, PoolLayer, ReluLayer, TernaryLayer
 from ..pack import Geometry, pack_activations, pack_codes
-from .config import KERNEL_BITS, MAX_AVG_TAPS, HardwareConfig, Target, pack_fields
-from .cycles import CycleReport, input_cycles, layer_cycles, output_cycles, pool_cycles
+from .config import KERNEL_BITS, LOAD_BITS, MAX_AVG_TAPS, HardwareConfig, Target, pack_fields
+from .cycles import (
+    CycleReport,
+    fetch_cycles,
+    input_cycles,
+    layer_cycles,
+    output_cycles,
+    pool_cycles,
+)
 from .status import transfer_beats
 
 __all__ = [
@@ -511,9 +518,9 @@ def decoder_tables(layers):
     return entries, bases
 
 
-def size_config(network, lanes=None, *, dense=False, head=None):
+def size_config(network, lanes=None, *, dense=False, head=None, serial_layers=False):
     """The smallest :class:`HardwareConfig` that runs ``network`` (its output ``head``) with
-    ``lanes`` lanes.
+    ``lanes`` lanes (and a row-serial layer table with ``serial_layers``).
 
     ``lanes`` defaults to the network's packing hint ``network.lanes``. Layers may use
     different codings of one N (:func:`array_coding`): the array gets the largest K, codes are
@@ -540,7 +547,8 @@ def size_config(network, lanes=None, *, dense=False, head=None):
         conv_walk=any(step.walk.spatial for step in passes),
         fused_pool=any(step.walk.fused for step in passes),
         tap_packing=any(step.walk.pool == "pack" for step in passes),
-        avg_pool=any(step.walk.pool == "avg" for step in passes))
+        avg_pool=any(step.walk.pool == "avg" for step in passes),
+        serial_layers=serial_layers)
 
 
 # -- lowering -------------------------------------------------------------------------------
@@ -621,7 +629,9 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     for i, step in enumerate(passes):
         layer, walk = step.layer, step.walk
         v, g, pixel_words, words_in, words_out = _pass_shape(step, p, n)
-        last, cycles = i == len(passes) - 1, _pass_cycles(walk, v, g, p)
+        last = i == len(passes) - 1
+        # A pass runs from its first step to the next pass's: the next descriptor's fetch too.
+        cycles = _pass_cycles(walk, v, g, p) + (0 if last else fetch_cycles(config.layer_rows, config.serial_layers))
         if walk.spatial and not config.conv_walk:
             raise TernacError(f"layer {step.name} is a {'pooling' if walk.pool else 'convolution'}: "
                               f"the accelerator has no convolution walk (conv_walk=False)")
@@ -662,7 +672,9 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
             raise TernacError(f"network needs {len(images[target])} {name} words, the accelerator "
                               f"has {config.depth(target)}")
     # Descriptors last: a base past its memory is reported above as a misfit, not a field overflow.
-    images[Target.LAYERS] = [pack_fields(config.layer_fields(), d.fields(n)) for d in descriptors]
+    words = [pack_fields(config.layer_fields(), d.fields(n)) for d in descriptors]
+    rows, row_mask = config.layer_rows, (1 << config.word_bits(Target.LAYERS)) - 1
+    images[Target.LAYERS] = [word >> (LOAD_BITS * r) & row_mask for word in words for r in range(rows)]
     report = CycleReport(
         input=input_cycles(descriptors[0].in_words),
         layers=tuple((d.name, d.cycles) for d in descriptors),
