@@ -63,7 +63,7 @@ def union_config(configs):
 
     All must share lanes, coding and ``dense``; depths, accumulator and code width are the
     largest of any. A writable decoder table, the convolution walk, fused pooling, tap packing,
-    average pooling and a row-serial layer table are built if any of them has one.
+    average and max pooling and a row-serial layer table are built if any of them has one.
     """
     configs = list(configs)
     first = configs[0]
@@ -75,7 +75,7 @@ def union_config(configs):
     for name in ("code_bits", "weight_depth", "act_depth", "param_depth", "layer_depth",
                  "acc_bits", "codebook_depth"):
         values[name] = max(getattr(config, name) for config in configs)
-    for name in ("conv_walk", "fused_pool", "tap_packing", "avg_pool", "serial_layers"):
+    for name in ("conv_walk", "fused_pool", "tap_packing", "avg_pool", "max_pool", "serial_layers"):
         values[name] = any(getattr(config, name) for config in configs)
     if not values["codebook_depth"]:
         values["code_bits"] = first.coding.code_bits

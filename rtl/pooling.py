@@ -23,7 +23,7 @@ class PoolUnit(wiring.Component):
     ``pool_mode``, ``POOL_MODES`` of ``model/hw/lower.py``) selects the combine; the result
     word leaves with its output ``word`` address.
 
-    * Max: a tap in the padding (``skip``) does not count, as in PyTorch's max pooling. N
+    * Max (only with ``max``): a tap in the padding (``skip``) does not count, as in PyTorch's max pooling. N
       8-bit comparators and multiplexers. Max pooling commutes with the requantizer (both
       are monotone), so pooling the int8 outputs here equals the golden model's pooling of
       the int8 map.
@@ -57,12 +57,16 @@ class PoolUnit(wiring.Component):
         Build the packing combine (only accelerators that run packed rows need it).
     avg : bool
         Build the average combine (only accelerators that run average pooling need it).
+    maximum : bool
+        Build the max combine (only accelerators that run max pooling not fused into a
+        convolution need it).
     """
 
-    def __init__(self, *, n, depth, packing=False, avg=False):
+    def __init__(self, *, n, depth, packing=False, avg=False, maximum=True):
         self._n = n
         self._packing = packing
         self._avg = avg
+        self._max = maximum
         members = {
             "valid": In(1), "first": In(1), "last": In(1), "skip": In(1),
             "acts": In(n * ACT_BITS), "word": In(range(depth)),
@@ -96,7 +100,7 @@ class PoolUnit(wiring.Component):
         x = [self.acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(n)]
         held = [Signal.like(x[0], name=f"held{i}") for i in range(n)]
         new = []
-        for i in range(n):
+        for i in range(n if self._max else 0):
             so_far = Mux(self.first, ACT_MIN, held[i])
             new.append(Mux(~self.skip & (x[i] > so_far), x[i], so_far))
         if self._packing:
@@ -112,7 +116,9 @@ class PoolUnit(wiring.Component):
                 here = (start <= i) & (i < start + self.tap_bytes)
                 packed.append(Mux(here, taps[i - start], kept))
             pack_mode = self.mode == POOL_MODES["pack"]
-            new = [Mux(pack_mode, p, v) for p, v in zip(packed, new)]
+            new = [Mux(pack_mode, p, v) for p, v in zip(packed, new)] if self._max else packed
+        if not new:
+            return
         with m.If(step):
             m.d.sync += [h.eq(v) for h, v in zip(held, new)]
         self._emit(m, step & self.last, self.word, new)

@@ -119,26 +119,26 @@ def test_up5k_holds_the_784_256_256_10_mlp_behind_its_host_link(tmp_path):
 
 @pytest.mark.fpga
 def test_up5k_holds_the_digits_cnn_behind_its_host_link(tmp_path):
-    """A CNN on the $5 chip: P = 2, descriptors in 32-bit rows of block RAM (the default for a
+    """A CNN on the $5 chip: P = 4, descriptors in 32-bit rows of block RAM (the default for a
     CNN on iCE40), weights in SPRAM, the UART host link, a PLL clock it meets."""
     from ternac.fpga.build import build
-    r = build("icebreaker", "ternary", "digits-cnn:8-16", root=tmp_path, pll_mhz=27)
+    r = build("icebreaker", "ternary", "digits-cnn:8-16", root=tmp_path, pll_mhz=24)
     assert r["fits"], r["reason"]
-    assert (r["lanes"], r["layer_table"], r["weights"], r["link"]) == (2, "serial", "spram", "uart")
+    assert (r["lanes"], r["layer_table"], r["weights"], r["link"]) == (4, "serial", "spram", "uart")
     assert r["config"]["serial_layers"] and r["config"]["conv_walk"]
-    assert r["timing_pass"] and r["inferences_per_s"] == round(27e6 / r["cycles_per_inference"])
+    assert r["timing_pass"] and r["inferences_per_s"] == round(24e6 / r["cycles_per_inference"])
 
 
 def test_layer_table_default_is_serial_for_a_cnn_on_ice40_only():
     cnn, mlp = network_by_name("digits-cnn:8-16"), network_by_name("64-64-10")
     ice40, ecp5 = BOARDS["icebreaker"], BOARDS["ulx3s-85f"]
     assert board_config(ice40, "ternary", cnn).serial_layers
-    assert board_config(ice40, "ternary", cnn).lanes == 2               # the network's own P
+    assert board_config(ice40, "ternary", cnn).lanes == 4               # the network's own P
     assert not board_config(ecp5, "ternary", cnn).serial_layers
     assert not board_config(ice40, "ternary", mlp).serial_layers
     assert not board_config(ice40, "ternary", cnn, layer_table="wide").serial_layers
     assert board_config(ecp5, "ternary", mlp, layer_table="serial").serial_layers
-    assert board_config(ice40, "ternary", cnn, lanes=4).lanes == 4
+    assert board_config(ice40, "ternary", cnn, lanes=2).lanes == 2
 
 
 @pytest.mark.fpga

@@ -104,6 +104,12 @@ def test_unsupported_layers_and_misfits_raise():
     with pytest.raises(TernacError, match=r"layer 2 is an average pooling: the accelerator's pooling "
                                           r"unit has no average combine \(avg_pool=False\)"):
         lower(avg, size_config(avg).replace(avg_pool=False))
+    pooled = quantize_network(model[:2].append(nn.MaxPool2d(2)), Coding(8, 2), torch.randn(8, 1, 4, 4), lanes=4)
+    fused = size_config(pooled)
+    assert fused.fused_pool and not fused.max_pool          # the pooling unit has no max combine
+    with pytest.raises(TernacError, match=r"layer 2 is a max pooling: the accelerator's pooling "
+                                          r"unit has no max combine \(max_pool=False\)"):
+        lower(pooled, fused.replace(fused_pool=False, layer_depth=8))   # not fused: a max-pooling pass
     network = random_network([40, 20, 5], lanes=4)
     config = size_config(network)
     with pytest.raises(TernacError, match="activation words"):

@@ -99,14 +99,18 @@ class HardwareConfig:
         requantizer, and the walk's pooling-window loop).
     tap_packing : bool
         Packing passes for convolutions with few channels (``model/layout.py``).
+    max_pool : bool
+        With the convolution walk: the pooling unit has the max combine, for max-pooling
+        passes (not fused into a convolution); off, such passes do not run (``size_config``
+        turns it off when every max pooling is fused: N 8-bit comparators fewer).
     avg_pool : bool
         The pooling unit has the average combine (per-byte sums and the division by the
         window's count); off, average-pooling passes do not run.
     serial_layers : bool
         The layer table holds 32-bit rows, :attr:`layer_rows` per descriptor, and the
-        sequencer reads a descriptor one row per cycle before each pass but the first
+        sequencer reads the next descriptor one row per cycle after each pass but the last
         (:func:`ternac.model.hw.cycles.fetch_cycles`). Off, the table is one descriptor wide,
-        which FPGA synthesis puts in flip-flops: about 1,000 iCE40 logic cells for a 4-pass
+        which FPGA synthesis puts in flip-flops: 1,417 iCE40 logic cells for a 4-pass
         CNN's 239-bit descriptors, which a row-wide table in block RAM saves (``docs/fpga.md``).
     """
 
@@ -124,6 +128,7 @@ class HardwareConfig:
     fused_pool: bool = False
     tap_packing: bool = False
     avg_pool: bool = False
+    max_pool: bool = True
     serial_layers: bool = False
 
     def __post_init__(self):

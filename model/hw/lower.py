@@ -548,6 +548,7 @@ def size_config(network, lanes=None, *, dense=False, head=None, serial_layers=Fa
         fused_pool=any(step.walk.fused for step in passes),
         tap_packing=any(step.walk.pool == "pack" for step in passes),
         avg_pool=any(step.walk.pool == "avg" for step in passes),
+        max_pool=any(step.walk.pool == "max" for step in passes),
         serial_layers=serial_layers)
 
 
@@ -639,6 +640,9 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
             if walk.pool == "pack" and not config.tap_packing:
                 raise TernacError(f"layer {layer.name} is coded in packed rows (model/layout.py): "
                                   f"the accelerator needs tap packing, it has none")
+            if walk.pool == "max" and not config.max_pool:
+                raise TernacError(f"layer {layer.name} is a max pooling: the accelerator's pooling "
+                                  f"unit has no max combine (max_pool=False)")
             if walk.pool == "avg" and not config.avg_pool:
                 raise TernacError(f"layer {layer.name} is an average pooling: the accelerator's "
                                   f"pooling unit has no average combine (avg_pool=False)")
