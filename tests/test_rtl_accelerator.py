@@ -4,6 +4,7 @@ golden reference, every cycle count equal to the cycle model."""
 import numpy as np
 import pytest
 import torch
+from amaranth.sim import Simulator
 from conftest import AVG_CASES, CONV_CASES, random_cnn, random_network
 from nets import two_head_network
 from ternac.model.codebook import Coding, TernacError
@@ -147,6 +148,38 @@ def test_row_serial_layer_table_bit_and_cycle_exact(case):
     assert (lower(network, config).cycles.total - lower(network).cycles.total
             == (passes - 1) * config.layer_rows)
     run_rtl_checked(network, random_inputs(network, 2), serial_layers=True)
+
+
+def test_row_serial_layer_table_takes_input_once_descriptor_0_is_fetched():
+    # The last load beat (a descriptor row) at cycle b is written at b+1; descriptor 0 is
+    # then fetched from row 0 again (address at b+2, rows arriving b+3 .. b+R+2): act_in,
+    # offered all along, is taken at b+R+3 and not a cycle earlier.
+    network = random_cnn(*CONV_CASES[5], lanes=4, seed=5)
+    program = lower(network, size_config(network, serial_layers=True))
+    dut, beats, rows = Accelerator(program.config), program.load_beats(), program.config.layer_rows
+    words = program.input_stream(random_inputs(network, 1)[0])
+    taken = {}
+
+    async def bench(ctx):
+        for cycle, beat in enumerate(beats):
+            ctx.set(dut.load.valid, 1)
+            ctx.set(dut.load.payload, beat)
+            ctx.set(dut.act_in.valid, cycle > 0)
+            ctx.set(dut.act_in.payload, words[0])
+            _, _, ready, in_ready = await ctx.tick().sample(dut.load.ready, dut.act_in.ready)
+            assert ready and not in_ready
+        ctx.set(dut.load.valid, 0)
+        for cycle in range(len(beats), len(beats) + 4 * rows):
+            _, _, in_ready = await ctx.tick().sample(dut.act_in.ready)
+            if in_ready:
+                taken["cycle"] = cycle
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert rows > 1 and taken == {"cycle": len(beats) - 1 + rows + 3}
 
 
 def test_row_serial_layer_table_under_back_pressure():
