@@ -12,7 +12,7 @@ import pytest
 from conftest import random_network
 from ternac.model import cli
 from ternac.model.bits import bits_per_weight
-from ternac.model.hw import lower
+from ternac.model.hw import lower, size_config
 from ternac.model.network import Network, ReluLayer, load_network, save_network
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -135,7 +135,11 @@ def test_report_judges_saved_sim_and_fpga_results(tmp_path, no_fpga_builds, caps
              "cycles_per_inference": program.cycles.total, "config": program.config.summary()}
     other = {**build, "net": "64-64-10", "config": {**build["config"], "weight_depth": 999},
              "fmax_mhz": 25.0, "inferences_per_s": 123}
-    (tmp_path / "fpga.json").write_text(json.dumps({"builds": [build, other]}))
+    # A board build at another P with a row-serial layer table: the configuration this network
+    # gets there, so its rate is this network's on that build.
+    at_p4 = size_config(net, 4, serial_layers=True)
+    board_build = {**build, "board": "ulx3s-85f", "config": at_p4.summary(), "fmax_mhz": 40.0}
+    (tmp_path / "fpga.json").write_text(json.dumps({"builds": [build, other, board_build]}))
     extra = [f for name in files for f in ("--sim-json", tmp_path / f"{name}.json")]
     _, out, args = _report(tmp_path, net, *extra, "--fpga-json", tmp_path / "fpga.json")
     summary = _run(args, capsys)
@@ -151,6 +155,9 @@ def test_report_judges_saved_sim_and_fpga_results(tmp_path, no_fpga_builds, caps
     assert "same configuration" in rows["20-13-7"]
     assert f"| {round(30e6 / program.cycles.total):,} |" in rows["20-13-7"]
     assert "other network" in rows["64-64-10"] and "| 123 |" in rows["64-64-10"]
+    [p4_row] = [line for line in md.splitlines() if line.startswith("| ulx3s-85f |")]
+    assert "this network at P = 4" in p4_row
+    assert f"| {round(40e6 / lower(net, at_p4).cycles.total):,} |" in p4_row
     (tmp_path / "bad.json").write_text(json.dumps({"hello": 1}))
     assert cli.main(["report", args[1], "--out", str(out), "--sim-json", str(tmp_path / "bad.json")]) == 2
     assert "not a `ternac sim --json` summary" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from ..bits import bits_per_weight
 from ..codebook import TernacError
 from ..datasets import network_samples
 from ..hw import cycles as cycles_module
-from ..hw import lower
+from ..hw import lower, size_config
 from ..network import TernaryLayer, layer_kind
 
 __all__ = ["SIMULATORS", "collect", "network_shape"]
@@ -36,7 +36,7 @@ SIM_KEYS = ("simulator", "samples", "bit_exact", "mismatches", "first_mismatch",
             "reference_accuracy", "config", "error", "actions", "actions_exact")
 #: Fields of an FPGA build's ``report.json`` the report shows.
 FPGA_KEYS = ("board", "device", "design", "net", "fits", "reason", "lut", "ff", "ebr", "dsp",
-             "fmax_mhz", "target_mhz", "timing_pass", "cycles_per_inference", "inferences_per_s",
+             "fmax_mhz", "clock_mhz", "target_mhz", "timing_pass", "cycles_per_inference", "inferences_per_s",
              "build_seconds", "config")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -285,6 +285,20 @@ def _fpga_reports(paths, root):
     return list(builds.values())
 
 
+def _as_built(network, program, built):
+    """This network lowered onto a build's configuration, if the build is the one this network
+    gets at that build's lanes and layer table (a board build of a synthetic network of the
+    same architecture, at another P than the .tern's own); else None."""
+    if program is None or not built or built == program.config.summary():
+        return None
+    try:
+        config = size_config(network, built["lanes"], dense=built.get("dense", False), head=program.head,
+                             serial_layers=built.get("serial_layers", False))
+    except (TernacError, KeyError, TypeError):
+        return None
+    return lower(network, config, head=program.head) if config.summary() == built else None
+
+
 def _fpga_section(c, network, program, paths):
     from ternac.fpga.build import NETWORKS, build_root
 
@@ -296,14 +310,21 @@ def _fpga_section(c, network, program, paths):
         same_geometry = (config is not None and build["config"] is not None
                          and (build["config"]["lanes"], build["config"]["coding"])
                          == (config["lanes"], config["coding"]))
+        cycles = program.cycles.total if program else None
+        as_built = _as_built(network, program, build["config"])
         if build["config"] == config:
             build["match"] = "same configuration"
+        elif as_built:
+            build["match"] = f"this network at P = {as_built.config.lanes}"
+            cycles = as_built.cycles.total
         elif build["net"] == shape and same_geometry:
             build["match"] = "same shape"
         else:
             build["match"] = "other network"
+        # At the PLL clock the bitstream runs at, when it meets it (a build without a PLL: Fmax).
+        clock = build["clock_mhz"] if build["clock_mhz"] and build["timing_pass"] else build["fmax_mhz"]
         if build["match"] != "other network" and build["fmax_mhz"]:
-            build["this_inferences_per_s"] = round(build["fmax_mhz"] * 1e6 / program.cycles.total)
+            build["this_inferences_per_s"] = round(clock * 1e6 / cycles)
     matched = [b for b in builds if b["match"] != "other network" and b["design"] == "ternary"]
     section = {"builds": builds, "searched": [str(p) for p in paths] or [f"{root}/*/report.json"]}
     if not matched:
@@ -354,8 +375,9 @@ def _assumptions(energy, program):
                      "a prediction is the argmax of the int8 logits, the lowest index winning a tie."),
                      ("RTL accuracy is counted on the RTL's own outputs; the float and at-training "
                      "figures are as recorded in the .tern file, not re-measured.")],
-        "FPGA": [("Fmax is nextpnr's for one placement seed; inferences per second = Fmax / "
-                 "predicted cycles per inference (compute only: no host I/O).")],
+        "FPGA": [("Fmax is nextpnr's for one placement seed; inferences per second = the PLL clock "
+                 "the bitstream runs at (Fmax for a build without one) / predicted cycles per "
+                 "inference (compute only: no host I/O).")],
     }
 
 
