@@ -35,6 +35,9 @@ def configure(parser):
         parser.add_argument(f"--{name}-depth", type=int, help=f"{what} (default: what --net needs)")
     parser.add_argument("--acc-bits", type=int, help="accumulator width (default: from the largest fan-in)")
     parser.add_argument("--dense", action="store_true", help="the dense int8 baseline instead")
+    parser.add_argument("--layer-table", choices=("wide", "serial"), default="wide",
+                        help="layer descriptors one per word (default) or in 32-bit rows, read one "
+                        "per cycle between passes (HardwareConfig.serial_layers)")
     parser.add_argument("--bake", action="store_true",
                         help="initialise the memories with the network (no load needed)")
     parser.add_argument("--name", help="Verilog top module name (default ternac_accel / ternac_dense)")
@@ -45,6 +48,7 @@ def _config(args, network):
     overrides = {key: getattr(args, f"{key}") for key in
                  ("weight_depth", "act_depth", "param_depth", "layer_depth", "codebook_depth",
                   "acc_bits", "code_bits") if getattr(args, key) is not None}
+    overrides["serial_layers"] = args.layer_table == "serial"
     if network is not None:
         config = size_config(network, args.lanes, dense=args.dense).replace(**overrides)
         if args.coding and Coding.parse(args.coding) != config.coding:
@@ -62,7 +66,8 @@ def _config(args, network):
         weight_depth=args.weight_depth, act_depth=act,
         param_depth=overrides.get("param_depth", act * coding.n), layer_depth=overrides.get("layer_depth", 8),
         acc_bits=overrides.get("acc_bits", acc_bits(act * coding.n, coding)),
-        codebook_depth=overrides.get("codebook_depth", 0), dense=args.dense)
+        codebook_depth=overrides.get("codebook_depth", 0), dense=args.dense,
+        serial_layers=overrides["serial_layers"])
 
 
 def _ports(dut):

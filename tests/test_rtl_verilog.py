@@ -86,6 +86,9 @@ def test_cli_generic_form_and_errors(tmp_path, capsys):
                  "--json", "--out", str(tmp_path)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["config"]["lanes"] == 4 and "network" not in summary
+    assert main(["verilog", "--lanes", "4", "--coding", "4,1", "--weight-depth", "128", "--layer-table",
+                 "serial", "--json", "--out", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["serial_layers"]
     assert main(["verilog", "--coding", "4,1", "--out", str(tmp_path)]) == 2
     assert "--lanes" in capsys.readouterr().err
     assert main(["verilog", "--lanes", "4", "--coding", "9,1", "--weight-depth", "8",
