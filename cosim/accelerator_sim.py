@@ -75,7 +75,8 @@ def union_config(configs):
     for name in ("code_bits", "weight_depth", "act_depth", "param_depth", "layer_depth",
                  "acc_bits", "codebook_depth"):
         values[name] = max(getattr(config, name) for config in configs)
-    for name in ("conv_walk", "fused_pool", "tap_packing", "avg_pool", "max_pool", "serial_layers"):
+    for name in ("conv_walk", "fused_pool", "tap_packing", "avg_pool", "max_pool", "serial_layers",
+                 "weight_register"):
         values[name] = any(getattr(config, name) for config in configs)
     if not values["codebook_depth"]:
         values["code_bits"] = first.coding.code_bits

@@ -67,6 +67,7 @@ class Board:
     capacity: dict              # resource -> device total (for the table)
     nextpnr_opts: str = ""      # options of every build for this board
     decoder: str = "bram"       # where the ternary decoder's table goes by default (DECODER_TABLES)
+    weight_register: bool = False   # HardwareConfig.weight_register: a register after the reads
 
     def make_platform(self):
         import importlib
@@ -97,7 +98,10 @@ BOARDS = {
         nextpnr_opts="--router router2",
         # The table in DP16KD put its 5.8 ns unregistered read in front of the slot muxes
         # (64-64-10: 62.9 MHz against 75.3 MHz with the table in LUTs, docs/fpga.md).
-        decoder="lut"),
+        decoder="lut",
+        # The weight DP16KD's unregistered read into the decoder table was the critical path
+        # of the pin builds: one more cycle per ternary pass instead (docs/fpga.md).
+        weight_register=True),
 }
 
 #: Networks by name: layer sizes, coding (N, K), lanes P.
@@ -589,11 +593,12 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
 def board_config(spec, design, network, *, lanes=None, layer_table=None):
     """The :class:`~ternac.model.hw.HardwareConfig` a build of ``network`` for board ``spec``
     uses: sized for the network (``lanes`` P, default its own), the layer table ``layer_table``
-    (default: serial for a network with a convolution walk on iCE40, wide otherwise)."""
+    (default: serial for a network with a convolution walk on iCE40, wide otherwise), the
+    board's ``Board.weight_register``."""
     config = size_config(network, lanes, dense=design != "ternary")
     if layer_table is None:
         layer_table = "serial" if spec.family == "ice40" and config.conv_walk else "wide"
-    return config.replace(serial_layers=layer_table == "serial")
+    return config.replace(serial_layers=layer_table == "serial", weight_register=spec.weight_register)
 
 
 def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, seed, root, say,

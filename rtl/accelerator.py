@@ -126,7 +126,7 @@ class Accelerator(wiring.Component):
     @property
     def settle(self):
         """Cycles from a layer's last issued step to the write of its last output byte."""
-        return cycles.ISSUE_TO_LATCH + self._config.lanes + cycles.DRAIN_TO_WRITE
+        return cycles.issue_to_latch(self._config.weight_register) + self._config.lanes + cycles.DRAIN_TO_WRITE
 
     def _make_array(self):
         cfg = self._config
@@ -172,7 +172,7 @@ class Accelerator(wiring.Component):
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
                                                   acc_bits=cfg.acc_bits, position=self._position)
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1)
-        if (MEMORY_LATENCY + array.latency != cycles.ISSUE_TO_LATCH
+        if (MEMORY_LATENCY + cfg.weight_register + array.latency != cycles.issue_to_latch(cfg.weight_register)
                 or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE
                 or pool and MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE
                 or pool and MEMORY_LATENCY + pool.avg_latency != cycles.AVG_POOL_TO_WRITE):
@@ -234,19 +234,29 @@ class Accelerator(wiring.Component):
         if cfg.fused_pool:
             tag = Cat(tag, seq.window_first, seq.window_last)
         pooling = seq.cur.pool if pool else Const(0, 1)
-        ctrl = [(array.valid, seq.issue & ~pooling), (array.first, seq.first),
-                (array.last, seq.last), (array.tag, tag)]
-        m.d.comb += array.weights.eq(weight_rp.data)
+
+        def array_input(port):
+            """What drives the array's input ``port``: the port, or with ``weight_register`` a
+            signal the port follows a cycle later (no block-RAM read in front of the decoder)."""
+            if not cfg.weight_register:
+                return port
+            early = Signal.like(port, name=f"{port.name}_early")
+            m.d.sync += port.eq(early)
+            return early
+
+        ctrl = [(array_input(array.valid), seq.issue & ~pooling), (array_input(array.first), seq.first),
+                (array_input(array.last), seq.last), (array_input(array.tag), tag)]
+        m.d.comb += array_input(array.weights).eq(weight_rp.data)
         if pool:
             act_zero = Signal()
             ctrl += [(act_zero, seq.act_zero), (pool.valid, seq.issue & pooling),
                      (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word)]
-            m.d.comb += [array.acts.eq(Mux(act_zero, 0, acts.read_data)),
+            m.d.comb += [array_input(array.acts).eq(Mux(act_zero, 0, acts.read_data)),
                          pool.acts.eq(acts.read_data), pool.skip.eq(act_zero),
                          acts.word_en.eq(pool.out_valid), acts.word_addr.eq(pool.out_word),
                          acts.word_data.eq(pool.out_data)]
         else:
-            m.d.comb += array.acts.eq(acts.read_data)
+            m.d.comb += array_input(array.acts).eq(acts.read_data)
         if cfg.avg_pool:
             ctrl.append((pool.counted, seq.pool_counted))
         m.d.sync += [dst.eq(src) for dst, src in ctrl]

@@ -70,6 +70,15 @@ def test_random_convolutions_row_serial_layer_table(conv_nets, sim, cases):
     _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
 
 
+def test_random_convolutions_weight_register(conv_nets):
+    # The register the ECP5 builds put between the memory reads and the MAC array: one more
+    # cycle from issue to latch, in the cycle model and in every pass the probe measures.
+    nets, config = conv_nets
+    config = config.replace(weight_register=True)
+    steps, inputs = _steps(nets, config, samples=2)
+    _check(run_rtl_program(build_accelerator(config, sim="verilator"), steps).output, nets, inputs, config)
+
+
 def _check(out, nets, inputs, config):
     infers = [step for step in out["steps"] if step["op"] == "infer"]
     assert len(infers) == len(nets)

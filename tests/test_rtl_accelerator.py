@@ -26,10 +26,11 @@ def random_inputs(network, count, seed=0):
 
 
 def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0, head=None,
-                    serial_layers=False):
+                    serial_layers=False, weight_register=False):
     """Run ``x`` through the RTL and compare outputs and cycles with the golden model."""
-    program = lower(network, size_config(network, dense=dense, head=head, serial_layers=serial_layers),
-                    dense=dense, head=head)
+    config = size_config(network, dense=dense, head=head, serial_layers=serial_layers,
+                         weight_register=weight_register)
+    program = lower(network, config, dense=dense, head=head)
     if load:
         dut, beats = (DenseBaseline if dense else Accelerator)(program.config), program.load_beats()
     else:
@@ -180,6 +181,24 @@ def test_row_serial_layer_table_takes_input_once_descriptor_0_is_fetched():
     sim.add_testbench(bench)
     sim.run()
     assert rows > 1 and taken == {"cycle": len(beats) - 1 + rows + 3}
+
+
+@pytest.mark.parametrize("case", [5, 7])
+def test_weight_register_bit_and_cycle_exact(case):
+    # One more cycle from issue to latch in every ternary pass (packed rows, fused max
+    # pooling, average pooling), with the row-serial table too.
+    shape, convs, classes = CONV_CASES[case]
+    network = random_cnn(shape, convs, classes, lanes=4, seed=case)
+    config = size_config(network, weight_register=True)
+    ternary = sum(1 for macs in lower(network).cycles.macs if macs)        # pooling passes: 0 MACs
+    assert lower(network, config).cycles.total - lower(network).cycles.total == ternary
+    run_rtl_checked(network, random_inputs(network, 2), weight_register=True, serial_layers=case == 7)
+
+
+def test_weight_register_dense_baseline_and_back_pressure():
+    network = random_network([37, 5, 9, 3], coding=(5, 3), lanes=2, seed=1)
+    run_rtl_checked(network, random_inputs(network, 3), weight_register=True, dense=True)
+    run_rtl_checked(network, random_inputs(network, 4), weight_register=True, stall=0.3, seed=3)
 
 
 def test_row_serial_layer_table_under_back_pressure():

@@ -106,6 +106,12 @@ class HardwareConfig:
     avg_pool : bool
         The pooling unit has the average combine (per-byte sums and the division by the
         window's count); off, average-pooling passes do not run.
+    weight_register : bool
+        A register between the weight and activation buffers' reads and the MAC array: one
+        more cycle from issue to latch (:func:`ternac.model.hw.cycles.issue_to_latch`), and
+        no block-RAM read in front of the decoder. The ECP5 builds use it: the DP16KD read
+        (5.7 ns, unregistered) into the decoder table was their critical path
+        (``docs/fpga.md``).
     serial_layers : bool
         The layer table holds 32-bit rows, :attr:`layer_rows` per descriptor, and the
         sequencer reads the next descriptor one row per cycle after each pass but the last
@@ -130,6 +136,7 @@ class HardwareConfig:
     avg_pool: bool = False
     max_pool: bool = True
     serial_layers: bool = False
+    weight_register: bool = False
 
     def __post_init__(self):
         if not isinstance(self.coding, Coding):

@@ -9,7 +9,7 @@ if its blocks' latencies differ from the constants here.
 from dataclasses import dataclass
 
 __all__ = ["AVG_POOL_TO_WRITE", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport",
-           "fetch_cycles", "input_cycles", "layer_cycles", "output_cycles", "pool_cycles"]
+           "fetch_cycles", "input_cycles", "issue_to_latch", "layer_cycles", "output_cycles", "pool_cycles"]
 
 #: Cycles from issuing a (weight word, activation word) read to the cycle in which its sum is
 #: accumulated (and, for a group's last word, latched into the shadow bank): memory read,
@@ -42,14 +42,22 @@ def input_cycles(words):
     return words
 
 
-def layer_cycles(words, groups, lanes):
+def issue_to_latch(weight_register=False):
+    """:data:`ISSUE_TO_LATCH`, one more with a register between the memory reads and the MAC
+    array (``HardwareConfig.weight_register``)."""
+    return ISSUE_TO_LATCH + int(weight_register)
+
+
+def layer_cycles(words, groups, lanes, *, weight_register=False):
     """Cycles of one layer pass, from its first issued step to the next pass's first step.
 
     ``V + (G-1) * max(V, P)``: one (word, group) step per cycle, a group's last word waiting
     until the shadow bank has drained the previous group (P cycles); then
-    ``ISSUE_TO_LATCH + P + DRAIN_TO_WRITE``: latch, drain P lanes, write the last byte.
+    ``ISSUE_TO_LATCH + P + DRAIN_TO_WRITE``: latch, drain P lanes, write the last byte
+    (:func:`issue_to_latch` with ``weight_register``).
     """
-    return words + (groups - 1) * max(words, lanes) + ISSUE_TO_LATCH + lanes + DRAIN_TO_WRITE
+    return (words + (groups - 1) * max(words, lanes) + issue_to_latch(weight_register) + lanes
+            + DRAIN_TO_WRITE)
 
 
 def fetch_cycles(rows, serial):

@@ -470,10 +470,11 @@ def _pass_shape(step, lanes, n):
             walk.in_w * walk.in_h * walk.channel_words, walk.pixels * pixel_words)
 
 
-def _pass_cycles(walk, v, g, lanes):
+def _pass_cycles(walk, v, g, config):
     if walk.pool:
         return pool_cycles(walk.pixels * g * v, avg=walk.pool == "avg")
-    return layer_cycles(v * walk.window_positions, walk.pixels * g, lanes)
+    return layer_cycles(v * walk.window_positions, walk.pixels * g, config.lanes,
+                        weight_register=config.weight_register)
 
 
 def array_coding(layers):
@@ -518,9 +519,11 @@ def decoder_tables(layers):
     return entries, bases
 
 
-def size_config(network, lanes=None, *, dense=False, head=None, serial_layers=False):
+def size_config(network, lanes=None, *, dense=False, head=None, serial_layers=False,
+                weight_register=False):
     """The smallest :class:`HardwareConfig` that runs ``network`` (its output ``head``) with
-    ``lanes`` lanes (and a row-serial layer table with ``serial_layers``).
+    ``lanes`` lanes (a row-serial layer table with ``serial_layers``, the register in front of
+    the MAC array with ``weight_register``).
 
     ``lanes`` defaults to the network's packing hint ``network.lanes``. Layers may use
     different codings of one N (:func:`array_coding`): the array gets the largest K, codes are
@@ -549,7 +552,7 @@ def size_config(network, lanes=None, *, dense=False, head=None, serial_layers=Fa
         tap_packing=any(step.walk.pool == "pack" for step in passes),
         avg_pool=any(step.walk.pool == "avg" for step in passes),
         max_pool=any(step.walk.pool == "max" for step in passes),
-        serial_layers=serial_layers)
+        serial_layers=serial_layers, weight_register=weight_register)
 
 
 # -- lowering -------------------------------------------------------------------------------
@@ -632,7 +635,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
         v, g, pixel_words, words_in, words_out = _pass_shape(step, p, n)
         last = i == len(passes) - 1
         # A pass runs from its first step to the next pass's: the next descriptor's fetch too.
-        cycles = _pass_cycles(walk, v, g, p) + (0 if last else fetch_cycles(config.layer_rows, config.serial_layers))
+        cycles = _pass_cycles(walk, v, g, config) + (0 if last else fetch_cycles(config.layer_rows, config.serial_layers))
         if walk.spatial and not config.conv_walk:
             raise TernacError(f"layer {step.name} is a {'pooling' if walk.pool else 'convolution'}: "
                               f"the accelerator has no convolution walk (conv_walk=False)")
