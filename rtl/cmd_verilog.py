@@ -10,13 +10,13 @@ from ternac.model.arith import acc_bits
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.hw import (
     DRAIN_TO_WRITE,
-    ISSUE_TO_LATCH,
     HardwareConfig,
     Target,
     default_table,
     lower,
     size_config,
 )
+from ternac.model.hw.cycles import issue_to_latch
 from ternac.model.network import load_network
 
 from .accelerator import MEMORY_LATENCY, Accelerator
@@ -38,6 +38,9 @@ def configure(parser):
     parser.add_argument("--layer-table", choices=("wide", "serial"), default="wide",
                         help="layer descriptors one per word (default) or in 32-bit rows, read one "
                         "per cycle between passes (HardwareConfig.serial_layers)")
+    parser.add_argument("--weight-register", action="store_true",
+                        help="a register between the memory reads and the MAC array, one more cycle "
+                        "per ternary pass (HardwareConfig.weight_register; the ECP5 builds use it)")
     parser.add_argument("--bake", action="store_true",
                         help="initialise the memories with the network (no load needed)")
     parser.add_argument("--name", help="Verilog top module name (default ternac_accel / ternac_dense)")
@@ -49,6 +52,7 @@ def _config(args, network):
                  ("weight_depth", "act_depth", "param_depth", "layer_depth", "codebook_depth",
                   "acc_bits", "code_bits") if getattr(args, key) is not None}
     overrides["serial_layers"] = args.layer_table == "serial"
+    overrides["weight_register"] = args.weight_register
     if network is not None:
         config = size_config(network, args.lanes, dense=args.dense).replace(**overrides)
         if args.coding and Coding.parse(args.coding) != config.coding:
@@ -67,7 +71,7 @@ def _config(args, network):
         param_depth=overrides.get("param_depth", act * coding.n), layer_depth=overrides.get("layer_depth", 8),
         acc_bits=overrides.get("acc_bits", acc_bits(act * coding.n, coding)),
         codebook_depth=overrides.get("codebook_depth", 0), dense=args.dense,
-        serial_layers=overrides["serial_layers"])
+        serial_layers=overrides["serial_layers"], weight_register=args.weight_register)
 
 
 def _ports(dut):
@@ -101,7 +105,7 @@ def write_verilog(config, out, *, program=None, bake=False, name=None):
         files["decoder_rom"] = "decoder_rom.hex"
     manifest = {
         "top": name, "config": config.summary(), "ports": _ports(dut),
-        "latency": {"memory_read": MEMORY_LATENCY, "issue_to_latch": ISSUE_TO_LATCH,
+        "latency": {"memory_read": MEMORY_LATENCY, "issue_to_latch": issue_to_latch(config.weight_register),
                     "drain_to_write": DRAIN_TO_WRITE, "decoder": 1, "mac_array": 2, "shadow_bank": 1,
                     "requantizer": DRAIN_TO_WRITE - MEMORY_LATENCY,
                     "layer_settle": dut.settle},
