@@ -14,6 +14,7 @@ import numpy as np
 from ternac.model.codebook import TernacError
 from ternac.model.datasets import network_samples
 from ternac.model.hw import lower, size_config
+from ternac.model.hw.config import LAYER_TABLES
 from ternac.model.network import file_sha256, load_network
 
 from .toolchain import SIMULATORS, ToolchainError
@@ -29,7 +30,7 @@ def configure(parser):
                         "int8 inputs, the first ones all -128, all 127, all 0 and alternating")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument("--lanes", type=int, help="accelerator lanes (default: the network's)")
-    parser.add_argument("--layer-table", choices=("wide", "serial"), default="wide",
+    parser.add_argument("--layer-table", choices=LAYER_TABLES, default="wide",
                         help="layer descriptors one per word (default), or in 32-bit rows read one "
                         "per cycle between passes (as the iCE40 builds of a CNN)")
     parser.add_argument("--bake", action="store_true",

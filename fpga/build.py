@@ -34,6 +34,7 @@ from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io
 from ternac.model.codebook import Codebook, Coding, TernacError
 from ternac.model.hw import Target, lower, size_config
+from ternac.model.hw.config import LAYER_TABLES
 from ternac.model.network import Network, TernaryLayer
 
 __all__ = [
@@ -291,9 +292,6 @@ class UartHarness(Elaboratable):
 WEIGHT_MEMORIES = ("bram", "spram")
 #: Where the ternary decoder's table lives: block RAM (one read port per lane) or LUTs.
 DECODER_TABLES = ("bram", "lut")
-#: The layer table: one descriptor per word (flip-flops in synthesis) or 32-bit rows in block
-#: RAM, read one per cycle between passes (``HardwareConfig.serial_layers``).
-LAYER_TABLES = ("wide", "serial")
 
 
 #: Yosys command, after ``proc``: every non-transparent memory read port with one write port

@@ -16,6 +16,7 @@ from ternac.model.hw import (
     lower,
     size_config,
 )
+from ternac.model.hw.config import LAYER_TABLES
 from ternac.model.hw.cycles import issue_to_latch
 from ternac.model.network import load_network
 
@@ -35,7 +36,7 @@ def configure(parser):
         parser.add_argument(f"--{name}-depth", type=int, help=f"{what} (default: what --net needs)")
     parser.add_argument("--acc-bits", type=int, help="accumulator width (default: from the largest fan-in)")
     parser.add_argument("--dense", action="store_true", help="the dense int8 baseline instead")
-    parser.add_argument("--layer-table", choices=("wide", "serial"), default="wide",
+    parser.add_argument("--layer-table", choices=LAYER_TABLES, default="wide",
                         help="layer descriptors one per word (default) or in 32-bit rows, read one "
                         "per cycle between passes (HardwareConfig.serial_layers)")
     parser.add_argument("--weight-register", action="store_true",

@@ -39,6 +39,7 @@ from ..pack import Geometry
 __all__ = [
     "ADDRESS_BITS",
     "KERNEL_BITS",
+    "LAYER_TABLES",
     "LOAD_BITS",
     "MAX_AVG_TAPS",
     "HardwareConfig",
@@ -54,6 +55,9 @@ KERNEL_BITS = 4
 #: Largest average-pooling window (3x3): the pooling unit divides by counts 1..9.
 MAX_AVG_TAPS = 9
 MAX_DEPTH = 1 << 24
+#: The layer table's two forms, as the command lines name them: one descriptor per word, or
+#: 32-bit rows (``HardwareConfig.serial_layers``).
+LAYER_TABLES = ("wide", "serial")
 MAX_ACC_BITS = 40
 
 
