@@ -75,6 +75,8 @@ def union_config(configs):
     for name in ("code_bits", "weight_depth", "act_depth", "param_depth", "layer_depth",
                  "acc_bits", "codebook_depth"):
         values[name] = max(getattr(config, name) for config in configs)
+    depths = tuple(max(config.buffer_depths[b] for config in configs) for b in (0, 1))
+    values["act_depths"] = depths if depths != (values["act_depth"],) * 2 else ()
     for name in ("conv_walk", "fused_pool", "tap_packing", "avg_pool", "max_pool", "serial_layers",
                  "weight_register"):
         values[name] = any(getattr(config, name) for config in configs)

@@ -14,7 +14,7 @@ import numpy as np
 from ternac.model.codebook import TernacError
 from ternac.model.datasets import network_samples
 from ternac.model.hw import lower, size_config
-from ternac.model.hw.config import LAYER_TABLES
+from ternac.model.hw.config import INPUT_PACKINGS, LAYER_TABLES
 from ternac.model.network import file_sha256, load_network
 
 from .toolchain import SIMULATORS, ToolchainError
@@ -33,6 +33,10 @@ def configure(parser):
     parser.add_argument("--layer-table", choices=LAYER_TABLES, default="wide",
                         help="layer descriptors one per word (default), or in 32-bit rows read one "
                         "per cycle between passes (as the iCE40 builds of a CNN)")
+    parser.add_argument("--input-packing", choices=INPUT_PACKINGS, default="chip",
+                        help="who packs the rows of a first convolution on few channels: a pass on "
+                        "chip (default), or the host, which sends the input packed (as the iCE40 "
+                        "builds of a CNN)")
     parser.add_argument("--bake", action="store_true",
                         help="bake the weights into the Verilog instead of loading them "
                         "through the load port (one build per network instead of per shape)")
@@ -47,7 +51,8 @@ def configure(parser):
 
 
 def _config(args, net, head):
-    return size_config(net, args.lanes, head=head, serial_layers=args.layer_table == "serial")
+    return size_config(net, args.lanes, head=head, serial_layers=args.layer_table == "serial",
+                       pack_on_host=args.input_packing == "host")
 
 
 def _one_or_all_actions(actions):
@@ -94,7 +99,8 @@ def _run_program(args, say, net, x, labels, head):
     say(f"{args.net}: {len(x)} samples on {args.simulator}, {config.lanes} lanes, coding "
         f"{config.coding}, {config.code_bits}-bit codes"
         f"{', writable decoder table' if config.codebook_depth else ''}"
-        f"{', row-serial layer table' if config.serial_layers else ''}; weights "
+        f"{', row-serial layer table' if config.serial_layers else ''}"
+        f"{', input packed by the host' if program.input_packing else ''}; weights "
         f"{'baked into the Verilog' if args.bake else 'loaded through the load port'}")
     bar = tqdm(total=len(x), desc=f"ternac sim ({args.simulator})", unit="inference",
                file=sys.stderr, disable=None)

@@ -1,8 +1,10 @@
-"""The host link in simulation: the board's design (UART, frames, accelerator with SPRAM weights)
-under Verilator or Icarus, reachable as a serial port.
+"""The host link in simulation: the board's design (UART, frames, accelerator, the SPRAMs
+holding the weights or the frame buffer) under Verilator or Icarus, reachable as a serial port.
 
 :func:`simulated_port` builds the design (:class:`ternac.rtl.host_link.HostLink` around the
-SPRAM accelerator, the UART at ``clock / SIM_DIVISOR`` baud so a byte costs 40 cycles), starts
+accelerator, the SPRAMs holding the larger of the weight buffer and the frame buffer as on the
+iCE40UP5K (:func:`ternac.rtl.spram.spram_holds`), the UART at ``clock / SIM_DIVISOR`` baud so
+a byte costs 40 cycles), starts
 the simulator in a thread with the bit-level UART bench (:mod:`ternac.cosim.uart_link_tb`) and
 yields a pyserial port on the bench's pseudo-terminal: the host driver
 (:mod:`ternac.model.host_driver`) runs on it exactly as on a board's ``/dev/ttyUSB1``.
@@ -36,14 +38,19 @@ SIM_TIMEOUT = 50_000
 
 
 def link_design(hardware, divisor=SIM_DIVISOR, timeout=SIM_TIMEOUT):
-    """Factory for :func:`ternac.cosim.runner.build_design`: the host link around the accelerator."""
+    """Factory for :func:`ternac.cosim.runner.build_design`: the host link around the accelerator,
+    the SPRAM instances holding the weights or the frame buffer (:func:`spram_holds`; the other
+    one is a block-RAM ``Memory``, loaded through the link like the SPRAM)."""
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.host_link import HostLink
-    from ternac.rtl.spram import spram_weight_memory
+    from ternac.rtl.spram import spram_frame_memory, spram_holds, spram_weight_memory
 
     config = HardwareConfig.from_dict(hardware)
-    core = Accelerator(config, weight_memory=functools.partial(spram_weight_memory, primitive=True))
-    return HostLink(core, config, divisor=divisor, timeout=timeout)
+    if spram_holds(config) == "weights":
+        core = Accelerator(config, weight_memory=functools.partial(spram_weight_memory, primitive=True))
+        return HostLink(core, config, divisor=divisor, timeout=timeout)
+    return HostLink(Accelerator(config), config, divisor=divisor, timeout=timeout,
+                    frame_memory=functools.partial(spram_frame_memory, primitive=True))
 
 
 def build_link(config, *, sim="verilator", waves=None):
@@ -103,9 +110,10 @@ def sim_uart(args, network, config, x, labels, say):
     """``ternac sim --link uart``: the ``ternac run`` driver against the simulated board."""
     from ternac.model.host_driver import HostLinkDriver, run_network
     from ternac.model.host_run import report
-
+    from ternac.rtl.spram import spram_holds
+    where = "weights" if spram_holds(config) == "weights" else "frame buffer"
     say(f"{args.net}: {len(x)} samples through the UART host link on {args.simulator} "
-        f"({SIM_DIVISOR} cycles per bit, weights in SPRAM)")
+        f"({SIM_DIVISOR} cycles per bit, {where} in SPRAM)")
     try:
         with contextlib.redirect_stdout(sys.stderr), simulated_port(
                 config, sim=args.simulator, name=f"ternac-sim-uart-{args.simulator}",

@@ -34,7 +34,7 @@ from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import io
 from ternac.model.codebook import Codebook, Coding, TernacError
 from ternac.model.hw import Target, lower, size_config
-from ternac.model.hw.config import LAYER_TABLES
+from ternac.model.hw.config import INPUT_PACKINGS, LAYER_TABLES
 from ternac.model.network import Network, TernaryLayer
 
 __all__ = [
@@ -154,10 +154,10 @@ def synthetic_network(sizes, coding=(8, 2), lanes=8, seed=0):
 
 
 #: CNNs by name: architecture (``model/arch.py``), input shape (10 classes) and lanes P.
-#: ``digits-cnn:8-16`` is the CNN of the digits data set (8x8 images), at the P that fits the
-#: iCE40UP5K with its host link (``docs/fpga.md``).
+#: ``cnn:8-16`` (Fashion-MNIST geometry) and ``digits-cnn:8-16`` (the digits data set's 8x8
+#: images) at the P that fits the iCE40UP5K with its host link (``docs/fpga.md``).
 CNNS = {
-    "cnn:8-16": ("cnn:8-16", (1, 28, 28), 8),
+    "cnn:8-16": ("cnn:8-16", (1, 28, 28), 4),
     "cnn:16-32": ("cnn:16-32", (1, 28, 28), 8),
     "digits-cnn:8-16": ("cnn:8-16", (1, 8, 8), 4),
 }
@@ -506,11 +506,15 @@ def _mul_cells(path):
 
 
 def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, pll_mhz=None,
-          link=None, baud=None, decoder=None, lanes=None, layer_table=None):
+          link=None, baud=None, decoder=None, lanes=None, layer_table=None, input_packing=None):
     """Build ``design`` ("ternary" or "dense") of network ``net`` (a name of :data:`NETWORKS`)
     for ``board`` (a name of :data:`BOARDS`); returns the report dict (also ``report.json``).
 
     ``weights``: ``"spram"`` or ``"bram"`` (default: SPRAM for the ternary design on iCE40).
+    Behind the host link, ``"spram"`` puts the larger of the weight buffer and the link's frame
+    buffer into the SPRAMs and the other into block RAM (:func:`ternac.rtl.spram.spram_holds`;
+    ``"spram_holds"`` in the result: ``"weights"`` or ``"frames"``); the pin harness has no
+    frame buffer, so there the SPRAMs hold the weights.
     ``link``: ``"uart"`` (default for the ternary design: the host link at ``baud``, default 1 Mbaud; nothing baked in, the
     host loads the network) or ``"pins"`` (the 7-pin harness, network baked in).
     ``decoder``: the ternary decoder's table in ``"bram"`` or ``"lut"``; default the board's
@@ -521,6 +525,10 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     ``layer_table``: ``"wide"`` or ``"serial"`` (:data:`LAYER_TABLES`); default serial for a
     network with a convolution walk on iCE40, where its wide descriptors (239 bits and more,
     one per pass) took 1,417 of the 5280 logic cells as flip-flops, wide otherwise.
+    ``input_packing``: ``"chip"`` or ``"host"`` (:data:`INPUT_PACKINGS`): who packs the rows of
+    a first convolution on few channels; default the host on iCE40 for a network with a
+    convolution walk (no packing pass, no packing combine, and the input map no longer needs
+    a second buffer as large as itself), the chip otherwise.
     ``pll_mhz``: the PLL frequency the design runs at. Default: the board's goal
     (``Board.target_mhz``) first; while the routed design misses it, up to
     :data:`PLL_RETRIES` more builds, each with the PLL at most :data:`PLL_MARGIN` of the Fmax
@@ -541,6 +549,8 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
         raise TernacError(f"unknown decoder table {decoder!r}; known: {', '.join(DECODER_TABLES)}")
     if layer_table not in (None, *LAYER_TABLES):
         raise TernacError(f"unknown layer table {layer_table!r}; known: {', '.join(LAYER_TABLES)}")
+    if input_packing not in (None, *INPUT_PACKINGS):
+        raise TernacError(f"unknown input packing {input_packing!r}; known: {', '.join(INPUT_PACKINGS)}")
     if weights == "spram" and not spec.capacity["spram"]:
         raise TernacError(f"{board} has no SPRAM")
     link = link or ("uart" if design == "ternary" else "pins")
@@ -558,7 +568,8 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     def attempt():
         """One build with the current PLL settings, decoder placement and synthesis flow."""
         return _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                           root=root, say=say, abc9_dff=abc9_dff, lanes=lanes, layer_table=layer_table)
+                           root=root, say=say, abc9_dff=abc9_dff, lanes=lanes, layer_table=layer_table,
+                           input_packing=input_packing)
 
     result = attempt()
     if (result.get("synthesis_error") or "").startswith("ERROR: Assert"):
@@ -588,22 +599,25 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     return result
 
 
-def board_config(spec, design, network, *, lanes=None, layer_table=None):
+def board_config(spec, design, network, *, lanes=None, layer_table=None, input_packing=None):
     """The :class:`~ternac.model.hw.HardwareConfig` a build of ``network`` for board ``spec``
     uses: sized for the network (``lanes`` P, default its own), the layer table ``layer_table``
-    (default: serial for a network with a convolution walk on iCE40, wide otherwise), the
-    board's ``Board.weight_register``."""
+    and the ``input_packing`` (default for a network with a convolution walk on iCE40: serial
+    and the host's; otherwise wide and the chip's), the board's ``Board.weight_register``."""
     config = size_config(network, lanes, dense=design != "ternary")
-    if layer_table is None:
-        layer_table = "serial" if spec.family == "ice40" and config.conv_walk else "wide"
+    ice40_walk = spec.family == "ice40" and config.conv_walk
+    if (input_packing or ("host" if ice40_walk else "chip")) == "host":
+        config = size_config(network, lanes, dense=design != "ternary", pack_on_host=True)
+    layer_table = layer_table or ("serial" if ice40_walk else "wide")
     return config.replace(serial_layers=layer_table == "serial", weight_register=spec.weight_register)
 
 
 def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, seed, root, say,
-                abc9_dff=False, lanes=None, layer_table=None):
+                abc9_dff=False, lanes=None, layer_table=None, input_packing=None):
     from .pll import PllDomain
     network = network_by_name(net)
-    program = lower(network, board_config(spec, design, network, lanes=lanes, layer_table=layer_table))
+    program = lower(network, board_config(spec, design, network, lanes=lanes, layer_table=layer_table,
+                                          input_packing=input_packing))
     config = program.config
     layer_table = "serial" if config.serial_layers else "wide"
     root = Path(root or build_root())
@@ -631,17 +645,26 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
     if abc9_dff:
         overrides["synth_opts"] = (overrides.get("synth_opts", "") + " -dff").strip()
     platform = spec.make_platform()
-    core = make_core(design, program, weights, bake=link == "pins", decoder=decoder)
+    # What the SPRAMs hold (rtl/spram.py: spram_holds): behind the host link the larger buffer.
+    spram_holds = None
+    if weights == "spram":
+        from ternac.rtl.spram import spram_frame_memory
+        from ternac.rtl.spram import spram_holds as holds
+        spram_holds = holds(config) if link == "uart" else "weights"
+    core = make_core(design, program, "bram" if spram_holds == "frames" else weights,
+                     bake=link == "pins", decoder=decoder)
     clock_hz = settings.output_mhz * 1e6
     if link == "uart":
         from ternac.rtl.host_link import HostLink
         from ternac.rtl.uart import baud_divisor
         harness = UartHarness(HostLink(core, config, divisor=baud_divisor(clock_hz, baud),
-                                       timeout=int(clock_hz * LINK_TIMEOUT_S)))
+                                       timeout=int(clock_hz * LINK_TIMEOUT_S),
+                                       frame_memory=spram_frame_memory if spram_holds == "frames" else None))
     else:
         harness = PinHarness(core)
     top = PllDomain(harness, settings, clock_resource=spec.clock)
-    say(f"building {spec.name} {design} {net} ({weights} weights, {link} link, PLL "
+    where = "frame buffer in spram, bram" if spram_holds == "frames" else weights
+    say(f"building {spec.name} {design} {net} ({where} weights, {link} link, PLL "
         f"{settings.output_mhz:g} MHz) in {out} ...")
     start = time.monotonic()
     error = None
@@ -692,8 +715,9 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
     macs_per_cycle = config.lanes * config.coding.n
     return {
         "board": spec.name, "device": f"{platform.device}-{platform.package}", "family": spec.family,
-        "design": design, "net": net, "weights": weights, "link": link,
+        "design": design, "net": net, "weights": weights, "spram_holds": spram_holds, "link": link,
         "decoder": decoder if design == "ternary" else None, "lanes": config.lanes, "layer_table": layer_table,
+        "input_packing": "host" if program.input_packing else None,
         "baud": baud if link == "uart" else None, "config": config.summary(),
         "fits": fits, "reason": reason,
         "lut": used("lut"), "ff": used("ff") if "ff" in names else synth["ff"],

@@ -7,6 +7,7 @@ from .build import (
     CNNS,
     DECODER_TABLES,
     DESIGNS,
+    INPUT_PACKINGS,
     LAYER_TABLES,
     LINKS,
     NETWORKS,
@@ -30,6 +31,9 @@ def configure(parser):
     parser.add_argument("--layer-table", choices=LAYER_TABLES,
                         help="layer descriptors one per word (flip-flops) or in 32-bit rows of block RAM, "
                         "read one row per cycle between passes (default: serial for a CNN on iCE40)")
+    parser.add_argument("--input-packing", choices=INPUT_PACKINGS,
+                        help="who packs the rows of a first convolution on few channels: a pass on "
+                        "chip, or the host (default: the host for a CNN on iCE40)")
     parser.add_argument("--seed", type=int, default=SEED, help=f"nextpnr seed (default {SEED})")
     parser.add_argument("--weights", choices=WEIGHT_MEMORIES,
                         help="weight buffer in block RAM or iCE40 SPRAM (default: SPRAM on iCE40)")
@@ -53,7 +57,8 @@ def configure(parser):
 def _line(r):
     if not r["fits"]:
         return f"{r['board']} {r['design']} {r['net']} (P={r['lanes']}): does not fit: {r['reason']}"
-    return (f"{r['board']} {r['design']} {r['net']} (P={r['lanes']}, {r['layer_table']} layer table): {r['lut']} LUT, {r['ff']} FF, {r['ebr']} EBR, "
+    return (f"{r['board']} {r['design']} {r['net']} (P={r['lanes']}, {r['layer_table']} layer table"
+            f"{', input packed by the host' if r.get('input_packing') else ''}): {r['lut']} LUT, {r['ff']} FF, {r['ebr']} EBR, "
             f"{r['dsp']} DSP, {r['spram'] or 0} SPRAM; PLL {r['clock_mhz']:g} MHz, Fmax {r['fmax_mhz']:.1f} MHz "
             f"({'meets' if r['timing_pass'] else 'MISSES'} timing; "
             f"{r['inferences_per_s'] or 0:,} inferences/s at the PLL clock), built in {r['build_seconds']:.0f} s")
@@ -72,7 +77,7 @@ def run(args, say):
             return {"ok": False, "failed": probe.message, "board": args.board, **probe.summary()}
     result = build(args.board, args.design, args.net, seed=args.seed, say=say, weights=args.weights,
                    link=args.link, baud=args.baud, pll_mhz=args.pll_mhz, decoder=args.decoder,
-                   lanes=args.lanes, layer_table=args.layer_table)
+                   lanes=args.lanes, layer_table=args.layer_table, input_packing=args.input_packing)
     say(_line(result))
     say(f"report: {result['build_dir']}/report.json")
     if args.program:

@@ -31,7 +31,7 @@ RUNS = [
     ("icebreaker", "ternary", "784-256-256-10", "pins"),
     ("icebreaker", "ternary", "784-1000-10", None),
     ("icebreaker", "ternary", "784-1280-10", "pins"),
-    ("icebreaker", "ternary", "cnn:8-16", "pins"),
+    ("icebreaker", "ternary", "cnn:8-16", None),
     ("icebreaker", "ternary", "digits-cnn:8-16", None),
     ("ulx3s-85f", "ternary", "784-256-256-10", None),
     ("ulx3s-85f", "ternary", "784-256-256-10", "pins"),

@@ -167,7 +167,8 @@ class Accelerator(wiring.Component):
             m.submodules.pool = pool = PoolUnit(n=cfg.coding.n, depth=cfg.act_depth,
                                                 packing=cfg.tap_packing, avg=cfg.avg_pool,
                                                 maximum=cfg.max_pool)
-        m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n)
+        m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n,
+                                                     folded=cfg.folded_buffers)
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
                                                   acc_bits=cfg.acc_bits, position=self._position)

@@ -136,8 +136,11 @@ class ActivationBuffers(wiring.Component):
     whole words (``word_*``); that buffer also feeds ``act_out`` (``out_*``). The input stream
     writes whole words into buffer 0.
 
-    Both buffers are halves of one memory (the buffer number is the top address bit), with one
-    read and one write port: the array reads one buffer while the other is written, and the
+    Both buffers are in one memory, with one read and one write port: its halves (the buffer
+    number is the top address bit), or, ``folded``, one memory of ``2**address_bits`` words
+    holding buffer 0 from the bottom and buffer 1 from the top down (word ``i`` at ``~i``, an
+    XOR with the buffer number instead of an adder: both fit when their depths add up to at
+    most ``2**address_bits``, ``HardwareConfig.folded_buffers``). In either form the array reads one buffer while the other is written, and the
     output is read only once the array is done, so no pass needs more. While ``in_phase``
     (the sequencer's IDLE and INPUT states) only input words are written. That is half the
     block RAMs of two memories (4 iCE40 EBR for 2 x 128 words of 64 bits) and no read-data
@@ -147,9 +150,10 @@ class ActivationBuffers(wiring.Component):
     Latency: 1 cycle on both read ports (synchronous block-RAM reads).
     """
 
-    def __init__(self, *, depth, n):
+    def __init__(self, *, depth, n, folded=False):
         self._depth = depth
         self._n = n
+        self._folded = folded
         word = n * ACT_BITS
         super().__init__({
             "sel": In(1),
@@ -168,7 +172,13 @@ class ActivationBuffers(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, half = self._n, len(self.read_addr)
-        m.submodules.buffers = mem = Memory(shape=n * ACT_BITS, depth=2 << half, init=[])
+        m.submodules.buffers = mem = Memory(shape=n * ACT_BITS, depth=(1 if self._folded else 2) << half,
+                                            init=[])
+
+        def word(addr, buffer):
+            """Memory address of word ``addr`` of buffer ``buffer`` (a 1-bit value)."""
+            return addr ^ buffer.replicate(half) if self._folded else Cat(addr, buffer)
+
         wp = mem.write_port(granularity=ACT_BITS)
         rp = mem.read_port()
         holding = Signal()                  # out_data holds an output word
@@ -177,20 +187,20 @@ class ActivationBuffers(wiring.Component):
         with m.Elif(self.in_en):
             m.d.sync += holding.eq(0)
         m.d.comb += [
-            rp.addr.eq(Mux(self.out_en, Cat(self.out_addr, ~self.sel), Cat(self.read_addr, self.sel))),
+            rp.addr.eq(Mux(self.out_en, word(self.out_addr, ~self.sel), word(self.read_addr, self.sel))),
             rp.en.eq(self.out_en | ~holding),
             self.read_data.eq(rp.data), self.out_data.eq(rp.data),
         ]
         # One write at a time: an input word into buffer 0, or a result into buffer ~sel. The
         # input phase (a state) picks the source, so the handshake only gates the enables.
         with m.If(self.in_phase):
-            m.d.comb += [wp.addr.eq(Cat(self.in_addr, 0)), wp.data.eq(self.in_data),
+            m.d.comb += [wp.addr.eq(word(self.in_addr, Const(0))), wp.data.eq(self.in_data),
                          wp.en.eq(self.in_en.replicate(n))]
         with m.Elif(self.word_en):
-            m.d.comb += [wp.addr.eq(Cat(self.word_addr, ~self.sel)), wp.data.eq(self.word_data),
+            m.d.comb += [wp.addr.eq(word(self.word_addr, ~self.sel)), wp.data.eq(self.word_data),
                          wp.en.eq((1 << n) - 1)]
         with m.Else():
-            m.d.comb += [wp.addr.eq(Cat(self.byte_addr, ~self.sel)),
+            m.d.comb += [wp.addr.eq(word(self.byte_addr, ~self.sel)),
                          wp.data.eq(self.byte_data.replicate(n)),
                          wp.en.eq(self.byte_en << self.byte_lane)]
         return m

@@ -16,7 +16,7 @@ from ternac.model.hw import (
     lower,
     size_config,
 )
-from ternac.model.hw.config import LAYER_TABLES
+from ternac.model.hw.config import INPUT_PACKINGS, LAYER_TABLES
 from ternac.model.hw.cycles import issue_to_latch
 from ternac.model.network import load_network
 
@@ -39,6 +39,9 @@ def configure(parser):
     parser.add_argument("--layer-table", choices=LAYER_TABLES, default="wide",
                         help="layer descriptors one per word (default) or in 32-bit rows, read one "
                         "per cycle between passes (HardwareConfig.serial_layers)")
+    parser.add_argument("--input-packing", choices=INPUT_PACKINGS, default="chip",
+                        help="who packs the rows of a first convolution on few channels: a pass on "
+                        "chip (default) or the host (no packing pass; HardwareConfig.tap_packing off)")
     parser.add_argument("--weight-register", action="store_true",
                         help="a register between the memory reads and the MAC array, one more cycle "
                         "per ternary pass (HardwareConfig.weight_register; the ECP5 builds use it)")
@@ -55,7 +58,8 @@ def _config(args, network):
     overrides["serial_layers"] = args.layer_table == "serial"
     overrides["weight_register"] = args.weight_register
     if network is not None:
-        config = size_config(network, args.lanes, dense=args.dense).replace(**overrides)
+        config = size_config(network, args.lanes, dense=args.dense,
+                             pack_on_host=args.input_packing == "host").replace(**overrides)
         if args.coding and Coding.parse(args.coding) != config.coding:
             raise TernacError(f"--coding {args.coding} differs from the network's {config.coding} "
                               f"(its N, the largest K of its layers)")

@@ -16,6 +16,10 @@ one network and nothing else is large enough.)
 An INFER frame's input words are fed to ``act_in`` one per cycle and ``act_out`` is always
 ready, so the accelerator's ``cycles`` equal the cycle model; the output words go to the frame
 buffer and back to the host with the cycles.
+
+The frame buffer (:func:`frame_words` words of N bytes) is a block-RAM ``Memory`` by default;
+on the iCE40UP5K it goes to the SPRAMs when it is larger than the weight buffer
+(``frame_memory``, :func:`ternac.rtl.spram.spram_holds`).
 """
 
 # ruff: noqa: SIM117 (Amaranth: one `with` block per FSM state and per condition)
@@ -40,10 +44,16 @@ from ternac.model.hw import LOAD_BITS
 
 from .uart import UartRx, UartTx
 
-__all__ = ["HostLink", "crc16_update"]
+__all__ = ["HostLink", "crc16_update", "frame_words"]
 
 #: Words of the frame buffer at least (one iCE40 EBR is 256 x 16 bit).
 MIN_BUFFER_WORDS = 256
+
+
+def frame_words(config):
+    """Words (of N bytes) of the host link's frame buffer for ``config``: a whole input or output
+    of ``act_depth`` words, and at least :data:`MIN_BUFFER_WORDS` for the LOAD frames."""
+    return max(config.act_depth, MIN_BUFFER_WORDS)
 
 
 def _crc16_terms():
@@ -86,6 +96,21 @@ class HostLink(wiring.Component):
         Clock cycles per UART bit (:func:`ternac.rtl.uart.baud_divisor`).
     timeout : int
         Cycles without a byte after which a half-received frame is dropped.
+    frame_memory : callable, optional
+        ``frame_memory(depth, width)`` returns the frame buffer (``depth`` =
+        :func:`frame_words`, ``width`` = N*8): a component with a memory's ``read`` port
+        (1-cycle read) and byte-granular ``write`` port, single-ported like
+        :class:`~ternac.rtl.spram.SpramBuffer` (e.g. :func:`ternac.rtl.spram.spram_frame_memory`).
+        Default: a block-RAM ``Memory`` with a read and a write port.
+
+    The frame buffer is never read and written in the same cycle, and never read in the cycle
+    after a write (when a single-ported buffer's registered write lands): bytes are written
+    only in PAYLOAD and output words only in COLLECT, words are read only in ACT (word 0),
+    LOAD, FEED and SEND_BUFFER, and neither of the reading states follows a writing state
+    directly (PAYLOAD is followed by the two CRC bytes, COLLECT by CYCLES and the reply's
+    four header bytes). With ``frame_memory`` the read port is enabled only in the reading
+    states (on the SPRAM: no access in the other cycles). So a single-ported buffer costs
+    nothing: the protocol and the accelerator's cycles are those of the default.
 
     Attributes
     ----------
@@ -96,7 +121,7 @@ class HostLink(wiring.Component):
     rx: In(1, init=1)
     tx: Out(1, init=1)
 
-    def __init__(self, core, config, *, divisor, timeout):
+    def __init__(self, core, config, *, divisor, timeout, frame_memory=None):
         n = config.coding.n
         if (n * 8) % LOAD_BITS or n & (n - 1):
             raise TernacError(f"the host link needs N to be a power of two with N*8 a multiple of "
@@ -104,8 +129,14 @@ class HostLink(wiring.Component):
         self._core = core
         self._n = n
         self._shift = n.bit_length() - 1         # x * N as a shift: no multiplier
-        self._words = max(config.act_depth, MIN_BUFFER_WORDS)
+        self._words = frame_words(config)
         self._act_depth = config.act_depth
+        self._frame_buffer = None
+        if frame_memory is not None:
+            self._frame_buffer = buffer = frame_memory(self._words, 8 * n)
+            if (len(buffer.write.en), len(buffer.write.data), len(buffer.read.data)) != (n, 8 * n, 8 * n):
+                raise TernacError(f"the frame buffer needs {8 * n}-bit words written byte by byte "
+                                  f"({n} write enables)")
         self._divisor = divisor
         self._timeout = timeout
         super().__init__()
@@ -124,9 +155,13 @@ class HostLink(wiring.Component):
         m.submodules.uart_rx = urx = UartRx(divisor=self._divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self._divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
-        m.submodules.buffer = buffer = Memory(shape=8 * n, depth=words, init=[])
-        wp = buffer.write_port(granularity=8)
-        rp = buffer.read_port()
+        if self._frame_buffer is None:
+            m.submodules.buffer = buffer = Memory(shape=8 * n, depth=words, init=[])
+            wp = buffer.write_port(granularity=8)
+            rp = buffer.read_port()
+        else:
+            m.submodules.buffer = buffer = self._frame_buffer
+            wp, rp = buffer.write, buffer.read
         buffer_bytes = [rp.data[8 * i:8 * i + 8] for i in range(n)]
 
         byte, got = urx.o.payload, urx.o.valid
@@ -198,7 +233,7 @@ class HostLink(wiring.Component):
             m.d.sync += timer.eq(timer + 1)
         timed_out = (timer == self._timeout) & ~got
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(got & (byte == SYNC)):
                     m.d.sync += [crc.eq(CRC_INIT), kind.eq(0)]
@@ -404,4 +439,10 @@ class HostLink(wiring.Component):
                 m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(crc[8:])]
                 with m.If(sent):
                     m.next = "IDLE"
+
+        if self._frame_buffer is not None:
+            # Read only in the reading states (the class docstring: none of them writes or
+            # follows a write): no access to a single-ported buffer in the other cycles.
+            m.d.comb += rp.en.eq(fsm.ongoing("ACT") | fsm.ongoing("LOAD") | fsm.ongoing("FEED")
+                                 | fsm.ongoing("SEND_BUFFER"))
         return m

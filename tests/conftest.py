@@ -105,5 +105,9 @@ CONV_CASES = [
     ((3, 7, 7), [(9, 3, 1, 1), ("avg", 3, 2, 1), (4, 2, 1, 0)], 3),
     ((9, 6, 6), [("avg", 3, 2, 1, True, False), (6, 1, 1, 0), ("avg", 3, 2, 1, True)], None),
 ]
+#: A 12x12 input, then maps of 36 and 16 words: with the input packed by the host
+#: (``size_config(pack_on_host=True)``) the two activation buffers fold into one memory of
+#: 256 words.
+FOLDING_CNN = ((1, 12, 12), [(4, 3, 1, 1), ("max", 2, 2), (5, 3, 1, 0)], None)
 #: The CONV_CASES with average pooling.
 AVG_CASES = [i for i, (_, convs, _) in enumerate(CONV_CASES) if any(c[0] == "avg" for c in convs)]

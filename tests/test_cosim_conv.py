@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 from amaranth.hdl import Signal
-from conftest import AVG_CASES, CONV_CASES, random_cnn
+from conftest import AVG_CASES, CONV_CASES, FOLDING_CNN, random_cnn
 from ternac.cosim.accelerator_sim import (
     TOPLEVEL,
     build_accelerator,
@@ -66,6 +66,20 @@ def test_random_convolutions_row_serial_layer_table(conv_nets, sim, cases):
     config = config.replace(serial_layers=True)
     assert config.layer_rows > 1
     nets = nets if cases is None else [nets[i] for i in cases]
+    steps, inputs = _steps(nets, config, samples=2)
+    _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
+
+
+@pytest.mark.parametrize("sim", ["verilator", "icarus"])
+def test_input_packed_by_the_host_in_folded_buffers(conv_nets, sim):
+    # The two cases that pack a first layer's rows, and a 12x12 one, on one build without tap
+    # packing: the host sends their inputs packed, and the 144-word input map and the other
+    # maps (at most 112 words) share one 256-word memory, buffer 1 from the top down.
+    nets, _ = conv_nets
+    nets = [nets[1], nets[PACKED_FUSED], random_cnn(*FOLDING_CNN, lanes=8, seed=4)]
+    config = union_config([size_config(net, pack_on_host=True) for net in nets])
+    assert not config.tap_packing and config.folded_buffers and config.act_memory_depth == 256
+    assert all(lower(net, config).input_packing for net in nets)
     steps, inputs = _steps(nets, config, samples=2)
     _check(run_rtl_program(build_accelerator(config, sim=sim), steps).output, nets, inputs, config)
 

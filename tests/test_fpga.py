@@ -120,16 +120,31 @@ def test_up5k_holds_the_784_256_256_10_mlp_behind_its_host_link(tmp_path):
 @pytest.mark.fpga
 def test_up5k_holds_the_digits_cnn_behind_its_host_link(tmp_path):
     """A CNN on the $5 chip: P = 4, descriptors in 32-bit rows of block RAM (the default for a
-    CNN on iCE40), weights in SPRAM, the UART host link, a PLL clock it meets."""
+    CNN on iCE40), the link's frame buffer in SPRAM (larger than the weights), the UART host
+    link, a PLL clock it meets."""
     from ternac.fpga.build import build
     r = build("icebreaker", "ternary", "digits-cnn:8-16", root=tmp_path, pll_mhz=24)
     assert r["fits"], r["reason"]
-    assert (r["lanes"], r["layer_table"], r["weights"], r["link"]) == (4, "serial", "spram", "uart")
+    assert (r["lanes"], r["layer_table"], r["spram_holds"], r["link"]) == (4, "serial", "frames", "uart")
     assert r["config"]["serial_layers"] and r["config"]["conv_walk"]
     assert r["timing_pass"] and r["inferences_per_s"] == round(24e6 / r["cycles_per_inference"])
 
 
-def test_layer_table_default_is_serial_for_a_cnn_on_ice40_only():
+@pytest.mark.fpga
+def test_up5k_holds_the_fashion_mnist_cnn_behind_its_host_link(tmp_path):
+    """The Fashion-MNIST CNN on the $5 chip: the host packs the input rows, the 784-word input
+    and the 196-word first map fold into one 1024-word memory (16 EBR), the frame buffer is in
+    SPRAM, the weights in block RAM."""
+    from ternac.fpga.build import build
+    r = build("icebreaker", "ternary", "cnn:8-16", root=tmp_path, pll_mhz=24)
+    assert r["fits"], r["reason"]
+    assert (r["lanes"], r["input_packing"], r["spram_holds"], r["spram"]) == (4, "host", "frames", 4)
+    assert r["config"]["act_depths"] == [784, 196] and not r["config"]["tap_packing"]
+    assert r["ebr"] <= 30 and r["lut"] <= 5280
+    assert r["timing_pass"] and r["inferences_per_s"] == round(24e6 / r["cycles_per_inference"])
+
+
+def test_board_config_defaults_for_a_cnn_on_ice40():
     cnn, mlp = network_by_name("digits-cnn:8-16"), network_by_name("64-64-10")
     ice40, ecp5 = BOARDS["icebreaker"], BOARDS["ulx3s-85f"]
     assert board_config(ice40, "ternary", cnn).serial_layers
@@ -140,6 +155,10 @@ def test_layer_table_default_is_serial_for_a_cnn_on_ice40_only():
     assert board_config(ecp5, "ternary", mlp, layer_table="serial").serial_layers
     assert board_config(ice40, "ternary", cnn, lanes=2).lanes == 2
     assert board_config(ecp5, "dense", mlp).weight_register and not board_config(ice40, "ternary", mlp).weight_register
+    # The host packs a CNN's first rows on iCE40: no packing pass, buffer 1 sized apart.
+    assert not board_config(ice40, "ternary", cnn).tap_packing and board_config(ecp5, "ternary", cnn).tap_packing
+    assert lower(cnn, board_config(ice40, "ternary", cnn)).input_packing
+    assert board_config(ice40, "ternary", cnn, input_packing="chip").tap_packing
 
 
 @pytest.mark.fpga

@@ -1,7 +1,8 @@
 """The host link: frames, CRC, the UART, and the whole board design through a simulated serial port.
 
 The cosim tests run the host driver (the code ``ternac run`` uses on a board) against the
-Verilated design (UART, frame checker, accelerator with SPRAM weights) through a bit-level
+Verilated design (UART, frame checker, accelerator; the SPRAMs hold the weights of an MLP or
+the frame buffer of a small CNN, :func:`ternac.rtl.spram.spram_holds`) through a bit-level
 UART model and a pseudo-terminal; every output is checked against the golden model and every
 inference's on-chip cycles against the cycle model. Broken frames must get an ERROR reply and
 change nothing.
@@ -11,8 +12,8 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import random_network
-from ternac.cosim.accelerator_sim import capacity_config, random_inputs
+from conftest import random_cnn, random_network
+from ternac.cosim.accelerator_sim import capacity_config, random_inputs, union_config
 from ternac.model.codebook import TernacError
 from ternac.model.host_driver import HostLinkDriver, LinkRefused, run_network
 from ternac.model.host_link import (
@@ -23,7 +24,9 @@ from ternac.model.host_link import (
     crc16,
     encode_frame,
 )
-from ternac.model.hw import lower
+from ternac.model.hw import lower, size_config
+from ternac.rtl.host_link import frame_words
+from ternac.rtl.spram import spram_holds
 from ternac.rtl.uart import baud_divisor
 
 CONFIG = capacity_config(8, (8, 2), act_depth=16, weight_depth=512, param_depth=512)
@@ -59,30 +62,37 @@ def _refused(driver, code):
     assert info.value.code == code, info.value
 
 
-def _check_run(driver, net, samples, seed):
-    summary = run_network(driver, net, lower(net, CONFIG), random_inputs(net, samples, seed=seed))
+def _check_run(driver, net, samples, seed, config=CONFIG):
+    summary = run_network(driver, net, lower(net, config), random_inputs(net, samples, seed=seed))
     assert summary["bit_exact"], summary["first_mismatch"]
     assert summary["cycles_exact"], (summary["cycles_per_inference"], summary["predicted_cycles"])
     return summary
 
 
-def _infer_ok(driver, net, x):
+def _infer_ok(driver, net, x, config=CONFIG):
     from ternac.model.reference import golden_network
-    out, cycles = driver.infer(lower(net, CONFIG), x)
-    np.testing.assert_array_equal(out, golden_network(net, x.reshape(1, -1)).reshape(-1))
+    out, cycles = driver.infer(lower(net, config), x)
+    np.testing.assert_array_equal(out, golden_network(net, x.reshape(1, *net.input_shape)).reshape(-1))
     return cycles
 
 
 @pytest.mark.cosim
 def test_host_link_end_to_end_and_broken_frames(link):
-    net = random_network([100, 64, 32, 10], seed=3)
+    assert spram_holds(CONFIG) == "weights"
+    _end_to_end_and_broken_frames(link, CONFIG, random_network([100, 64, 32, 10], seed=3),
+                                  random_network([33, 17, 8], seed=4))
+
+
+def _end_to_end_and_broken_frames(link, config, net, other):
+    """Two networks through the link, broken frames between them: each refused, nothing changed."""
+    in_words = lower(net, config).input_words
     assert not link.status().committed
     # INFER before any network: refused.
-    link.send_raw(encode_frame(Request.INFER, bytes(13 * 8)))
+    link.send_raw(encode_frame(Request.INFER, bytes(in_words * 8)))
     _refused(link, LinkError.STATE)
-    summary = _check_run(link, net, 3, seed=1)
+    summary = _check_run(link, net, 3, seed=1, config=config)
     x = random_inputs(net, 5, seed=7)[4]
-    cycles = _infer_ok(link, net, x)
+    cycles = _infer_ok(link, net, x, config)
     assert cycles == summary["predicted_cycles"] == link.status().cycles
 
     # A corrupted frame (one payload bit flipped): CRC error, nothing changes.
@@ -98,21 +108,49 @@ def test_host_link_end_to_end_and_broken_frames(link):
     link.send_raw(encode_frame(Request.LOAD, bytes(8)))
     _refused(link, LinkError.STATE)
     # Truncated: the frame stops half-way; the receiver times out and answers, then idles.
-    link.send_raw(encode_frame(Request.INFER, bytes(13 * 8))[:40])
+    link.send_raw(encode_frame(Request.INFER, bytes(in_words * 8))[:40])
     _refused(link, LinkError.TIMEOUT)
     status = link.status()
     assert status.committed and not status.loading
-    assert _infer_ok(link, net, x) == cycles                # the network is still there
+    assert _infer_ok(link, net, x, config) == cycles        # the network is still there
 
     # A load cut off half-way: the old network is no longer usable, nothing runs on a half one.
-    other = random_network([33, 17, 8], seed=4)
     link.request(Request.BEGIN)
     link.request(Request.LOAD, struct.pack("<4I", 0, 5, 1, 2))
-    link.send_raw(encode_frame(Request.INFER, bytes(13 * 8)))
+    link.send_raw(encode_frame(Request.INFER, bytes(in_words * 8)))
     _refused(link, LinkError.STATE)
     # A COMMIT that does not match what arrived: refused, still unusable.
     link.send_raw(encode_frame(Request.COMMIT, struct.pack(COMMIT_FORMAT, 9999, 0, 5, 1)))
     _refused(link, LinkError.COMMIT)
     assert not link.status().committed
     # A full load of another network works on the same design.
-    _check_run(link, other, 3, seed=2)
+    _check_run(link, other, 3, seed=2, config=config)
+
+
+def _frame_nets():
+    """A small CNN whose 20 x 20 input map (400 words) is larger than its weights (about 60
+    words), and an MLP; on their union the SPRAMs hold the frame buffer."""
+    cnn = random_cnn((1, 20, 20), [(4, 3, 1, 1), ("max", 2, 2), (8, 3, 1, 1), ("max", 2, 2)], 10, seed=5)
+    mlp = random_network([40, 24, 10], seed=6)
+    return cnn, mlp, union_config([size_config(cnn), size_config(mlp)])
+
+
+@pytest.fixture(scope="module")
+def frame_link():
+    from ternac.cosim.uart_link_sim import simulated_port
+    cnn, mlp, config = _frame_nets()
+    with simulated_port(config, name="test-host-link-frames", max_cycles=20_000_000) as port:
+        yield HostLinkDriver(port, timeout=60), cnn, mlp, config
+
+
+@pytest.mark.cosim
+def test_host_link_with_the_frame_buffer_in_spram(frame_link):
+    """The frame buffer in the four SPRAMs (byte-masked writes, one address), the weights in
+    block RAM: the same protocol, bit-exact and cycle-exact, broken frames refused."""
+    link, cnn, mlp, config = frame_link
+    assert spram_holds(config) == "frames"
+    assert lower(cnn, config).input_words == 400 and frame_words(config) >= 400
+    assert link.status().max_payload == frame_words(config) * 8
+    _end_to_end_and_broken_frames(link, config, cnn, mlp)
+    # The CNN again after the MLP: its input words above 255 went through the whole SPRAM address.
+    _check_run(link, cnn, 2, seed=3, config=config)

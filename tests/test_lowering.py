@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import random_cnn, random_network
+from conftest import FOLDING_CNN, random_cnn, random_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
 from ternac.model.hw import (
@@ -13,11 +13,14 @@ from ternac.model.hw import (
     LOAD_BITS,
     HardwareConfig,
     Target,
+    Walk,
     lower,
     mapping_problem,
+    plan,
     size_config,
 )
 from ternac.model.hw.cycles import layer_cycles
+from ternac.model.hw.lower import pack_rows
 from torch import nn
 
 
@@ -174,8 +177,38 @@ def test_unfusable_pools_stay_separate_passes():
     assert [s.walk.pool for s in plan(padded, 8)] == [None, "max"]
 
 
-def test_packed_network_needs_tap_packing_hardware():
+def test_packed_network_needs_tap_packing_hardware_or_the_host():
+    # A leading packing pass is the host's on an accelerator without tap packing ...
     net = random_cnn((1, 8, 8), [(6, 3, 1, 1)])
-    config = size_config(net)
+    program = lower(net, size_config(net).replace(tap_packing=False))
+    assert program.input_packing == Walk.packing(net.layers[0].conv, 8)
+    assert program.summary()["input_packing"] == "host"
+    assert [d.name for d in program.layers] == ["0"]
+    # ... a later one needs it: the second convolution reads two channels in packed rows.
+    net = random_cnn((3, 6, 6), [(2, 1, 1, 0), (5, 3, 1, 1)])
+    assert [s.walk.pool for s in plan(net, 8)] == [None, "pack", None]
+    config = size_config(net, pack_on_host=True)
+    assert config.tap_packing and not lower(net, config).input_packing
     with pytest.raises(TernacError, match="packed rows.*tap packing"):
         lower(net, config.replace(tap_packing=False))
+
+
+def test_pack_rows_is_the_packing_pass():
+    # Word (y, ox): taps kx of input column ox*sx - px + kx, C channels each, zero outside.
+    x = np.arange(2 * 3 * 5).reshape(2, 3, 5).astype(np.int8)
+    walk = Walk(5, 3, 1, 3, 1, 2, 1, 1, 0, 3, 3, pool="pack", tap_bytes=2)
+    packed = pack_rows(x, walk, 8)
+    assert packed.shape == (3, 3, 8)
+    assert list(packed[1, 0]) == [0, 0, x[0, 1, 0], x[1, 1, 0], x[0, 1, 1], x[1, 1, 1], 0, 0]
+    assert list(packed[2, 2]) == [x[0, 2, 3], x[1, 2, 3], x[0, 2, 4], x[1, 2, 4], 0, 0, 0, 0]
+
+
+def test_activation_buffers_sized_apart_and_checked_per_buffer():
+    net = random_cnn(*FOLDING_CNN)
+    config = size_config(net, pack_on_host=True)
+    assert config.buffer_depths == (144, 36) and config.folded_buffers
+    assert size_config(net).buffer_depths == (144, 144)             # the packing pass's output
+    with pytest.raises(TernacError, match=r"layer 0 reads 144 .* buffer 0 and writes 36 to buffer 1 \(N=8\): they hold 144 and 35"):
+        lower(net, config.replace(act_depths=(144, 35)))
+    with pytest.raises(TernacError, match=r"two word counts in 1..act_depth \(144\)"):
+        config.replace(act_depths=(145, 36))

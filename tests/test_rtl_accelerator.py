@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from amaranth.sim import Simulator
-from conftest import AVG_CASES, CONV_CASES, random_cnn, random_network
+from conftest import AVG_CASES, CONV_CASES, FOLDING_CNN, random_cnn, random_network
 from nets import two_head_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
@@ -26,10 +26,10 @@ def random_inputs(network, count, seed=0):
 
 
 def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0, head=None,
-                    serial_layers=False, weight_register=False):
+                    serial_layers=False, weight_register=False, pack_on_host=False):
     """Run ``x`` through the RTL and compare outputs and cycles with the golden model."""
     config = size_config(network, dense=dense, head=head, serial_layers=serial_layers,
-                         weight_register=weight_register)
+                         weight_register=weight_register, pack_on_host=pack_on_host)
     program = lower(network, config, dense=dense, head=head)
     if load:
         dut, beats = (DenseBaseline if dense else Accelerator)(program.config), program.load_beats()
@@ -193,6 +193,27 @@ def test_weight_register_bit_and_cycle_exact(case):
     ternary = sum(1 for macs in lower(network).cycles.macs if macs)        # pooling passes: 0 MACs
     assert lower(network, config).cycles.total - lower(network).cycles.total == ternary
     run_rtl_checked(network, random_inputs(network, 2), weight_register=True, serial_layers=case == 7)
+
+
+@pytest.mark.parametrize("case", [1, 5, "folding"])
+def test_input_packed_by_the_host_bit_and_cycle_exact(case):
+    # No packing pass: the host sends the packed map (stride 2 and padding 2 in case 1), the
+    # first convolution reads it from buffer 0; buffer 1 sized for its own maps only.
+    shape, convs, classes = FOLDING_CNN if case == "folding" else CONV_CASES[case]
+    network = random_cnn(shape, convs, classes, lanes=4, seed=3)
+    config = size_config(network, pack_on_host=True)
+    program = lower(network, config)
+    on_chip = lower(network)
+    assert program.input_packing and not config.tap_packing
+    assert on_chip.layers[0].walk.pool == "pack" and program.layers == on_chip.layers[1:] or case == "folding"
+    pack = on_chip.layers[0].walk
+    assert program.input_words == pack.out_w * pack.in_h <= on_chip.input_words  # fewer at stride 2
+    assert (on_chip.cycles.total - program.cycles.total
+            == on_chip.layers[0].cycles + on_chip.cycles.input - program.cycles.input)
+    if case == "folding":
+        assert config.folded_buffers and config.buffer_depths == (144, 36) and config.act_memory_depth == 256
+    run = run_rtl_checked(network, random_inputs(network, 2), pack_on_host=True, serial_layers=case == 5)
+    assert run.cycles == [lower(network, config.replace(serial_layers=case == 5)).cycles.total] * 2
 
 
 def test_weight_register_dense_baseline_and_back_pressure():

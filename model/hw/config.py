@@ -38,6 +38,7 @@ from ..pack import Geometry
 
 __all__ = [
     "ADDRESS_BITS",
+    "INPUT_PACKINGS",
     "KERNEL_BITS",
     "LAYER_TABLES",
     "LOAD_BITS",
@@ -58,6 +59,9 @@ MAX_DEPTH = 1 << 24
 #: The layer table's two forms, as the command lines name them: one descriptor per word, or
 #: 32-bit rows (``HardwareConfig.serial_layers``).
 LAYER_TABLES = ("wide", "serial")
+#: Who packs the rows of a network's first convolution on few channels: a packing pass on
+#: chip (``HardwareConfig.tap_packing``), or the host, which sends the input packed.
+INPUT_PACKINGS = ("chip", "host")
 MAX_ACC_BITS = 40
 
 
@@ -85,8 +89,16 @@ class HardwareConfig:
         Width of a stored code, the same for every layer: the default (N, K) codebook's width
         for the ROM; with a writable table, the widest codebook's.
     weight_depth, act_depth, param_depth, layer_depth : int
-        Words in the weight buffer, in each of the two activation buffers, in the parameter
-        memory (one per output neuron) and in the layer-descriptor table.
+        Words in the weight buffer, in the larger of the two activation buffers (the width of
+        every activation address), in the parameter memory (one per output neuron) and in the
+        layer-descriptor table.
+    act_depths : tuple
+        ``(words of buffer 0, words of buffer 1)``, each at most ``act_depth``, when they
+        differ; ``()``: both ``act_depth``. Buffer 0 holds the input and the output of every odd pass, buffer 1
+        that of every even pass. When the two fit one power-of-two memory of ``act_depth``'s
+        address width, buffer 1 is stored from its top down (:attr:`folded_buffers`): a
+        Fashion-MNIST CNN's 784-word input beside its 196-word first map takes 16 iCE40
+        block RAMs instead of 32.
     acc_bits : int
         Accumulator width (``arith.acc_bits`` of the largest fan-in).
     codebook_depth : int
@@ -102,7 +114,9 @@ class HardwareConfig:
         Max pooling fused into a convolution (a per-lane window maximum before the
         requantizer, and the walk's pooling-window loop).
     tap_packing : bool
-        Packing passes for convolutions with few channels (``model/layout.py``).
+        Packing passes for convolutions with few channels (``model/layout.py``). Off, a
+        network's first pass may still be one: the host then sends the input packed
+        (:meth:`ternac.model.hw.AcceleratorProgram.input_stream`) and the pass does not run.
     max_pool : bool
         With the convolution walk: the pooling unit has the max combine, for max-pooling
         passes (not fused into a convolution); off, such passes do not run (``size_config``
@@ -141,8 +155,10 @@ class HardwareConfig:
     max_pool: bool = True
     serial_layers: bool = False
     weight_register: bool = False
+    act_depths: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "act_depths", tuple(self.act_depths))     # from JSON: a list
         if not isinstance(self.coding, Coding):
             raise TernacError(f"coding must be a Coding, got {self.coding!r}")
         Geometry(self.lanes, self.coding, self.code_bits)           # lanes and code width
@@ -152,6 +168,10 @@ class HardwareConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and 1 <= value <= MAX_DEPTH):
                 raise TernacError(f"{name.replace('_', ' ')} must be an integer in 1..{MAX_DEPTH}, got {value!r}")
+        if self.act_depths and not (len(self.act_depths) == 2 and all(
+                isinstance(d, int) and 1 <= d <= self.act_depth for d in self.act_depths)):
+            raise TernacError(f"activation buffer depths must be two word counts in 1..act_depth "
+                              f"({self.act_depth}), got {self.act_depths!r}")
         low = acc_bits(self.coding.n, self.coding)
         if not low <= self.acc_bits <= MAX_ACC_BITS:
             raise TernacError(f"accumulator width must be in {low}..{MAX_ACC_BITS} bits for coding "
@@ -184,6 +204,28 @@ class HardwareConfig:
     @property
     def table_bits(self):
         return self.coding.k * self.coding.slot_bits
+
+    @property
+    def buffer_depths(self):
+        """Words of activation buffer 0 and 1 (see ``act_depths``)."""
+        return self.act_depths or (self.act_depth, self.act_depth)
+
+    @property
+    def act_address_bits(self):
+        """Width of a word address within one activation buffer."""
+        return max(1, (self.act_depth - 1).bit_length())
+
+    @property
+    def folded_buffers(self):
+        """Whether both activation buffers fit one memory of ``2**act_address_bits`` words:
+        buffer 1's word ``i`` is then at ``~i`` (its top down), else at ``i`` in the upper half
+        of a memory twice that size."""
+        return sum(self.buffer_depths) <= 1 << self.act_address_bits
+
+    @property
+    def act_memory_depth(self):
+        """Words of the memory holding both activation buffers."""
+        return 1 << (self.act_address_bits + (not self.folded_buffers))
 
     @property
     def max_outputs(self):
@@ -270,6 +312,7 @@ class HardwareConfig:
         """The parameters as a JSON-able dict (the one serialisation: manifests, cache keys)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["coding"] = [self.coding.n, self.coding.k]
+        values["act_depths"] = list(self.act_depths)                    # as JSON has it
         return values
 
     @classmethod
@@ -281,7 +324,10 @@ class HardwareConfig:
         return cls(**{**values, "coding": coding if isinstance(coding, Coding) else Coding(*coding)})
 
     def replace(self, **changes):
-        """A copy with some parameters changed (validated again)."""
+        """A copy with some parameters changed (validated again); a new ``act_depth`` without
+        ``act_depths`` makes both buffers that deep."""
+        if "act_depth" in changes:
+            changes.setdefault("act_depths", ())
         return HardwareConfig.from_dict({**self.to_dict(), **changes})
 
     def summary(self):

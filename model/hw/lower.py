@@ -38,11 +38,14 @@ __all__ = [
     "Pass",
     "Walk",
     "array_coding",
+    "buffer_depths",
     "decoder_tables",
     "default_table",
     "fused_layers",
+    "host_packing",
     "lower",
     "mapping_problem",
+    "pack_rows",
     "plan",
     "size_config",
 ]
@@ -228,6 +231,9 @@ class AcceleratorProgram:
         Initial contents per :class:`Target`: lists of words from address 0.
     cycles : CycleReport
         Exact cycles of one inference.
+    input_packing : Walk or None
+        The network's leading row packing when the host does it (an accelerator without
+        ``tap_packing``): :meth:`input_stream` sends the packed map, which the first pass reads.
     """
 
     config: HardwareConfig
@@ -236,6 +242,7 @@ class AcceleratorProgram:
     cycles: CycleReport
     _nonzeros: tuple = field(default=(), repr=False)    # non-zero weight uses per pass
     head: int | None = None                             # the output it computes (heads only)
+    input_packing: Walk | None = None
 
     @property
     def input_words(self):
@@ -249,11 +256,15 @@ class AcceleratorProgram:
         """The ``act_in`` words of one int8 input (a vector, or a (C, H, W) map for a conv).
 
         A map is sent pixel by pixel, row-major, each pixel's channels zero-padded to whole
-        words (``docs/format.md``); a vector in its own order.
+        words (``docs/format.md``); a vector in its own order; with :attr:`input_packing`, the
+        packed map of :func:`pack_rows`.
         """
         first, n = self.layers[0], self.config.coding.n
         x = np.asarray(x)
-        if first.walk.in_w * first.walk.in_h > 1:
+        if self.input_packing:
+            walk = self.input_packing
+            x = pack_rows(x.reshape(walk.tap_bytes, walk.in_h, walk.in_w), walk, n)
+        elif first.walk.in_w * first.walk.in_h > 1:
             c = x.shape[-3] if x.ndim >= 3 else x.size // (first.walk.in_w * first.walk.in_h)
             x = x.reshape(c, first.walk.in_h, first.walk.in_w).transpose(1, 2, 0)
             x = np.pad(x, ((0, 0), (0, 0), (0, first.walk.channel_words * n - c)))
@@ -317,6 +328,7 @@ class AcceleratorProgram:
     def summary(self):
         """JSON-able description: configuration, passes and cycles."""
         return {"config": self.config.summary(),
+                "input_packing": "host" if self.input_packing else None,
                 "layers": [asdict(d) for d in self.layers],
                 "cycles": self.cycles.to_dict(), "load_beats": len(self.load_beats())}
 
@@ -453,6 +465,39 @@ def plan(network, n, *, head=None, fuse_pools=True):
     return passes
 
 
+def pack_rows(x, walk, n):
+    """The packed map a row-packing pass ``walk`` makes of a (C, H, W) int8 map: (H, out_w, N).
+
+    Word ``(y, ox)`` holds, tap after tap (``kx``), the C channels of input pixel
+    ``(y, ox * stride_x - pad_x + kx)``, zero outside the row; the rest of the word is zero.
+    The golden form of the pooling unit's packing combine, used when the host packs the input.
+    """
+    c, h, _ = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (walk.pad_x, walk.pad_x)))
+    taps = [padded[:, :, kx: kx + walk.stride_x * walk.out_w: walk.stride_x] for kx in range(walk.kernel_w)]
+    rows = np.stack(taps).transpose(2, 3, 0, 1).reshape(h, walk.out_w, walk.kernel_w * c)
+    return np.pad(rows, ((0, 0), (0, 0), (0, n - walk.kernel_w * c)))
+
+
+def host_packing(passes, tap_packing):
+    """``(input_packing, passes)``: a leading row packing is done by the host when the
+    accelerator has no ``tap_packing`` (the input is sent packed: as many words for a stride
+    of 1, no packing cycles), and removed from the passes."""
+    if passes and passes[0].walk.pool == "pack" and not tap_packing:
+        return passes[0].walk, passes[1:]
+    return None, passes
+
+
+def buffer_depths(shapes):
+    """Words activation buffer 0 and 1 hold for passes of ``shapes`` (:func:`_pass_shape`):
+    pass ``i`` reads buffer ``i % 2`` and writes the other; the input is in buffer 0."""
+    depths = [1, 1]
+    for i, (_, _, _, words_in, words_out) in enumerate(shapes):
+        depths[i % 2] = max(depths[i % 2], words_in)
+        depths[1 - i % 2] = max(depths[1 - i % 2], words_out)
+    return tuple(depths)
+
+
 # -- sizing ---------------------------------------------------------------------------------
 
 def _pass_shape(step, lanes, n):
@@ -520,10 +565,11 @@ def decoder_tables(layers):
 
 
 def size_config(network, lanes=None, *, dense=False, head=None, serial_layers=False,
-                weight_register=False):
+                weight_register=False, pack_on_host=False):
     """The smallest :class:`HardwareConfig` that runs ``network`` (its output ``head``) with
     ``lanes`` lanes (a row-serial layer table with ``serial_layers``, the register in front of
-    the MAC array with ``weight_register``).
+    the MAC array with ``weight_register``; with ``pack_on_host`` a leading row packing is
+    the host's, :func:`host_packing`).
 
     ``lanes`` defaults to the network's packing hint ``network.lanes``. Layers may use
     different codings of one N (:func:`array_coding`): the array gets the largest K, codes are
@@ -534,14 +580,18 @@ def size_config(network, lanes=None, *, dense=False, head=None, serial_layers=Fa
     coding = array_coding(ternary)
     p, n = Geometry(lanes or network.lanes, coding, coding.code_bits).lanes, coding.n   # validated
     passes = plan(network, n, head=head)
+    if pack_on_host:
+        _, passes = host_packing(passes, any(step.walk.pool == "pack" for step in passes[1:]))
     learned = any(layer.codebook.learned for layer in ternary) and not dense
     shapes = [_pass_shape(step, p, n) for step in passes]
     coded = [shape for shape, step in zip(shapes, passes) if not step.walk.pool]
+    depths = buffer_depths(shapes)
     return HardwareConfig(
         lanes=p, coding=coding,
         code_bits=max(layer.codebook.code_bits for layer in ternary) if learned else coding.code_bits,
         weight_depth=sum(v * g for v, g, *_ in coded),
-        act_depth=max(max(v, words_in, words_out) for v, _, _, words_in, words_out in shapes),
+        act_depth=max(max(v for v, *_ in shapes), *depths),
+        act_depths=depths if depths[0] != depths[1] else (),
         param_depth=sum(g * p for _, g, *_ in coded),
         layer_depth=len(passes),
         acc_bits=max(layer.acc_bits for layer in ternary),
@@ -568,7 +618,7 @@ def _check_coding(layer, config):
                           f"{config.coding.k}")
 
 
-def _check_layer(layer, config, v, words_in, words_out):
+def _check_layer(layer, config, index, v, words_in, words_out):
     where = f"layer {layer.name}"
     if not config.dense:
         if layer.codebook.learned and not config.codebook_depth:
@@ -577,7 +627,7 @@ def _check_layer(layer, config, v, words_in, words_out):
         if layer.codebook.code_bits > config.code_bits:
             raise TernacError(f"{where} needs {layer.codebook.code_bits}-bit codes, the weight buffer "
                               f"stores {config.code_bits}-bit codes")
-    _check_fits(layer.name, config, max(v, words_in), words_out)
+    _check_fits(layer.name, config, index, max(v, words_in), words_out)
     if layer.acc_bits > config.acc_bits:
         raise TernacError(f"{where} needs a {layer.acc_bits}-bit accumulator, the accelerator has "
                           f"{config.acc_bits} bits")
@@ -586,11 +636,17 @@ def _check_layer(layer, config, v, words_in, words_out):
         raise TernacError(f"{where}: a bias does not fit the {config.acc_bits}-bit accumulator")
 
 
-def _check_fits(name, config, words_in, words_out):
-    if max(words_in, words_out) > config.act_depth:
+def _check_fits(name, config, index, words_in, words_out):
+    """Pass ``index`` reads buffer ``index % 2`` and writes the other (:func:`buffer_depths`)."""
+    reads, writes = config.buffer_depths[index % 2], config.buffer_depths[1 - index % 2]
+    if (words_in > reads or words_out > writes) and not config.act_depths:
         raise TernacError(f"layer {name} needs {max(words_in, words_out)} activation words "
                           f"({words_in} in, {words_out} out, N={config.coding.n}), each activation "
                           f"buffer holds {config.act_depth}")
+    if words_in > reads or words_out > writes:
+        raise TernacError(f"layer {name} reads {words_in} activation words from buffer {index % 2} "
+                          f"and writes {words_out} to buffer {1 - index % 2} (N={config.coding.n}): "
+                          f"they hold {reads} and {writes}")
 
 
 def _dense_weight_words(layer, config):
@@ -620,7 +676,8 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     ternary = [layer for layer, _ in fused_layers(network, head) if isinstance(layer, TernaryLayer)]
     for layer in ternary:
         _check_coding(layer, config)
-    passes = plan(network, n, head=head, fuse_pools=config.fused_pool)
+    input_packing, passes = host_packing(plan(network, n, head=head, fuse_pools=config.fused_pool),
+                                         config.tap_packing)
     if len(passes) > config.layer_depth:
         raise TernacError(f"network has {len(passes)} layers, the layer table holds {config.layer_depth}")
     descriptors, images = [], {target: [] for target in Target}
@@ -649,7 +706,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
             if walk.pool == "avg" and not config.avg_pool:
                 raise TernacError(f"layer {layer.name} is an average pooling: the accelerator's "
                                   f"pooling unit has no average combine (avg_pool=False)")
-            _check_fits(step.name, config, words_in, words_out)
+            _check_fits(step.name, config, i, words_in, words_out)
             channels = layer.channels if isinstance(layer, PoolLayer) else layer.conv.in_channels
             # No weights, parameters or table: bases 0 (the running ones may equal a depth,
             # past their fields, after the last ternary layer).
@@ -657,7 +714,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
                 step.name, channels, channels, v, g, pixel_words, words_in, words_out,
                 walk, 0, 0, 0, False, last, cycles))
             continue
-        _check_layer(layer, config, v, words_in, words_out)
+        _check_layer(layer, config, i, v, words_in, words_out)
         base = next(bases)
         descriptors.append(LayerDescriptor(
             step.name, layer.in_features, layer.out_features, v, g, pixel_words, words_in,
@@ -693,7 +750,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     nonzeros = tuple(int(np.count_nonzero(step.layer.codebook.decode(step.layer.codes)))
                      * _positions(step.walk) for step in passes if not step.walk.pool)
     return AcceleratorProgram(config, tuple(descriptors), images, report, nonzeros,
-                              (head or 0) if network.heads else None)
+                              (head or 0) if network.heads else None, input_packing)
 
 
 def _positions(walk):

@@ -287,14 +287,16 @@ def _fpga_reports(paths, root):
 
 def _as_built(network, program, built):
     """This network lowered onto a build's configuration, if the build is the one this network
-    gets at that build's lanes, layer table and weight register (a board build of a synthetic network of the
-    same architecture, at another P than the .tern's own); else None."""
+    gets at that build's lanes, layer table, weight register and input packing (a board build
+    of a synthetic network of the same architecture, at another P than the .tern's own); else
+    None."""
     if program is None or not built or built == program.config.summary():
         return None
     try:
         config = size_config(network, built["lanes"], dense=built.get("dense", False), head=program.head,
                              serial_layers=built.get("serial_layers", False),
-                             weight_register=built.get("weight_register", False))
+                             weight_register=built.get("weight_register", False),
+                             pack_on_host=not built.get("tap_packing", True))
     except (TernacError, KeyError, TypeError):
         return None
     return lower(network, config, head=program.head) if config.summary() == built else None
