@@ -26,8 +26,8 @@ from . import runner
 from .spram_sim import spram_model_path
 from .toolchain import ToolchainError
 
-__all__ = ["SIM_DIVISOR", "SIM_TIMEOUT", "TB", "TOPLEVEL", "build_link", "link_design",
-           "sim_uart", "simulated_port"]
+__all__ = ["SIM_DIVISOR", "SIM_TIMEOUT", "TB", "TOPLEVEL", "build_link", "cycle_budget",
+           "link_design", "sim_uart", "simulated_port"]
 
 TB = "ternac.cosim.uart_link_tb"
 TOPLEVEL = "ternac_board"
@@ -51,6 +51,18 @@ def link_design(hardware, divisor=SIM_DIVISOR, timeout=SIM_TIMEOUT):
         return HostLink(core, config, divisor=divisor, timeout=timeout)
     return HostLink(Accelerator(config), config, divisor=divisor, timeout=timeout,
                     frame_memory=functools.partial(spram_frame_memory, primitive=True))
+
+
+def cycle_budget(program, samples):
+    """Simulated cycles ``ternac run`` needs for a network load and ``samples`` inferences,
+    doubled, plus a million for the start: each byte on the wire is 10 bits of
+    :data:`SIM_DIVISOR` cycles (the load, each input and output word with its frame), and each
+    inference its own cycles. A bench that exceeds it fails, naming the budget."""
+    n, frame = program.config.coding.n, 16                    # a frame's header, CRC, reply
+    load = len(program.load_beats()) * 4 + frame * (1 + len(program.load_beats()) // 64)
+    sample = (program.input_words + program.output_words) * n + 2 * frame
+    wire = (load + samples * sample) * 10 * SIM_DIVISOR
+    return 2 * (wire + samples * program.cycles.total) + 1_000_000
 
 
 def build_link(config, *, sim="verilator", waves=None):
@@ -102,8 +114,8 @@ def simulated_port(config, *, sim="verilator", name="uart-link", max_cycles=50_0
             port.close()
             stop_file.touch()
             thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
+            if "error" in outcome:      # the cause of whatever the driver saw (a closed port)
+                raise outcome["error"]
 
 
 def sim_uart(args, network, config, x, labels, say):
@@ -114,14 +126,14 @@ def sim_uart(args, network, config, x, labels, say):
     where = "weights" if spram_holds(config) == "weights" else "frame buffer"
     say(f"{args.net}: {len(x)} samples through the UART host link on {args.simulator} "
         f"({SIM_DIVISOR} cycles per bit, {where} in SPRAM)")
+    program = lower(network, config)
     try:
         with contextlib.redirect_stdout(sys.stderr), simulated_port(
                 config, sim=args.simulator, name=f"ternac-sim-uart-{args.simulator}",
-                waves=True if args.waves else None) as port:
-            summary = run_network(HostLinkDriver(port, timeout=300), network, lower(network, config), x,
-                                  say=say)
-    except (ToolchainError, runner.CosimError) as error:
-        raise TernacError(str(error)) from None
+                max_cycles=cycle_budget(program, len(x)), waves=True if args.waves else None) as port:
+            summary = run_network(HostLinkDriver(port, timeout=300), network, program, x, say=say)
+    except (ToolchainError, runner.CosimError, runner.CosimFailure) as error:
+        raise TernacError(f"the simulated board failed: {str(error).strip()}") from None
     summary.update(net=args.net, simulator=args.simulator, link="uart",
                    note="inferences/s is of the simulation, not of a board")
     return report(args, summary, labels, say)

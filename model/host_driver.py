@@ -63,7 +63,10 @@ class HostLinkDriver:
             if time.monotonic() > deadline:
                 raise TernacError(f"host link: no reply within {self.timeout:g} s "
                                   f"({len(data)} of {count} bytes)")
-            data += self.port.read(count - len(data))
+            try:
+                data += self.port.read(count - len(data))
+            except OSError as error:            # serial.SerialException: the port went away
+                raise TernacError(f"host link: reading the port failed: {error}") from None
         return data
 
     def read_reply(self):
@@ -81,9 +84,12 @@ class HostLinkDriver:
 
     def send_raw(self, data):
         """Write raw bytes (a frame, or a broken one on purpose)."""
-        self.port.write(bytes(data))
-        if hasattr(self.port, "flush"):
-            self.port.flush()
+        try:
+            self.port.write(bytes(data))
+            if hasattr(self.port, "flush"):
+                self.port.flush()
+        except OSError as error:
+            raise TernacError(f"host link: writing the port failed: {error}") from None
 
     def request(self, kind, payload=b""):
         """Send a request, return the reply's payload; :class:`LinkRefused` on an ERROR reply."""

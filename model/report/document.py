@@ -99,7 +99,8 @@ def _network(report, images):
         rows.append(["accelerator", (f"{hw['lanes']} lanes, coding ({hw['coding'][0]},{hw['coding'][1]}), "
                                     f"{hw['code_bits']}-bit codes, {hw['acc_bits']}-bit accumulator, "
                                     f"weight buffer {hw['weight_depth']} x {hw['weight_bits']} b, "
-                                    f"activation buffers 2 x {hw['act_depth']} x {hw['act_bits']} b")])
+                                    f"activation buffers {' + '.join(map(str, hw.get('act_depths') or [hw['act_depth']] * 2))}"
+                                    f" x {hw['act_bits']} b")])
     rows += [[f"meta: {key}", _num(value) if isinstance(value, float) else str(value)]
              for key, value in net["meta"].items()]
     return [{"type": "table", "headers": ["property", "value"], "rows": rows}]
