@@ -62,11 +62,18 @@ def _cell(result, key):
     return f"{value}*" + (f" (of {cap})" if cap and value > cap else "")
 
 
+def _weights(result):
+    """Where the weights are: behind the host link the SPRAMs may hold the frame buffer."""
+    if result.get("spram_holds") == "frames":
+        return "bram (frames: spram)"
+    return result.get("weights", "bram")
+
+
 def row(result):
     fits = result["fits"]
     return [
         result["board"], result["design"], result["net"], f"{result['config']['lanes']}",
-        result.get("link", "pins"), result.get("weights", "bram"), result.get("decoder") or "-",
+        result.get("link", "pins"), _weights(result), result.get("decoder") or "-",
         "serial" if result["config"].get("serial_layers") else "wide",
         _cell(result, "lut"), _cell(result, "ff"), _cell(result, "ebr"), _cell(result, "dsp"),
         _cell(result, "spram"),
@@ -107,6 +114,9 @@ def markdown_table(results, *, command, date, missing=()):
         "GMAC/s and inf/s are at the PLL clock; Yosys `synth_ice40 -dsp` / `synth_ecp5` (`-nodsp` for `dense-lut`: the baseline's "
         "multipliers in LUTs), every non-transparent memory read with undefined same-address collisions "
         "(`UNDEFINED_COLLISIONS`), on iCE40 FSM state registers one-hot (`RECODED_FSMS`), the ternary decoder's table in block RAM on iCE40, in LUTs on ECP5 (`Board.decoder`). "
+        "Weights `bram (frames: spram)`: behind the host link on iCE40 the SPRAMs hold the larger of the "
+        "weight buffer and the link's frame buffer (`rtl/spram.py: spram_holds`). The iCE40 builds of a "
+        "CNN take their input rows packed by the host (`--input-packing`, `fpga.build.board_config`). "
         "Build seconds are wall-clock on a shared 2-core machine.",
     ]
     if missing:

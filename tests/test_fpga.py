@@ -354,3 +354,16 @@ def test_decoder_table_falls_back_to_luts_when_block_ram_runs_out(monkeypatch, t
     calls.clear()
     assert not fpga_build.build("icebreaker", "ternary", "784-1280-10", pll_mhz=27, decoder="bram")["fits"]
     assert calls == ["bram"]
+
+
+def test_report_row_says_where_the_weights_are():
+    from ternac.fpga.report import COLUMNS, row
+    result = {"board": "icebreaker", "design": "ternary", "net": "cnn:8-16", "fits": True,
+              "config": {"lanes": 4, "serial_layers": True}, "link": "uart", "weights": "spram",
+              "spram_holds": "frames", "decoder": "bram", "capacity": {}, "lut": 5061, "ff": 2172,
+              "ebr": 30, "dsp": 2, "spram": 4, "clock_mhz": 25.875, "fmax_mhz": 26.74,
+              "timing_pass": True, "build_seconds": 58.6, "gmacs_per_s": 0.83,
+              "inferences_per_s": 2006, "cycles_per_inference": 12897}
+    cells = dict(zip(COLUMNS, row(result)))
+    assert cells["weights"] == "bram (frames: spram)" and cells["SPRAM"] == "4"
+    assert dict(zip(COLUMNS, row({**result, "spram_holds": "weights"})))["weights"] == "spram"
