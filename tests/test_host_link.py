@@ -178,3 +178,21 @@ def test_a_simulated_board_out_of_cycles_fails_naming_its_budget():
         driver.load(program)
         for _ in range(200):                                  # about 2,000 cycles each
             driver.infer(program, x)
+
+
+def test_a_board_that_differs_is_reported_not_ok():
+    # `ternac run` / `ternac sim --link uart`: "ok" false and why; the command line exits 1.
+    from types import SimpleNamespace
+
+    from ternac.model.host_run import report
+    base = {"outputs": np.zeros((2, 3)), "expected": np.zeros((2, 3)), "samples": 2, "mismatches": 0,
+            "first_mismatch": None, "cycles_per_inference": [10], "predicted_cycles": 10,
+            "bit_exact": True, "cycles_exact": True, "inferences_per_s": 1.0, "load_bytes": 4,
+            "load_seconds": 0.1}
+    args = SimpleNamespace(dataset=None, json=True)
+    assert report(args, dict(base), None, lambda text: None)["ok"]
+    bad = report(args, {**base, "bit_exact": False, "mismatches": 3, "cycles_exact": False,
+                        "cycles_per_inference": [11]}, None, lambda text: None)
+    assert bad["ok"] is False
+    assert bad["failed"] == ("3 output values differ from the golden model; cycles per inference "
+                             "[11] differ from the predicted 10")
