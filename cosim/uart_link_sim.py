@@ -7,7 +7,7 @@ iCE40UP5K (:func:`ternac.rtl.spram.spram_holds`), the UART at ``clock / SIM_DIVI
 a byte costs 40 cycles), starts
 the simulator in a thread with the bit-level UART bench (:mod:`ternac.cosim.uart_link_tb`) and
 yields a pyserial port on the bench's pseudo-terminal: the host driver
-(:mod:`ternac.model.host_driver`) runs on it exactly as on a board's ``/dev/ttyUSB1``.
+(:mod:`ternac.model.host.driver`) runs on it exactly as on a board's ``/dev/ttyUSB1``.
 """
 
 import contextlib
@@ -120,8 +120,8 @@ def simulated_port(config, *, sim="verilator", name="uart-link", max_cycles=50_0
 
 def sim_uart(args, network, config, x, labels, say):
     """``ternac sim --link uart``: the ``ternac run`` driver against the simulated board."""
-    from ternac.model.host_driver import HostLinkDriver, run_network
-    from ternac.model.host_run import report
+    from ternac.model.host.cmd import report
+    from ternac.model.host.driver import HostLinkDriver, run_network
     from ternac.rtl.spram import spram_holds
     where = "weights" if spram_holds(config) == "weights" else "frame buffer"
     say(f"{args.net}: {len(x)} samples through the UART host link on {args.simulator} "

@@ -5,7 +5,7 @@ bench knows nothing of frames or networks: it opens a pseudo-terminal, tells the
 process its name (``data["pty_file"]``), and from then on turns every byte the host writes
 there into start bit, 8 data bits and stop bit on ``rx`` (``divisor`` clock cycles each),
 and every character the design sends on ``tx`` back into a byte for the host. The host runs
-the ordinary driver (:mod:`ternac.model.host_driver`) on the other end with pyserial, and
+the ordinary driver (:mod:`ternac.model.host.driver`) on the other end with pyserial, and
 checks everything. The bench ends when ``data["stop_file"]`` appears; it fails if that has
 not happened within ``data["max_cycles"]`` or if a character on ``tx`` has a low stop bit.
 """

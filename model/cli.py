@@ -28,7 +28,7 @@ COMMANDS = {
     "accuracy": ("ternac.model.cmd_accuracy", "measure the accuracy table (docs/accuracy.md)"),
     "verilog": ("ternac.rtl.cmd_verilog", "generate the accelerator's Verilog, memory images, manifest"),
     "sim": ("ternac.cosim.cmd_sim", "run a network on the simulated RTL, bit-exact against the reference"),
-    "run": ("ternac.model.host_run", "run a network on a board through the UART host link, checked"),
+    "run": ("ternac.model.host.cmd", "run a network on a board through the UART host link, checked"),
     "fpga": ("ternac.fpga.cmd_fpga", "build the accelerator for an FPGA board; utilization and Fmax"),
     "report": ("ternac.model.cmd_report", "the design review: one HTML page (and Markdown) of a network"),
     "dse": ("ternac.model.dse.cmd", "search coding policy, widths and lanes: Pareto front of accuracy, bits, energy, cycles, LUTs"),

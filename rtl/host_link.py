@@ -1,4 +1,4 @@
-"""The host link: the accelerator behind a UART, driven by framed packets (``model/host_link.py``).
+"""The host link: the accelerator behind a UART, driven by framed packets (``model/host/frames.py``).
 
 One frame at a time: the link receives a whole request into its frame buffer, checks CRC,
 type, length and state, and only then acts on it and answers. So a corrupted, truncated or
@@ -30,7 +30,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from ternac.model.codebook import TernacError
-from ternac.model.host_link import (
+from ternac.model.host.frames import (
     COMMIT_FORMAT,
     CRC_INIT,
     CRC_POLY,
@@ -72,7 +72,7 @@ _CRC16_TERMS = _crc16_terms()
 
 
 def crc16_update(crc, byte):
-    """CRC-16/CCITT-FALSE of one more byte, as XOR logic (``model.host_link.crc16``, unrolled)."""
+    """CRC-16/CCITT-FALSE of one more byte, as XOR logic (``model.host.frames.crc16``, unrolled)."""
     inputs = Cat(crc, byte)
     bits = []
     for terms in _CRC16_TERMS:

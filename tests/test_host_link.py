@@ -15,8 +15,8 @@ import pytest
 from conftest import random_cnn, random_network
 from ternac.cosim.accelerator_sim import capacity_config, random_inputs, union_config
 from ternac.model.codebook import TernacError
-from ternac.model.host_driver import HostLinkDriver, LinkRefused, run_network
-from ternac.model.host_link import (
+from ternac.model.host.driver import HostLinkDriver, LinkRefused, run_network
+from ternac.model.host.frames import (
     COMMIT_FORMAT,
     SYNC,
     LinkError,
@@ -184,7 +184,7 @@ def test_a_board_that_differs_is_reported_not_ok():
     # `ternac run` / `ternac sim --link uart`: "ok" false and why; the command line exits 1.
     from types import SimpleNamespace
 
-    from ternac.model.host_run import report
+    from ternac.model.host.cmd import report
     base = {"outputs": np.zeros((2, 3)), "expected": np.zeros((2, 3)), "samples": 2, "mismatches": 0,
             "first_mismatch": None, "cycles_per_inference": [10], "predicted_cycles": 10,
             "bit_exact": True, "cycles_exact": True, "inferences_per_s": 1.0, "load_bytes": 4,

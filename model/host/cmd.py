@@ -7,7 +7,7 @@ count against the cycle model, and prints inferences per second over the link. E
 ``ternac sim NET.tern --link uart``.
 """
 
-from .codebook import TernacError
+from ..codebook import TernacError
 
 __all__ = ["configure", "report", "run"]
 
@@ -27,7 +27,7 @@ def configure(parser):
 
 
 def report(args, summary, labels, say):
-    """Print a driver summary (``host_driver.run_network``); ``"ok"`` false if it is not exact."""
+    """Print a driver summary (``driver.run_network``); ``"ok"`` false if it is not exact."""
     outputs, expected = summary.pop("outputs"), summary.pop("expected")
     if labels is not None:
         import numpy as np
@@ -61,10 +61,10 @@ def run(args, say):
     except ModuleNotFoundError:
         raise TernacError("ternac run needs pyserial (pip install pyserial)") from None
 
-    from .datasets import network_samples
-    from .host_driver import HostLinkDriver, run_network
-    from .hw import lower
-    from .network import load_network
+    from ..datasets import network_samples
+    from ..hw import lower
+    from ..network import load_network
+    from .driver import HostLinkDriver, run_network
 
     net = load_network(args.net)
     x, labels = network_samples(net, args.dataset, args.samples, args.seed)

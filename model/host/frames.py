@@ -1,5 +1,5 @@
 """The host link's frame format (``docs/format.md``, "Host link frames"): one definition for the
-RTL (``ternac.rtl.host_link``) and the host driver (``ternac.model.host_driver``).
+RTL (``ternac.rtl.host_link``) and the host driver (``ternac.model.host.driver``).
 
 A frame, in both directions::
 
@@ -13,7 +13,7 @@ import struct
 from enum import IntEnum
 from typing import NamedTuple
 
-from .codebook import TernacError
+from ..codebook import TernacError
 
 __all__ = [
     "COMMIT_FORMAT",

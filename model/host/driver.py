@@ -3,7 +3,7 @@
 :class:`HostLinkDriver` talks to anything with pyserial's ``read``/``write``: a board on
 ``/dev/ttyUSB1`` (``ternac run``), or the simulated design through a pseudo-terminal and a
 bit-level UART model (``ternac sim --link uart``, :mod:`ternac.cosim.uart_link_sim`): the same
-code either way. Frames: :mod:`ternac.model.host_link`.
+code either way. Frames: :mod:`ternac.model.host.frames`.
 """
 
 import struct
@@ -11,8 +11,10 @@ import time
 
 import numpy as np
 
-from .codebook import TernacError
-from .host_link import (
+from ..codebook import TernacError
+from ..pack import unpack_activations
+from ..reference import golden_network
+from .frames import (
     COMMIT_FORMAT,
     ERROR,
     OUTPUT_CYCLES_FORMAT,
@@ -24,8 +26,6 @@ from .host_link import (
     encode_frame,
     reply_type,
 )
-from .pack import unpack_activations
-from .reference import golden_network
 
 __all__ = ["HostLinkDriver", "LinkRefused", "run_network"]
 
