@@ -11,7 +11,6 @@ yields a pyserial port on the bench's pseudo-terminal: the host driver
 """
 
 import contextlib
-import functools
 import sys
 import tempfile
 import threading
@@ -43,14 +42,12 @@ def link_design(hardware, divisor=SIM_DIVISOR, timeout=SIM_TIMEOUT):
     one is a block-RAM ``Memory``, loaded through the link like the SPRAM)."""
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.host_link import HostLink
-    from ternac.rtl.spram import spram_frame_memory, spram_holds, spram_weight_memory
+    from ternac.rtl.spram import spram_memories
 
     config = HardwareConfig.from_dict(hardware)
-    if spram_holds(config) == "weights":
-        core = Accelerator(config, weight_memory=functools.partial(spram_weight_memory, primitive=True))
-        return HostLink(core, config, divisor=divisor, timeout=timeout)
-    return HostLink(Accelerator(config), config, divisor=divisor, timeout=timeout,
-                    frame_memory=functools.partial(spram_frame_memory, primitive=True))
+    weight_memory, frame_memory = spram_memories(config, primitive=True)
+    return HostLink(Accelerator(config, weight_memory=weight_memory), config, divisor=divisor,
+                    timeout=timeout, frame_memory=frame_memory)
 
 
 def cycle_budget(program, samples):

@@ -646,12 +646,12 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         overrides["synth_opts"] = (overrides.get("synth_opts", "") + " -dff").strip()
     platform = spec.make_platform()
     # What the SPRAMs hold (rtl/spram.py: spram_holds): behind the host link the larger buffer.
-    spram_holds = None
+    frame_memory, spram_holds = None, None
     if weights == "spram":
-        from ternac.rtl.spram import spram_frame_memory
-        from ternac.rtl.spram import spram_holds as holds
-        spram_holds = holds(config) if link == "uart" else "weights"
-    core = make_core(design, program, "bram" if spram_holds == "frames" else weights,
+        from ternac.rtl.spram import spram_memories
+        _, frame_memory = spram_memories(config, link=link == "uart")
+        spram_holds = "frames" if frame_memory else "weights"
+    core = make_core(design, program, "bram" if frame_memory else weights,
                      bake=link == "pins", decoder=decoder)
     clock_hz = settings.output_mhz * 1e6
     if link == "uart":
@@ -659,7 +659,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         from ternac.rtl.uart import baud_divisor
         harness = UartHarness(HostLink(core, config, divisor=baud_divisor(clock_hz, baud),
                                        timeout=int(clock_hz * LINK_TIMEOUT_S),
-                                       frame_memory=spram_frame_memory if spram_holds == "frames" else None))
+                                       frame_memory=frame_memory))
     else:
         harness = PinHarness(core)
     top = PllDomain(harness, settings, clock_resource=spec.clock)

@@ -10,6 +10,8 @@ whichever of the two buffers has more bits and the other one goes to block RAM. 
 SPRAM only from narrow patterns, so the primitive is instantiated explicitly.
 """
 
+import functools
+
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
@@ -21,7 +23,7 @@ from ternac.model.codebook import TernacError
 from .host_link import frame_words
 
 __all__ = ["SPRAM_BLOCKS", "SPRAM_DEPTH", "SPRAM_WIDTH", "SpramBuffer", "SpramWeightBuffer", "spram_blocks",
-           "spram_frame_memory", "spram_holds", "spram_simulation_model", "spram_weight_memory"]
+           "spram_frame_memory", "spram_holds", "spram_memories", "spram_simulation_model", "spram_weight_memory"]
 
 #: One SB_SPRAM256KA: 16K words of 16 bits.
 SPRAM_DEPTH = 1 << 14
@@ -200,6 +202,15 @@ def spram_weight_memory(config, init=(), *, primitive=None):
         raise TernacError("the SPRAM weight buffer has no initial contents: load the weights "
                           "through the load port (or the host link), do not bake them in")
     return SpramBuffer(depth=config.weight_depth, width=config.weight_bits, primitive=primitive)
+
+
+def spram_memories(config, *, link=True, primitive=None):
+    """``(weight_memory, frame_memory)`` of a UP5K design: the SPRAM factory of the buffer
+    :func:`spram_holds` chooses (the weights without the host ``link``), ``None`` for the other
+    one, which stays a block-RAM ``Memory``. ``primitive`` as for :class:`SpramBuffer`."""
+    if not link or spram_holds(config) == "weights":
+        return functools.partial(spram_weight_memory, primitive=primitive), None
+    return None, functools.partial(spram_frame_memory, primitive=primitive)
 
 
 def spram_frame_memory(depth, width, *, primitive=None):
