@@ -67,6 +67,7 @@ class Board:
     io_attrs: dict
     capacity: dict              # resource -> device total (for the table)
     nextpnr_opts: str = ""      # options of every build for this board
+    synth_opts: str = ""        # options of synth_ice40 / synth_ecp5 for every build
     decoder: str = "bram"       # where the ternary decoder's table goes by default (DECODER_TABLES)
     weight_register: bool = False   # HardwareConfig.weight_register: a register after the reads
 
@@ -88,7 +89,11 @@ BOARDS = {
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker", "ICEBreakerPlatform", "ice40", "clk12", 48.0,
         pins=("1", "2", "3", "4", "7", "8", "9"), conn=("pmod", 0), io_attrs={},
-        capacity={"lut": 5280, "ff": 5280, "ebr": 30, "dsp": 8, "spram": 4}),
+        capacity={"lut": 5280, "ff": 5280, "ebr": 30, "dsp": 8, "spram": 4},
+        # ABC9's delay model of the UltraPlus (synth_ice40 defaults to the HX's), and nextpnr's
+        # timing optimisation after placement: 784-256-256-10 pins at seeds 1-3, 40.3 MHz
+        # mean without either, 41.9 with the first, 44.2 with both (docs/fpga.md).
+        synth_opts="-device u", nextpnr_opts="--opt-timing"),
     "ulx3s-85f": Board(
         "ulx3s-85f", "amaranth_boards.ulx3s", "ULX3S_85F_Platform", "ecp5", "clk25", 150.0,
         pins=("0+", "0-", "1+", "1-", "2+", "2-", "3+"), conn=("gpio", 0),
@@ -638,12 +643,15 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
                               f"tee -q -o {name}.muls.txt select -list t:$mul"),
     }
     use_dsp = design != "dense-lut"
+    synth_opts = [spec.synth_opts]
     if spec.family == "ice40" and use_dsp:
-        overrides["synth_opts"] = "-dsp"            # synth_ice40 maps multipliers to SB_MAC16 only with -dsp
+        synth_opts.append("-dsp")                   # synth_ice40 maps multipliers to SB_MAC16 only with -dsp
     elif spec.family == "ecp5" and not use_dsp:
-        overrides["synth_opts"] = "-nodsp"          # synth_ecp5 maps them to MULT18X18D by default
+        synth_opts.append("-nodsp")                 # synth_ecp5 maps them to MULT18X18D by default
     if abc9_dff:
-        overrides["synth_opts"] = (overrides.get("synth_opts", "") + " -dff").strip()
+        synth_opts.append("-dff")
+    if any(synth_opts):
+        overrides["synth_opts"] = " ".join(opt for opt in synth_opts if opt)
     platform = spec.make_platform()
     # What the SPRAMs hold (rtl/spram.py: spram_holds): behind the host link the larger buffer.
     frame_memory, spram_holds = None, None

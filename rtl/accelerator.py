@@ -200,8 +200,12 @@ class Accelerator(wiring.Component):
         writer(weight_wp, Target.WEIGHTS)
         writer(params.write_port(), Target.PARAMS)
         layer_wp = writer(layers.write_port(), Target.LAYERS)
+        # The parameters of the lane the shadow bank shows next (`read_index`), read a cycle
+        # ahead and registered beside its accumulator: no block-RAM read (and, in a deeper
+        # memory, no multiplexer between its blocks) in front of the requantizer.
         param_rp = params.read_port()
-        param = data.View(param_layout(cfg), param_rp.data)
+        param = Signal(param_layout(cfg))
+        m.d.sync += param.eq(param_rp.data)
         if cfg.serial_layers:
             # The sequencer fetches descriptor 0 again after every table write.
             layer_rp = layers.read_port()
@@ -278,7 +282,7 @@ class Accelerator(wiring.Component):
             sums, latch = window.out_sums, window.out_latch
         m.d.comb += [shadow.sums.eq(sums), shadow.latch.eq(latch),
                      shadow.position.eq(array.latch_tag[:self._position.size]),
-                     param_rp.addr.eq(seq.cur.param_base + shadow.out_position.index)]
+                     param_rp.addr.eq(seq.cur.param_base + shadow.read_index)]
         acc, pos, valid = Signal.like(shadow.acc), Signal.like(shadow.out_position), Signal()
         m.d.sync += [acc.eq(shadow.acc), pos.eq(shadow.out_position), valid.eq(shadow.valid)]
         m.d.comb += [

@@ -59,8 +59,14 @@ class LoadPort(wiring.Component):
         m = Module()
         most = max(self._beats)
         target = Signal(LOAD_BITS - ADDRESS_BITS)
-        count = Signal(LOAD_BITS)
+        # The words left, counted down in two halves: the high half steps when the low one
+        # wraps (`low_zero`, a register), so no 32-bit carry chain sits in one cycle (Fmax).
+        half = LOAD_BITS // 2
+        count_low, count_high = Signal(half), Signal(LOAD_BITS - half)
+        count = Cat(count_low, count_high)
+        low_zero = Signal()                             # count_low == 0
         final = Signal()                                # count == 1 (a register: Fmax)
+        empty = Signal()                                # the count beat said 0 (DATA: a header)
         beat = Signal(range(most))
         last_beat = Signal(range(most))                 # beats of the transfer's words, minus 1
         reject = Signal()
@@ -78,45 +84,58 @@ class LoadPort(wiring.Component):
 
         # The header check (model/status.py: check_transfer), on the count beat. The room
         # left above the address (`depth - addr`, negative past the end) is found on the
-        # header beat, so the count beat only compares (Fmax).
+        # header beat, so the count beat only compares (Fmax). Both are `wide` bits, enough
+        # for the deepest memory: an address or count past that is out of range anyway (an
+        # OR of its high bits), so the compare's carry chain is no longer than a memory address.
+        wide = max(self._depths).bit_length() + 1
         code = Signal(range(len(LoadError)))
-        depths = Array(Const(d, ADDRESS_BITS + 1) for d in self._depths)
+        depths = Array(Const(d, wide) for d in self._depths)
         depth = depths[target[:2]]
-        room = Signal(signed(ADDRESS_BITS + 2))
+        room = Signal(signed(wide + 1))
+        far = Signal()                                  # the address is past every memory
         with m.If(target >= len(Target)):
             m.d.comb += code.eq(LoadError.BAD_TARGET)
         with m.Elif(depth == 0):
             m.d.comb += code.eq(LoadError.NO_MEMORY)
-        # `payload > room` as a narrow compare beside an OR of the count's high bits.
-        in_room = ~room[-1] & ~payload[ADDRESS_BITS + 1:].any() & (payload[:ADDRESS_BITS + 1] <= room[:-1])
+        in_room = ~far & ~room[-1] & ~payload[wide:].any() & (payload[:wide] <= room[:-1])
         with m.Elif(~in_room):
             m.d.comb += code.eq(LoadError.OUT_OF_RANGE)
 
+        def header():
+            """A header beat: the transfer's target, address, room and beats per word."""
+            with m.If(self.load.valid):
+                m.d.sync += [target.eq(payload[ADDRESS_BITS:]), addr.eq(payload[:ADDRESS_BITS]),
+                             room.eq(depths[payload[ADDRESS_BITS:][:2]] - payload[:wide]),
+                             far.eq(payload[wide:ADDRESS_BITS].any()),
+                             last_beat.eq(Array(Const(b - 1, range(most)) for b in self._beats)
+                                          [payload[ADDRESS_BITS:]])]
+                m.next = "COUNT"
+
         with m.FSM():
-            with m.State("HEADER"):  # noqa: SIM117 (one block per FSM state)
-                with m.If(self.load.valid):
-                    m.d.sync += [target.eq(payload[ADDRESS_BITS:]), addr.eq(payload[:ADDRESS_BITS]),
-                                 room.eq(depths[payload[ADDRESS_BITS:][:2]] - payload[:ADDRESS_BITS]),
-                                 last_beat.eq(Array(Const(b - 1, range(most)) for b in self._beats)
-                                              [payload[ADDRESS_BITS:]])]
-                    m.next = "COUNT"
+            with m.State("HEADER"):
+                header()
             with m.State("COUNT"):
+                # Always on to DATA: a zero count is a registered flag there, so the state does
+                # not wait for a 32-bit zero test of the beat (Fmax).
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
-                    m.d.sync += [count.eq(payload), final.eq(payload == 1), beat.eq(0),
-                                 reject.eq(code != LoadError.NONE)]
+                    m.d.sync += [count.eq(payload), low_zero.eq(payload[:half] == 0), final.eq(payload == 1),
+                                 empty.eq(payload == 0), beat.eq(0), reject.eq(code != LoadError.NONE)]
                     with m.If((code != LoadError.NONE) & ~self.error):
                         m.d.sync += [self.error.eq(1), self.error_code.eq(code)]
                     m.next = "DATA"
-                    with m.If(payload == 0):
-                        m.next = "HEADER"
             with m.State("DATA"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(self.load.valid):
+                # After a zero count the transfer is over and this beat is the next header.
+                m.d.comb += self.busy.eq(~empty)
+                with m.If(empty):
+                    header()
+                with m.Elif(self.load.valid):
                     with m.If(beat == last_beat):
                         m.d.comb += [we[t].eq((target == t) & ~reject) for t in Target]
-                        m.d.sync += [addr.eq(addr + 1), count.eq(count - 1),
-                                     final.eq(count == 2), beat.eq(0)]
+                        m.d.sync += [addr.eq(addr + 1), count_low.eq(count_low - 1),
+                                     low_zero.eq(count_low == 1), final.eq(count == 2), beat.eq(0)]
+                        with m.If(low_zero):
+                            m.d.sync += count_high.eq(count_high - 1)
                         with m.If(final):
                             m.next = "HEADER"
                     with m.Else():

@@ -169,7 +169,7 @@ class HostLink(wiring.Component):
         crc_in, sending = Signal(8), Signal()
         kind = Signal(8)
         length = Signal(16)
-        received = Signal(16)                     # payload bytes so far
+        to_go = Signal(16)                        # payload bytes not received yet (counts down)
         # Each count's last step as a flag kept beside it (registers: no wide compare in front
         # of the state and the reply registers).
         payload_last, load_last, collect_last, buffer_last = (
@@ -190,20 +190,22 @@ class HostLink(wiring.Component):
         # whose last 4 bytes are an INFER's cycles), CRC. Rx and tx take turns, so the reply
         # runs its CRC in `crc` too.
         reply_kind = Signal(8)
-        reply_buffer = Signal(16)
-        reply_length = Signal(16)                 # payload bytes: reply_buffer + small bytes
+        reply_buffer = Signal(16)                 # buffer bytes of the reply not sent yet
+        reply_length = Signal(16)                 # payload bytes: buffer bytes + small bytes
         error_code = Signal(8)
         status = Cat(committed, loading, Const(0, 6), Const(n, 8), Const(self.max_payload, 16), cycles)
         small = Mux(reply_kind == ERROR, Cat(error_code, kind), status)
         small_at, small_end = Signal(range(9)), Signal(range(9))
-        tx_index = Signal(16)
+        header_at = Signal(2)                     # the reply header's byte on the line
+        buffer_empty = Signal()                   # the reply sends no buffer bytes
         tx_word, tx_lane = Signal(range(words + 1)), Signal(range(n))
         settled = Signal()                        # the buffer's read data is for tx_word
 
         def reply(kind_value, *, small_bytes=(0, 0), from_buffer=0):
             return [reply_kind.eq(kind_value), small_at.eq(small_bytes[0]), small_end.eq(small_bytes[1]),
-                    reply_buffer.eq(from_buffer), reply_length.eq(from_buffer + small_bytes[1] - small_bytes[0]), tx_index.eq(0), tx_word.eq(0), tx_lane.eq(0),
-                    crc.eq(CRC_INIT), settled.eq(0)]
+                    reply_buffer.eq(from_buffer), buffer_empty.eq(from_buffer == 0), buffer_last.eq(from_buffer == 1),
+                    reply_length.eq(from_buffer + small_bytes[1] - small_bytes[0]), header_at.eq(0),
+                    tx_word.eq(0), tx_lane.eq(0), crc.eq(CRC_INIT), settled.eq(0)]
 
         def error(code):
             return [error_code.eq(code), *reply(ERROR, small_bytes=(0, 2))]
@@ -224,8 +226,17 @@ class HostLink(wiring.Component):
             core.act_in.payload.eq(rp.data),
         ]
 
-        crc_next = crc16_update(crc, crc_in)
+        # A byte goes into the CRC the cycle after it is received or sent (`crc_byte`,
+        # `crc_step`: registers), so the CRC's XOR logic does not sit behind the choice of the
+        # byte and the handshake (Fmax). Bytes are many cycles apart; the CRC is sent only once
+        # its last step is done (SEND_CRC0 waits for it) and checked in CHECK, two UART bytes
+        # after the payload's last.
+        crc_byte, crc_step = Signal(8), Signal()
+        step_crc = [crc_step.eq(1), crc_byte.eq(crc_in)]
         m.d.comb += crc_in.eq(Mux(sending, utx.i.payload, byte))
+        m.d.sync += crc_step.eq(0)
+        with m.If(crc_step):
+            m.d.sync += crc.eq(crc16_update(crc, crc_byte))
         m.d.sync += core_reset.eq(0)
         with m.If(got):
             m.d.sync += timer.eq(0)
@@ -241,7 +252,7 @@ class HostLink(wiring.Component):
 
             def receive(field_update, next_state):
                 with m.If(got):
-                    m.d.sync += [crc.eq(crc_next), *field_update]
+                    m.d.sync += [*step_crc, *field_update]
                     m.next = next_state
                 with m.Elif(timed_out):
                     m.d.sync += error(LinkError.TIMEOUT)
@@ -253,7 +264,7 @@ class HostLink(wiring.Component):
                 receive([length[:8].eq(byte)], "LEN1")
             with m.State("LEN1"):
                 full = Cat(length[:8], byte)
-                receive([length[8:].eq(byte), received.eq(0), payload_last.eq(full == 1), word.eq(0), lane.eq(0),
+                receive([length[8:].eq(byte), to_go.eq(full), payload_last.eq(full == 1), word.eq(0), lane.eq(0),
                          too_long.eq(full > self.max_payload), load_crc_next.eq(load_crc)],
                         "CRC0")
                 with m.If(got & (full != 0)):
@@ -261,7 +272,7 @@ class HostLink(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [wp.addr.eq(word), wp.data.eq(byte.replicate(n)),
                              wp.en.eq(Mux(got & ~too_long, 1 << lane, 0))]
-                receive([received.eq(received + 1), payload_last.eq(received + 2 == length),
+                receive([to_go.eq(to_go - 1), payload_last.eq(to_go == 2),
                          tail.eq(Cat(tail[8:], byte)),
                          load_crc_next.eq(crc16_update(load_crc_next, byte)),
                          lane.eq(Mux(lane == n - 1, 0, lane + 1)),
@@ -398,15 +409,14 @@ class HostLink(wiring.Component):
             sent = utx.i.valid & utx.i.ready
             with m.State("REPLY"):
                 m.d.comb += sending.eq(1)
-                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(header[tx_index[:2]])]
+                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(header[header_at])]
                 with m.If(sent):
-                    m.d.sync += tx_index.eq(tx_index + 1)
-                    with m.If(tx_index != 0):
-                        m.d.sync += crc.eq(crc_next)
-                    with m.If(tx_index == 3):
-                        m.d.sync += [tx_index.eq(0), buffer_last.eq(reply_buffer == 1)]
+                    m.d.sync += header_at.eq(header_at + 1)
+                    with m.If(header_at != 0):
+                        m.d.sync += step_crc
+                    with m.If(header_at == 3):
                         m.next = "SEND_BUFFER"
-                        with m.If(reply_buffer == 0):
+                        with m.If(buffer_empty):
                             m.next = "SEND_SMALL"
             with m.State("SEND_BUFFER"):
                 m.d.comb += sending.eq(1)
@@ -414,13 +424,12 @@ class HostLink(wiring.Component):
                              utx.i.valid.eq(settled)]
                 m.d.sync += settled.eq(1)
                 with m.If(sent):
-                    m.d.sync += [crc.eq(crc_next),
-                                 tx_index.eq(tx_index + 1), buffer_last.eq(tx_index + 2 == reply_buffer),
+                    m.d.sync += [*step_crc,
+                                 reply_buffer.eq(reply_buffer - 1), buffer_last.eq(reply_buffer == 2),
                                  settled.eq(0),
                                  tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1)),
                                  tx_word.eq(Mux(tx_lane == n - 1, tx_word + 1, tx_word))]
                     with m.If(buffer_last):
-                        m.d.sync += tx_index.eq(0)
                         m.next = "SEND_SMALL"
             with m.State("SEND_SMALL"):
                 m.d.comb += sending.eq(1)
@@ -428,11 +437,11 @@ class HostLink(wiring.Component):
                 m.d.comb += [utx.i.valid.eq(more),
                              utx.i.payload.eq(Array(small[8 * i:8 * i + 8] for i in range(8))[small_at])]
                 with m.If(sent):
-                    m.d.sync += [crc.eq(crc_next), small_at.eq(small_at + 1)]
+                    m.d.sync += [*step_crc, small_at.eq(small_at + 1)]
                 with m.If(~more):
                     m.next = "SEND_CRC0"
             with m.State("SEND_CRC0"):
-                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(crc[:8])]
+                m.d.comb += [utx.i.valid.eq(~crc_step), utx.i.payload.eq(crc[:8])]
                 with m.If(sent):
                     m.next = "SEND_CRC1"
             with m.State("SEND_CRC1"):

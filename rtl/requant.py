@@ -38,6 +38,11 @@ class ShadowBank(wiring.Component):
     come as early as the cycle that shifts out the last lane, so groups of at least P words
     never stall; the sequencer holds shorter groups back (``docs/architecture.md``).
 
+    ``read_index`` is the output index that ``out_position`` holds in the next cycle while
+    the bank holds lanes, so that a lane's parameters can be read a cycle ahead and registered
+    (no memory read in front of the requantizer's bias add). When the bank runs empty it is
+    an index nobody uses: only ``latch`` selects, so no count sits in front of the read.
+
     Latency: lane ``p`` leaves ``1 + p`` cycles after ``latch``.
     """
 
@@ -51,6 +56,7 @@ class ShadowBank(wiring.Component):
             "valid": Out(1),
             "acc": Out(signed(acc_bits)),
             "out_position": Out(position),
+            "read_index": Out(position.members["index"]),
         })
 
     @property
@@ -62,13 +68,15 @@ class ShadowBank(wiring.Component):
         bank = [Signal.like(self.acc, name=f"shadow{p}") for p in range(self._lanes)]
         left = Signal(range(self._lanes + 1))
         pos = Signal.like(self.out_position)
-        m.d.comb += [self.valid.eq(left != 0), self.acc.eq(bank[0]), self.out_position.eq(pos)]
+        index_next = Signal.like(self.read_index)       # pos.index + 1 (a register: Fmax)
+        m.d.comb += [self.valid.eq(left != 0), self.acc.eq(bank[0]), self.out_position.eq(pos),
+                     self.read_index.eq(Mux(self.latch, self.position.index, index_next))]
         with m.If(self.latch):
             m.d.sync += [b.eq(s) for b, s in zip(bank, self.sums)]
-            m.d.sync += [left.eq(self._lanes), pos.eq(self.position)]
+            m.d.sync += [left.eq(self._lanes), pos.eq(self.position), index_next.eq(self.position.index + 1)]
         with m.Elif(left != 0):
             m.d.sync += [b.eq(s) for b, s in pairwise(bank)]
-            m.d.sync += [left.eq(left - 1), *advance_position(pos, 1, self._n)]
+            m.d.sync += [left.eq(left - 1), *advance_position(pos, 1, self._n), index_next.eq(index_next + 1)]
         return m
 
 
@@ -90,8 +98,8 @@ class Requantizer(wiring.Component):
     Four register stages, each with at most one adder, multiplier, barrel shift or saturation
     on its path (the requantizer used to set Fmax, ``docs/fpga.md``):
 
-    1. ``v0 = acc + bias``: ``acc_bits + 1`` bits (the bias add, on the parameter-memory
-       read data);
+    1. ``v0 = acc + bias``: ``acc_bits + 1`` bits (the bias add, on the registered
+       parameter word), and by its sign the pair ``(M, S)`` or ``(M_neg, S_neg)``;
     2. ``v = v0 * M``: one ``(acc_bits + 1) x 15`` signed-by-unsigned product,
        ``acc_bits + 17`` bits -- the only multiplier of the accelerator, one DSP block on FPGA
        while ``acc_bits + 1`` fits its port (16 bits on iCE40, 18 on ECP5), its inputs and
@@ -114,7 +122,7 @@ class Requantizer(wiring.Component):
     acc, bias : In(signed(acc_bits))
     mult : In(15), shift : In(6), relu : In(1)
     neg_mult : In(signed(16)), neg_shift : In(6)
-        The negative-side pair, chosen by the sign of ``acc + bias`` in stage 2.
+        The negative-side pair, chosen by the sign of ``acc + bias`` in stage 1.
     zero : In(1)
         Force the output to 0 (padding lanes past the layer's outputs).
     tag : In(tag_bits)
@@ -141,18 +149,17 @@ class Requantizer(wiring.Component):
         # Data registers have no reset (``valid`` qualifies them), so that they can go into the
         # DSP block's input and output registers.
         biased = Signal(signed(self._acc_bits + 1), reset_less=True)
-        pairs = [Signal.like(port, reset_less=True, name=f"{port.name}_1")
-                 for port in (self.mult, self.shift, self.neg_mult, self.neg_shift)]
-        m.d.sync += [biased.eq(self.acc + self.bias)]                              # stage 1
-        m.d.sync += [reg.eq(port) for reg, port in
-                     zip(pairs, (self.mult, self.shift, self.neg_mult, self.neg_shift))]
-        # A negative biased accumulator takes the negative-side pair (PReLU / LeakyReLU).
-        mult, shift, neg_mult, neg_shift = pairs
-        negative_in = biased[-1]
+        # A negative biased accumulator takes the negative-side pair (PReLU / LeakyReLU),
+        # chosen by the adder's sign as it is registered: the multiplier's inputs are then
+        # flip-flops, no multiplexer in front of the DSP block (Fmax; the parameters arrive
+        # from a register, so the add and the choice fit one cycle).
+        total = self.acc + self.bias
+        mult = Signal(signed(MULT_BITS + 1), reset_less=True)
+        shift, chosen_shift = (Signal.like(self.shift, reset_less=True, name=n) for n in ("shift_1", "shift_2"))
+        m.d.sync += [biased.eq(total), mult.eq(Mux(total[-1], self.neg_mult, self.mult)),   # stage 1
+                     shift.eq(Mux(total[-1], self.neg_shift, self.shift))]
         product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
-        chosen_shift = Signal.like(shift, reset_less=True)
-        m.d.sync += [product.eq(biased * Mux(negative_in, neg_mult, mult)),         # stage 2
-                     chosen_shift.eq(Mux(negative_in, neg_shift, shift))]
+        m.d.sync += [product.eq(biased * mult), chosen_shift.eq(shift)]              # stage 2
         halved = Signal(signed(len(product) + 1), reset_less=True)
         m.d.sync += halved.eq((product << 1) >> chosen_shift)                       # stage 3
         rounded = Signal(signed(len(product) + 1), reset_less=True)

@@ -91,13 +91,15 @@ class Sequencer(wiring.Component):
         a = cfg.act_depth
         v = Signal(range(a + 1))
         last_word = Signal()            # v is the group's last word (a register: Fmax)
+        penult = Signal(signed(len(cur.words) + 1))     # words - 2: v + 1 is the last word at v == penult
         group = Signal.like(cur.groups)
         since = Signal(range(lanes + 1), init=lanes)     # cycles since a group's last word issued
+        drained = Signal(init=1)        # since == lanes (a register: Fmax)
         count = Signal(range(a + 1))
         settle = Signal(range(max(1, self._settle, self._avg_settle)))
         counter = Signal(32)
-        sent = Signal(range(a + 1))
-        sent_last = Signal()            # sent is the last output word (a register: Fmax)
+        unsent = Signal(range(a + 1))   # output words after the one on act_out (counts down:
+        sent_last = Signal()            # no adder in front of the registered last-word flag)
         primed = Signal()               # descriptor 0 has been read since reset
         m.d.sync += primed.eq(1)
         # Input is taken when no load beat is offered and, the cycle before, no load transfer
@@ -169,7 +171,8 @@ class Sequencer(wiring.Component):
 
         def start_layer(desc):
             start = [] if serial else [cur.eq(desc)]
-            start += [v.eq(0), last_word.eq(desc.words == 1), group.eq(0), self.position.eq(0),
+            start += [v.eq(0), last_word.eq(desc.words == 1), penult.eq(desc.words - 2), group.eq(0),
+                      self.position.eq(0),
                      self.weight_addr.eq(desc.weight_base),
                      *(getattr(limit, name).eq(getattr(desc, name) - 1) for name in bounds)]
             if not walk:
@@ -182,7 +185,7 @@ class Sequencer(wiring.Component):
                     *fused_start]
 
         group_done = last_word & window_last
-        can_issue = ~group_done | pool | (since == lanes)
+        can_issue = ~group_done | pool | drained
         m.d.comb += [self.first.eq(v == 0), self.last.eq(last_word),
                      self.window_first.eq(window_first), self.window_last.eq(window_last)]
         if walk:
@@ -197,15 +200,17 @@ class Sequencer(wiring.Component):
             padded = (iy < cur.in_h + cur.pad_y) & (ix < cur.in_w + cur.pad_x)
             m.d.comb += self.pool_counted.eq(Mux(cur.count_pad, padded, inside))
             pool_settle = Mux(cur.pool_mode == POOL_MODES["avg"], self._avg_settle - 1, pool_settle)
+        # `busy` is "not IDLE" as a register, set and cleared with the transitions into and out
+        # of IDLE: it gates the load stream in front of the load port (Fmax).
         with m.If(self.busy):
             m.d.sync += counter.eq(counter + 1)
-        with m.If(since != lanes):
-            m.d.sync += since.eq(since + 1)
+        with m.If(~drained):
+            m.d.sync += [since.eq(since + 1), drained.eq(since + 1 == lanes)]
 
         def next_step():
             """One issued step: the next channel word, then tap (later assignments win)."""
             m.d.sync += [self.weight_addr.eq(self.weight_addr + 1), v.eq(v + 1),
-                         last_word.eq(v + 1 == limit.words)]
+                         last_word.eq(v == penult)]
             if not walk:
                 return
             m.d.sync += [c.eq(c + 1), addr.eq(addr + cur.tap_step)]
@@ -263,20 +268,21 @@ class Sequencer(wiring.Component):
                     # handshake (Fmax).
                     m.d.sync += [*start_layer(self.layer), count.eq(1), counter.eq(1)]
                 with m.If(self.in_en):
+                    m.d.sync += self.busy.eq(1)
                     if not serial:
                         m.d.sync += self.layer_addr.eq(1 % cfg.layer_depth)
                     m.next = "INPUT"
                     with m.If((cur if serial else self.layer).in_words == 1):
                         m.next = "RUN"
             with m.State("INPUT"):
-                m.d.comb += [self.in_phase.eq(1), self.busy.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
+                m.d.comb += [self.in_phase.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
                              self.in_en.eq(self.in_valid)]
                 with m.If(self.in_valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == limit.in_words):
                         m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), self.issue.eq(can_issue)]
+                m.d.comb += self.issue.eq(can_issue)
                 with m.If(can_issue):
                     next_step()
                     if fused:
@@ -297,7 +303,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += [v.eq(0), last_word.eq(limit.words == 0), group.eq(group + 1),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
                         with m.If(~pool):
-                            m.d.sync += since.eq(1)
+                            m.d.sync += [since.eq(1), drained.eq(lanes == 1)]
                         if walk:
                             next_group_window()
                         with m.If(group == limit.groups):
@@ -307,12 +313,11 @@ class Sequencer(wiring.Component):
                                 m.d.sync += settle.eq(self._settle - 1)
                                 m.next = "SETTLE"
             with m.State("SETTLE"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += settle.eq(settle - 1)
                 with m.If(settle == 0):
                     with m.If(cur.last):
                         # Descriptor 0 is read again long before the next inference.
-                        m.d.sync += [count.eq(0), sent.eq(0), sent_last.eq(limit.out_words == 0),
+                        m.d.sync += [count.eq(0), unsent.eq(limit.out_words), sent_last.eq(limit.out_words == 0),
                                      self.layer_addr.eq(0)]
                         m.next = "OUTPUT"
                     with m.Else():
@@ -326,23 +331,22 @@ class Sequencer(wiring.Component):
             if serial:
                 with m.State("FETCH"):
                     # The next descriptor, one row per cycle (cycles.fetch_cycles).
-                    m.d.comb += self.busy.eq(1)
                     fetch_row([*start_layer(arriving), self.sel.eq(~self.sel)])
                     with m.If(row == rows - 1):
                         m.next = "RUN"
             with m.State("OUTPUT"):
-                # out_valid marks that the read port holds word `sent`; read on when it is taken.
-                m.d.comb += [self.busy.eq(1), self.out_addr.eq(count),
+                # out_valid marks that the read port holds the next word; read on when it is taken.
+                m.d.comb += [self.out_addr.eq(count),
                              self.out_en.eq(~self.out_valid | self.out_ready)]
                 with m.If(self.out_en):
                     m.d.sync += self.out_valid.eq(count < cur.out_words)
                     with m.If(count < cur.out_words):
                         m.d.sync += count.eq(count + 1)
                 with m.If(self.out_valid & self.out_ready):
-                    m.d.sync += [sent.eq(sent + 1), sent_last.eq(sent + 1 == limit.out_words)]
+                    m.d.sync += [unsent.eq(unsent - 1), sent_last.eq(unsent == 1)]
                     with m.If(sent_last):
                         m.d.sync += [self.cycles.eq(counter + 1), self.out_valid.eq(0),
-                                     self.sel.eq(0)]
+                                     self.sel.eq(0), self.busy.eq(0)]
                         if serial:
                             m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0)]
                         m.next = "IDLE"

@@ -46,7 +46,10 @@ class _UartComponent(wiring.Component):
 class UartTx(_UartComponent):
     """Send each byte of ``i`` on ``tx`` (idle high): start bit, 8 bits LSB first, stop bit.
 
-    ``i.ready`` is high when the line is idle; a byte takes ``10 * divisor`` cycles.
+    A byte accepted on ``i`` waits in a holding register (``i.ready`` is high while it is
+    empty) and starts on the line the cycle after, or once the byte before it has left: so the
+    line's control sees only registers, not the sender's ``valid`` logic (Fmax), and bytes
+    still leave back to back. A byte takes ``10 * divisor`` cycles on the line.
     """
 
     i: In(stream.Signature(8))
@@ -58,11 +61,14 @@ class UartTx(_UartComponent):
         bits = Signal(range(10))           # bits still to put on the line after the current one
         count = Signal(range(self._divisor))
         busy = Signal()
-        m.d.comb += self.i.ready.eq(~busy)
+        held, full = Signal(8), Signal()
+        m.d.comb += self.i.ready.eq(~full)
+        with m.If(self.i.valid & ~full):
+            m.d.sync += [held.eq(self.i.payload), full.eq(1)]
         with m.If(~busy):
-            with m.If(self.i.valid):
-                m.d.sync += [self.tx.eq(0), shift.eq(Cat(self.i.payload, 1)), bits.eq(9),
-                             count.eq(self._divisor - 1), busy.eq(1)]
+            with m.If(full):
+                m.d.sync += [self.tx.eq(0), shift.eq(Cat(held, 1)), bits.eq(9),
+                             count.eq(self._divisor - 1), busy.eq(1), full.eq(0)]
         with m.Elif(count != 0):
             m.d.sync += count.eq(count - 1)
         with m.Elif(bits != 0):
