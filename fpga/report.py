@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .build import BOARDS, SEED, build, build_root
 
-__all__ = ["QUICK", "RUNS", "main", "markdown_table", "run_all", "text_table"]
+__all__ = ["QUICK", "RUNS", "comparison_table", "main", "markdown_table", "run_all", "text_table"]
 
 #: Every build of the full report, in table order: board, design, network, link (None: the
 #: default, the UART host link for the ternary design, the pin harness for the baseline).
@@ -107,11 +107,16 @@ def markdown_table(results, *, command, date, missing=()):
         "",
         f"Measured {date} with `{command}` (host: {host_platform.machine()}, "
         f"{host_platform.python_implementation()} {host_platform.python_version()}). "
-        f"nextpnr options: `--seed {SEED} --timing-allow-fail` (ECP5: also `--router router2`); the design runs from the board's "
+        f"nextpnr options: `--seed {SEED} --timing-allow-fail`, "
+        + ", ".join(f"on {name} also `{b.nextpnr_opts}`" for name, b in BOARDS.items() if b.nextpnr_opts)
+        + "; the design runs from the board's "
         "PLL (`PLL MHz`, the clock nextpnr is constrained to); the PLL first asks for the goal ("
         + ", ".join(f"{b.target_mhz:g} MHz on {name}" for name, b in BOARDS.items())
         + ") and, if the routed design misses it, is rebuilt (up to twice) at most 95 % of the achieved Fmax; "
-        "GMAC/s and inf/s are at the PLL clock; Yosys `synth_ice40 -dsp` / `synth_ecp5` (`-nodsp` for `dense-lut`: the baseline's "
+        "GMAC/s and inf/s are at the PLL clock; Yosys "
+        + " / ".join(f"`synth_{b.family}{' ' + b.synth_opts if b.synth_opts else ''}{' -dsp' if b.family == 'ice40' else ''}`"
+                     for b in BOARDS.values())
+        + " (`-nodsp` for `dense-lut`: the baseline's "
         "multipliers in LUTs), every non-transparent memory read with undefined same-address collisions "
         "(`UNDEFINED_COLLISIONS`), on iCE40 FSM state registers one-hot (`RECODED_FSMS`), the ternary decoder's table in block RAM on iCE40, in LUTs on ECP5 (`Board.decoder`). "
         "Weights `bram (frames: spram)`: behind the host link on iCE40 the SPRAMs hold the larger of the "
@@ -132,6 +137,37 @@ def markdown_table(results, *, command, date, missing=()):
                   "flow (`build()` retries so, `docs/fpga.md`): " + "; ".join(
                       f"{r['board']} {r['design']} {r['net']} {r.get('link', 'pins')}" for r in retried) + "."]
     return "\n".join(lines + notes)
+
+
+def _key(result):
+    return (result["board"], result["design"], result["net"], result.get("link", "pins"),
+            result["config"]["lanes"])
+
+
+def comparison_table(before, after):
+    """Markdown: each build of ``after`` beside the same build (board, design, network, link, P)
+    of ``before``: cycles, LUT, Fmax and inferences per second, before and after."""
+    earlier = {_key(r): r for r in before}
+    columns = ("board", "design", "network", "link", "cycles before", "cycles after", "LUT before",
+               "LUT after", "Fmax MHz before", "Fmax MHz after", "inf/s before", "inf/s after")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" if i < 4 else "---:"
+                                                             for i in range(len(columns))) + "|"]
+
+    def figures(result):
+        if result is None:
+            return ["-"] * 4
+        fits = result["fits"]
+        fmax = (f"{result['fmax_mhz']:.1f}" + ("" if result.get("timing_pass") else " (misses)")
+                if fits and result["fmax_mhz"] else "does not fit")
+        rate = f"{result['inferences_per_s']:,}" if fits and result["inferences_per_s"] else "-"
+        return [f"{result['cycles_per_inference']}", _cell(result, "lut"), fmax, rate]
+
+    for result in after:
+        old, new = figures(earlier.get(_key(result))), figures(result)
+        cells = [result["board"], result["design"], result["net"], result.get("link", "pins")]
+        cells += [value for pair in zip(old, new) for value in pair]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def update_docs(path, table, markers=(BEGIN, END)):
@@ -204,6 +240,9 @@ def main(argv=None):
     parser.add_argument("--collect", action="store_true",
                         help="no builds: the table of each run's last build (its report.json, e.g. from "
                         "single `ternac fpga` builds)")
+    parser.add_argument("--compare", metavar="BEFORE.json",
+                        help="also print each build beside the same build of an earlier report.json "
+                        "(markdown: cycles, LUT, Fmax, inferences/s before and after)")
     parser.add_argument("--no-luts", action="store_true",
                         help="without the Yosys LUT comparison (python -m ternac.fpga.luts)")
     args = parser.parse_args(argv)
@@ -242,6 +281,11 @@ def main(argv=None):
                                              missing=report.get("not_built", ())))
             if report.get("luts"):
                 update_docs(docs, luts_table(report["luts"]), markers=LUT_MARKERS)
+    if args.compare:
+        before = json.loads(Path(args.compare).read_text())["builds"]
+        report["comparison"] = comparison_table(before, results)
+        if not args.json:
+            print(report["comparison"])
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -25,7 +25,7 @@ on the iCE40UP5K it goes to the SPRAMs when it is larger than the weight buffer
 # ruff: noqa: SIM117 (Amaranth: one `with` block per FSM state and per condition)
 import struct
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Array, Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -149,9 +149,15 @@ class HostLink(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, words = self._n, self._words
-        core_reset = Signal()       # registered: the core resets the cycle after BEGIN checks
+        # The core runs in its own domain on the same clock, reset by one register: high through
+        # the link's reset and the cycle after it, and the cycle after a BEGIN checks. So its
+        # flip-flops see a single reset net from a flip-flop, not the OR of two resets in
+        # front of their logic (Fmax).
+        core_reset = Signal(init=1)
+        m.domains.core = core_domain = ClockDomain("core", local=True)
+        m.d.comb += [core_domain.clk.eq(ClockSignal("sync")), core_domain.rst.eq(core_reset)]
         core = self._core
-        m.submodules.core = ResetInserter({"sync": core_reset})(core)
+        m.submodules.core = DomainRenamer({"sync": "core"})(core)
         m.submodules.uart_rx = urx = UartRx(divisor=self._divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self._divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
@@ -238,11 +244,12 @@ class HostLink(wiring.Component):
         with m.If(crc_step):
             m.d.sync += crc.eq(crc16_update(crc, crc_byte))
         m.d.sync += core_reset.eq(0)
+        expired = Signal()                        # timer == timeout (a register: Fmax)
         with m.If(got):
-            m.d.sync += timer.eq(0)
-        with m.Elif(timer != self._timeout):
-            m.d.sync += timer.eq(timer + 1)
-        timed_out = (timer == self._timeout) & ~got
+            m.d.sync += [timer.eq(0), expired.eq(0)]
+        with m.Elif(~expired):
+            m.d.sync += [timer.eq(timer + 1), expired.eq(timer == self._timeout - 1)]
+        timed_out = expired & ~got
 
         with m.FSM() as fsm:
             with m.State("IDLE"):

@@ -367,3 +367,18 @@ def test_report_row_says_where_the_weights_are():
     cells = dict(zip(COLUMNS, row(result)))
     assert cells["weights"] == "bram (frames: spram)" and cells["SPRAM"] == "4"
     assert dict(zip(COLUMNS, row({**result, "spram_holds": "weights"})))["weights"] == "spram"
+
+
+def test_report_compares_each_build_with_the_same_build_before():
+    from ternac.fpga.report import comparison_table
+    result = {"board": "icebreaker", "design": "ternary", "net": "64-64-10", "fits": True,
+              "config": {"lanes": 8}, "link": "uart", "capacity": {}, "lut": 4235,
+              "fmax_mhz": 33.22, "timing_pass": True, "inferences_per_s": 250000, "cycles_per_inference": 123}
+    before = [{**result, "config": {"lanes": 4}, "lut": 1},       # another P: not the same build
+              result]
+    after = [{**result, "lut": 4300, "fmax_mhz": 40.04, "inferences_per_s": 300000},
+             {**result, "net": "784-256-256-10"}]                 # built only now
+    lines = comparison_table(before, after).splitlines()
+    assert lines[2] == ("| icebreaker | ternary | 64-64-10 | uart | 123 | 123 | 4235 | 4300 | 33.2 | 40.0 "
+                        "| 250,000 | 300,000 |")
+    assert lines[3].endswith("| - | 123 | - | 4235 | - | 33.2 | - | 250,000 |")
