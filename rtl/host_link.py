@@ -25,7 +25,17 @@ on the iCE40UP5K it goes to the SPRAMs when it is larger than the weight buffer
 # ruff: noqa: SIM117 (Amaranth: one `with` block per FSM state and per condition)
 import struct
 
-from amaranth.hdl import Array, Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Mux, Signal
+from amaranth.hdl import (
+    Array,
+    Cat,
+    ClockDomain,
+    ClockSignal,
+    Const,
+    DomainRenamer,
+    Module,
+    Mux,
+    Signal,
+)
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
