@@ -1,5 +1,6 @@
 """``ternac fpga``: build the accelerator for a board (open flow), report utilization and Fmax."""
 
+import statistics
 from pathlib import Path
 
 from .build import (
@@ -14,6 +15,7 @@ from .build import (
     SEED,
     WEIGHT_MEMORIES,
     build,
+    build_root,
 )
 
 __all__ = ["configure", "run"]
@@ -50,6 +52,10 @@ def configure(parser):
     parser.add_argument("--program", action="store_true",
                         help="write the bitstream to the attached board with openFPGALoader (checked "
                         "first: without a board nothing is built and the exit code is 1)")
+    parser.add_argument("--seeds", metavar="S,S,...",
+                        help="build once per nextpnr seed, each in build/fpga/seed-S/, and report "
+                        "every seed's Fmax, their spread and the best seed's build (placement moves "
+                        "Fmax by a few MHz; with --pll-mhz every seed is constrained to one clock)")
     parser.add_argument("--all", action="store_true",
                         help="every build of the report table (python -m ternac.fpga.report)")
 
@@ -64,7 +70,48 @@ def _line(r):
             f"{r['inferences_per_s'] or 0:,} inferences/s at the PLL clock), built in {r['build_seconds']:.0f} s")
 
 
+def _seed_list(text):
+    from ternac.model.codebook import TernacError
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise TernacError(f"--seeds takes comma-separated integers (e.g. 1,2,3), got {text!r}")
+    return seeds
+
+
+def _build(args, say, **extra):
+    return build(args.board, args.design, args.net, say=say, weights=args.weights,
+                 link=args.link, baud=args.baud, pll_mhz=args.pll_mhz, decoder=args.decoder,
+                 lanes=args.lanes, layer_table=args.layer_table, input_packing=args.input_packing, **extra)
+
+
+def run_seeds(args, say):
+    """One build per seed: the best seed's report, with every seed's figures and the spread."""
+    results = []
+    for seed in _seed_list(args.seeds):
+        result = _build(args, say, seed=seed, root=build_root() / f"seed-{seed}")
+        say(f"seed {seed}: {_line(result)}")
+        results.append(result)
+    seeds = [{key: r.get(key) for key in ("seed", "fits", "fmax_mhz", "clock_mhz", "timing_pass", "lut",
+                                         "inferences_per_s", "build_dir")} for r in results]
+    fitted = sorted((r for r in results if r["fits"] and r["fmax_mhz"]), key=lambda r: r["fmax_mhz"])
+    if not fitted:
+        return {**results[-1], "seeds": seeds}
+    best, fmax = fitted[-1], [r["fmax_mhz"] for r in fitted]
+    spread = {"min": fmax[0], "median": statistics.median(fmax), "max": fmax[-1], "best_seed": best["seed"]}
+    say(f"Fmax over seeds {', '.join(str(r['seed']) for r in results)}: min {spread['min']:.1f}, "
+        f"median {spread['median']:.1f}, max {spread['max']:.1f} MHz (seed {best['seed']}: {best['build_dir']})")
+    return {**best, "seeds": seeds, "fmax_spread": spread}
+
+
 def run(args, say):
+    if args.seeds and (args.all or args.program):
+        from ternac.model.codebook import TernacError
+        raise TernacError("--seeds builds one design several times: not with --all or --program")
+    if args.seeds:
+        return run_seeds(args, say)
     if args.all:
         from .report import RUNS, run_all
         results = run_all(RUNS, say=say)
@@ -75,9 +122,7 @@ def run(args, say):
         say(probe.message)
         if not probe.found:
             return {"ok": False, "failed": probe.message, "board": args.board, **probe.summary()}
-    result = build(args.board, args.design, args.net, seed=args.seed, say=say, weights=args.weights,
-                   link=args.link, baud=args.baud, pll_mhz=args.pll_mhz, decoder=args.decoder,
-                   lanes=args.lanes, layer_table=args.layer_table, input_packing=args.input_packing)
+    result = _build(args, say, seed=args.seed)
     say(_line(result))
     say(f"report: {result['build_dir']}/report.json")
     if args.program:

@@ -101,14 +101,18 @@ class LoadPort(wiring.Component):
         with m.Elif(~in_room):
             m.d.comb += code.eq(LoadError.OUT_OF_RANGE)
 
+        # What a header beat says, decoded once (the HEADER state and an empty DATA take it).
+        header_target = payload[ADDRESS_BITS:]
+        header_beats = Signal.like(last_beat)
+        header_room = Signal.like(room)
+        m.d.comb += [header_beats.eq(Array(Const(b - 1, range(most)) for b in self._beats)[header_target]),
+                     header_room.eq(depths[header_target[:2]] - payload[:wide])]
+
         def header():
             """A header beat: the transfer's target, address, room and beats per word."""
             with m.If(self.load.valid):
-                m.d.sync += [target.eq(payload[ADDRESS_BITS:]), addr.eq(payload[:ADDRESS_BITS]),
-                             room.eq(depths[payload[ADDRESS_BITS:][:2]] - payload[:wide]),
-                             far.eq(payload[wide:ADDRESS_BITS].any()),
-                             last_beat.eq(Array(Const(b - 1, range(most)) for b in self._beats)
-                                          [payload[ADDRESS_BITS:]])]
+                m.d.sync += [target.eq(header_target), addr.eq(payload[:ADDRESS_BITS]), room.eq(header_room),
+                             far.eq(payload[wide:ADDRESS_BITS].any()), last_beat.eq(header_beats)]
                 m.next = "COUNT"
 
         with m.FSM():

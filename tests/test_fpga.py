@@ -382,3 +382,31 @@ def test_report_compares_each_build_with_the_same_build_before():
     assert lines[2] == ("| icebreaker | ternary | 64-64-10 | uart | 123 | 123 | 4235 | 4300 | 33.2 | 40.0 "
                         "| 250,000 | 300,000 |")
     assert lines[3].endswith("| - | 123 | - | 4235 | - | 33.2 | - | 250,000 |")
+
+
+def test_fpga_seeds_reports_every_seed_and_the_best(monkeypatch, tmp_path):
+    import argparse
+
+    from ternac.fpga import cmd_fpga
+    from ternac.model.codebook import TernacError
+    monkeypatch.setenv("TERNAC_FPGA_BUILD", str(tmp_path))
+    fmax = {1: 44.5, 2: 46.0, 3: 41.0}
+    roots = []
+
+    def fake_build(board, design, net, *, seed, root, **_):
+        roots.append(root)
+        return {"board": board, "design": design, "net": net, "lanes": 8, "layer_table": "wide",
+                "fits": True, "seed": seed, "fmax_mhz": fmax[seed], "clock_mhz": 48.0,
+                "timing_pass": False, "lut": 4000 + seed, "ff": 1, "ebr": 1, "dsp": 1, "spram": 4,
+                "inferences_per_s": None, "build_seconds": 1.0, "build_dir": str(root / "x")}
+
+    monkeypatch.setattr(cmd_fpga, "build", fake_build)
+    parser = argparse.ArgumentParser()
+    cmd_fpga.configure(parser)
+    result = cmd_fpga.run(parser.parse_args(["--seeds", "1,2,3", "--pll-mhz", "48"]), say=lambda _: None)
+    assert [s["fmax_mhz"] for s in result["seeds"]] == [44.5, 46.0, 41.0]
+    assert result["seed"] == 2 and result["lut"] == 4002
+    assert result["fmax_spread"] == {"min": 41.0, "median": 44.5, "max": 46.0, "best_seed": 2}
+    assert [root.name for root in roots] == ["seed-1", "seed-2", "seed-3"]
+    with pytest.raises(TernacError, match="comma-separated"):
+        cmd_fpga.run(parser.parse_args(["--seeds", "one"]), say=lambda _: None)
