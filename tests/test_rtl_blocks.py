@@ -294,3 +294,60 @@ def test_pool_unit_average_exhaustive():
     for data, (count, sums) in zip(got, words):
         lanes = [(data >> (8 * i)) & 0xFF for i in range(n)]
         assert [v - 256 * (v >> 7) for v in lanes] == [(total + count // 2) // count for total in sums]
+
+
+def test_requantizer_takes_the_negative_pair_by_the_sign_of_acc_plus_bias():
+    # PReLU: (M_neg, S_neg) when acc + bias < 0. Half the samples have acc and acc + bias of
+    # opposite signs, so a choice made on acc alone (or on the bias) differs.
+    rng = np.random.default_rng(7)
+    count, width = 300, 17
+    acc = rng.integers(-2000, 2000, count)
+    bias = np.where(rng.integers(0, 2, count) == 1, -acc + rng.integers(-50, 50, count), rng.integers(-50, 50, count))
+    mult, shift = rng.integers(1 << 13, 1 << MULT_BITS, count), rng.integers(8, 16, count)
+    neg_mult, neg_shift = rng.integers(-(1 << MULT_BITS) + 1, 1 << MULT_BITS, count), rng.integers(8, 16, count)
+    dut = Requantizer(acc_bits=width, tag_bits=1)
+    got = []
+
+    async def bench(ctx):
+        for i in range(count + dut.latency):
+            inputs = i < count
+            if inputs:
+                for name, values in (("acc", acc), ("bias", bias), ("mult", mult), ("shift", shift),
+                                     ("neg_mult", neg_mult), ("neg_shift", neg_shift)):
+                    ctx.set(getattr(dut, name), int(values[i]))
+            ctx.set(dut.valid, inputs)
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append(ctx.get(dut.y))
+    simulate(dut, bench)
+    expect = [int(requantize(a + b, m, s, False, neg_mult=nm, neg_shift=ns))
+              for a, b, m, s, nm, ns in zip(acc, bias, mult, shift, neg_mult, neg_shift)]
+    assert got == expect
+
+
+def test_load_port_consumes_a_rejected_count_past_16_bits():
+    # The word count runs in two 16-bit halves: a rejected transfer of 65,537 words must take
+    # exactly that many data beats, then the next header.
+    from ternac.fpga.build import synthetic_network
+    from ternac.model.hw import lower
+    from ternac.model.hw.config import ADDRESS_BITS
+    from ternac.model.hw.status import TARGET_VALUES, LoadError
+    from ternac.rtl.buffers import LoadPort
+    dut = LoadPort(lower(synthetic_network((16, 8))).config)
+    words = (1 << 16) + 1
+    busy = []
+
+    async def bench(ctx):
+        ctx.set(dut.load.valid, 1)
+        for beat in [(TARGET_VALUES - 1) << ADDRESS_BITS, words] + [0] * words:
+            ctx.set(dut.load.payload, beat)
+            await ctx.tick()
+            busy.append(ctx.get(dut.busy))
+        ctx.set(dut.load.valid, 0)
+        await ctx.tick()
+        busy.append(ctx.get(dut.busy))
+        assert ctx.get(dut.error) and ctx.get(dut.error_code) == LoadError.BAD_TARGET
+        assert not ctx.get(dut.we)
+    simulate(dut, bench)
+    # busy from the header's acceptance to the last data beat's, then idle (HEADER)
+    assert busy[:-2] == [1] * (words + 1) and busy[-2:] == [0, 0]
