@@ -93,6 +93,12 @@ def crc16_update(crc, byte):
     return Cat(*bits)
 
 
+def count_down(count, last):
+    """One step of a down counter and of its ``last`` flag (a register: the step after this one
+    is the last), found from the count before the step: no adder in front of the flag."""
+    return [count.eq(count - 1), last.eq(count == 2)]
+
+
 class HostLink(wiring.Component):
     """The accelerator ``core`` behind a UART (``rx``/``tx``), speaking the host-link frames.
 
@@ -289,7 +295,7 @@ class HostLink(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [wp.addr.eq(word), wp.data.eq(byte.replicate(n)),
                              wp.en.eq(Mux(got & ~too_long, 1 << lane, 0))]
-                receive([to_go.eq(to_go - 1), payload_last.eq(to_go == 2),
+                receive([*count_down(to_go, payload_last),
                          tail.eq(Cat(tail[8:], byte)),
                          load_crc_next.eq(crc16_update(load_crc_next, byte)),
                          lane.eq(Mux(lane == n - 1, 0, lane + 1)),
@@ -389,7 +395,7 @@ class HostLink(wiring.Component):
                 m.d.comb += [core.load.valid.eq(1), rp.addr.eq(index)]
                 with m.If(load_step):
                     m.d.sync += [beat.eq(Mux(beat == beats_per_word - 1, 0, beat + 1)),
-                                 beats_left.eq(beats_left - 1), load_last.eq(beats_left == 2)]
+                                 *count_down(beats_left, load_last)]
                     with m.If(beat == beats_per_word - 1):
                         m.d.comb += rp.addr.eq(index_next)
                         m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1)]
@@ -442,7 +448,7 @@ class HostLink(wiring.Component):
                 m.d.sync += settled.eq(1)
                 with m.If(sent):
                     m.d.sync += [*step_crc,
-                                 reply_buffer.eq(reply_buffer - 1), buffer_last.eq(reply_buffer == 2),
+                                 *count_down(reply_buffer, buffer_last),
                                  settled.eq(0),
                                  tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1)),
                                  tx_word.eq(Mux(tx_lane == n - 1, tx_word + 1, tx_word))]
