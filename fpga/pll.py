@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Instance, Module, Signal
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 from ternac.model.codebook import TernacError
@@ -94,9 +94,11 @@ class PllDomain(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         s = self._settings
-        m.domains.sync = ClockDomain("sync")
-        clock, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
-        m.d.comb += ClockSignal("sync").eq(clock)
+        # No clock constraint here: nextpnr derives the output's from the PLL's parameters
+        # and the board clock's (both families). One set on the clock signal named a net
+        # that synthesis had merged into `clk`, and nextpnr ignored it with a warning.
+        m.domains.sync = sync = ClockDomain("sync")
+        clock, locked = sync.clk, Signal(name="pll_locked")
         pin = platform.request(self._clock, 0, dir="-")
         params = {f"p_{name}": value for name, value in s.params.items()}
         attrs = {f"a_{name}": value for name, value in s.attrs.items()}
@@ -114,7 +116,6 @@ class PllDomain(Elaboratable):
                 i_PLLWAKESYNC=0, i_ENCLKOP=0,
                 o_CLKOP=clock, o_LOCK=locked)
         m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-        platform.add_clock_constraint(clock, s.output_mhz * 1e6)
         m.submodules.core = self.core
         return m
 
