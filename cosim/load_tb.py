@@ -7,9 +7,10 @@ and hands over a program, a list of steps executed in order:
 
 ``{"op": "load", "beats", "headers", "idle_probability", "seed", "budget"}``
     Send the beats. ``headers`` are the indices of the beats that begin a transfer: the port
-    must be idle (``load_busy`` 0) when exactly those are accepted, busy at every other beat,
-    and idle after the last one, so every transfer (a rejected one too) takes exactly the
-    beats ``model/status.py`` says and the port never hangs.
+    must be idle (``load_busy`` 0) when it takes exactly those (``LOAD_PORT_LAG`` cycles after
+    the stream accepts them), busy at every other beat, and idle after the last one, so every
+    transfer (a rejected one too) takes exactly the beats ``model/status.py`` says and the
+    port never hangs.
 ``{"op": "status", "expect": {field: value}}``
     The status word's fields (``model/status.py``) and the ``error`` port.
 ``{"op": "infer", ...}``
@@ -27,7 +28,7 @@ Every wait has a cycle budget; running out fails the run naming the stream.
 
 import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
-from ternac.model.hw.status import decode_status
+from ternac.model.hw.status import LOAD_PORT_LAG, decode_status
 from ternac.model.pack import unpack_activations
 
 from . import accelerator_tb
@@ -47,23 +48,39 @@ async def within(coro, cycles, what):
 
 
 class LoadMonitor:
-    """Records, for every accepted ``load`` beat, its cycle and whether ``load_busy`` was set."""
+    """Records the cycle of every accepted ``load`` beat and ``load_busy`` in every cycle.
+
+    The load port takes a beat :data:`LOAD_PORT_LAG` cycles after the stream does, and
+    ``load_busy`` is its state: :meth:`busy_flags` reads it for each beat from then.
+    """
 
     def __init__(self, dut, counter):
         self.dut, self.counter = dut, counter
-        self.beats = []                      # (cycle, load_busy)
+        self.beats = []                      # cycles of the accepted beats
+        self.busy = {}                       # cycle -> load_busy
         self._task = cocotb.start_soon(self._run())
 
     async def _run(self):
         dut = self.dut
         while True:
             await ReadOnly()
+            self.busy[self.counter.count] = decode_status(dut.status.value)["load_busy"]
             if dut.load__valid.value == 1 and dut.load__ready.value == 1:
-                self.beats.append((self.counter.count, decode_status(dut.status.value)["load_busy"]))
+                self.beats.append(self.counter.count)
             await RisingEdge(self.counter.clk)
 
-    def stop(self):
+    async def stop(self):
+        """Stop once the port has taken the last beat and the cycle after it is recorded."""
+        await ClockCycles(self.dut.clk, LOAD_PORT_LAG + 2)
         self._task.cancel()
+
+    def busy_flags(self):
+        """``load_busy`` as the port took each beat."""
+        return [self.busy[cycle + LOAD_PORT_LAG] for cycle in self.beats]
+
+    def idle_after(self):
+        """``load_busy`` in the cycle after the port took the last beat: it must be clear."""
+        return self.busy[self.beats[-1] + LOAD_PORT_LAG + 1]
 
 
 def check_framing(step, busy_flags, problems, where):
@@ -90,11 +107,9 @@ async def send_load(dut, counter, step, beats, what):
     return source
 
 
-async def idle_after_load(dut, problems, where):
-    await ReadOnly()
-    if decode_status(dut.status.value)["load_busy"]:
+def check_idle_after_load(monitor, problems, where):
+    if monitor.idle_after():
         problems.append(f"{where}: load_busy still set after the last beat (the port hangs)")
-    await RisingEdge(dut.clk)
 
 
 async def run_load(dut, counter, step, problems):
@@ -103,9 +118,9 @@ async def run_load(dut, counter, step, problems):
     try:
         await send_load(dut, counter, step, step["beats"], "load step")
     finally:
-        monitor.stop()
-    check_framing(step, [busy for _, busy in monitor.beats], problems, "load")
-    await idle_after_load(dut, problems, "load")
+        await monitor.stop()
+    check_framing(step, monitor.busy_flags(), problems, "load")
+    check_idle_after_load(monitor, problems, "load")
     return {"op": "load", "beats": len(step["beats"]), "cycles": counter.count - start}
 
 
@@ -137,10 +152,10 @@ async def run_overlap(dut, counter, step, scoreboard, problems):
                      "stream 'act_out'")
         await sender
     finally:
-        monitor.stop()
+        await monitor.stop()
         sink.stop()
-    check_framing(step, [busy for _, busy in monitor.beats], problems, "overlap")
-    last_load = monitor.beats[-1][0]
+    check_framing(step, monitor.busy_flags(), problems, "overlap")
+    last_load = monitor.beats[-1]
     first_in = inputs.beats[0].cycle
     if first_in <= last_load:
         problems.append(f"overlap: act_in accepted at cycle {first_in}, during the load transfer "

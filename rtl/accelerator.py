@@ -180,11 +180,18 @@ class Accelerator(wiring.Component):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs, and an idle accelerator
         # offered both a load beat and an input word takes the load first: act_in waits from
-        # a transfer's header to its last data beat (and the cycle after it).
-        m.d.comb += [loader.load.payload.eq(self.load.payload),
-                     loader.load.valid.eq(self.load.valid & ~seq.busy),
-                     self.load.ready.eq(loader.load.ready & ~seq.busy),
-                     seq.load_busy.eq(loader.busy), seq.load_valid.eq(self.load.valid)]
+        # a transfer's header to its last data beat (and the cycle after it). A beat reaches
+        # the load port through a register (`beat`), so neither the `busy` gate nor the
+        # source's logic sits in front of the port's state and counts (Fmax); the port never
+        # stalls, so `load.ready` is `~busy`, a register. For `act_in` a beat in the register
+        # counts as a transfer under way; the status bit is the port's own, a cycle behind
+        # the stream (`status.LOAD_PORT_LAG`).
+        beat_valid, beat = Signal(), Signal(LOAD_BITS, reset_less=True)
+        m.d.sync += [beat_valid.eq(self.load.valid & self.load.ready), beat.eq(self.load.payload)]
+        load_busy = loader.busy | beat_valid
+        m.d.comb += [loader.load.payload.eq(beat), loader.load.valid.eq(beat_valid),
+                     self.load.ready.eq(~seq.busy),
+                     seq.load_busy.eq(load_busy), seq.load_valid.eq(self.load.valid)]
         m.d.comb += [self.error.eq(loader.error), self.status.busy.eq(seq.busy),
                      self.status.load_busy.eq(loader.busy), self.status.error.eq(loader.error),
                      self.status.error_code.eq(loader.error_code)]

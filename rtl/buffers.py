@@ -24,7 +24,8 @@ class LoadPort(wiring.Component):
     memory, memory absent, ``address + count`` past the depth; decided at the count beat) is
     rejected whole: its ``count`` words of data beats (one beat per word for a target that
     is not a memory) are consumed without any write, then the port waits for the next
-    header. ``error`` and ``error_code`` record the first rejection until reset.
+    header. ``error`` and ``error_code`` record the first rejection until reset, from the
+    cycle after the count beat.
 
     Latency: a word is written in the cycle after its last beat is accepted; ``busy`` is low
     from the cycle after the last beat.
@@ -69,7 +70,7 @@ class LoadPort(wiring.Component):
         empty = Signal()                                # the count beat said 0 (DATA: a header)
         beat = Signal(range(most))
         last_beat = Signal(range(most))                 # beats of the transfer's words, minus 1
-        reject = Signal()
+        reject = Signal()                               # the transfer is rejected (DATA)
         held = Signal(LOAD_BITS * max(1, most - 1))      # the beats before a word's last one
         payload = self.load.payload
         addr = Signal.like(self.addr)                   # the next word's address
@@ -88,18 +89,23 @@ class LoadPort(wiring.Component):
         # for the deepest memory: an address or count past that is out of range anyway (an
         # OR of its high bits), so the compare's carry chain is no longer than a memory address.
         wide = max(self._depths).bit_length() + 1
+        # Whether the words fit is registered at the count beat (`fits`) and the verdict is
+        # read from registers in DATA, so the compare's carry chain ends in a flip-flop, not
+        # in the write enables and the error registers (Fmax). `checking` marks DATA's first
+        # cycle, when a rejection is recorded.
         code = Signal(range(len(LoadError)))
         depths = Array(Const(d, wide) for d in self._depths)
-        depth = depths[target[:2]]
         room = Signal(signed(wide + 1))
         far = Signal()                                  # the address is past every memory
+        fits, checking = Signal(), Signal()
+        m.d.comb += reject.eq(code != LoadError.NONE)
         with m.If(target >= len(Target)):
             m.d.comb += code.eq(LoadError.BAD_TARGET)
-        with m.Elif(depth == 0):
+        with m.Elif(depths[target[:2]] == 0):
             m.d.comb += code.eq(LoadError.NO_MEMORY)
-        in_room = ~far & ~room[-1] & ~payload[wide:].any() & (payload[:wide] <= room[:-1])
-        with m.Elif(~in_room):
+        with m.Elif(~fits):
             m.d.comb += code.eq(LoadError.OUT_OF_RANGE)
+        in_room = ~far & ~room[-1] & ~payload[wide:].any() & (payload[:wide] <= room[:-1])
 
         # What a header beat says, decoded once (the HEADER state and an empty DATA take it).
         header_target = payload[ADDRESS_BITS:]
@@ -124,13 +130,14 @@ class LoadPort(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
                     m.d.sync += [count.eq(payload), low_zero.eq(payload[:half] == 0), final.eq(payload == 1),
-                                 empty.eq(payload == 0), beat.eq(0), reject.eq(code != LoadError.NONE)]
-                    with m.If((code != LoadError.NONE) & ~self.error):
-                        m.d.sync += [self.error.eq(1), self.error_code.eq(code)]
+                                 empty.eq(payload == 0), beat.eq(0), fits.eq(in_room), checking.eq(1)]
                     m.next = "DATA"
             with m.State("DATA"):
                 # After a zero count the transfer is over and this beat is the next header.
                 m.d.comb += self.busy.eq(~empty)
+                m.d.sync += checking.eq(0)
+                with m.If(checking & reject & ~self.error):
+                    m.d.sync += [self.error.eq(1), self.error_code.eq(code)]
                 with m.If(empty):
                     header()
                 with m.Elif(self.load.valid):

@@ -174,6 +174,7 @@ class HostLink(wiring.Component):
         m.d.comb += [core_domain.clk.eq(ClockSignal("sync")), core_domain.rst.eq(core_reset)]
         core = self._core
         m.submodules.core = DomainRenamer({"sync": "core"})(core)
+        load, act_in = core.load, core.act_in
         m.submodules.uart_rx = urx = UartRx(divisor=self._divisor)
         m.submodules.uart_tx = utx = UartTx(divisor=self._divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
@@ -240,12 +241,12 @@ class HostLink(wiring.Component):
         beat = Signal(range(max(1, 8 * n // LOAD_BITS)))
         beats_left = Signal(16)
         beats_per_word = 8 * n // LOAD_BITS
-        load_step = core.load.valid & core.load.ready
-        feed_step = core.act_in.valid & core.act_in.ready
+        load_step = load.valid & load.ready
+        feed_step = act_in.valid & act_in.ready
         m.d.comb += [
-            core.load.payload.eq(Array(rp.data[LOAD_BITS * j:LOAD_BITS * (j + 1)]
+            load.payload.eq(Array(rp.data[LOAD_BITS * j:LOAD_BITS * (j + 1)]
                                        for j in range(beats_per_word))[beat]),
-            core.act_in.payload.eq(rp.data),
+            act_in.payload.eq(rp.data),
         ]
 
         # A byte goes into the CRC the cycle after it is received or sent (`crc_byte`,
@@ -392,7 +393,7 @@ class HostLink(wiring.Component):
                     m.next = "FEED"
 
             with m.State("LOAD"):
-                m.d.comb += [core.load.valid.eq(1), rp.addr.eq(index)]
+                m.d.comb += [load.valid.eq(1), rp.addr.eq(index)]
                 with m.If(load_step):
                     m.d.sync += [beat.eq(Mux(beat == beats_per_word - 1, 0, beat + 1)),
                                  *count_down(beats_left, load_last)]
@@ -405,7 +406,7 @@ class HostLink(wiring.Component):
                         m.next = "REPLY"
 
             with m.State("FEED"):
-                m.d.comb += [core.act_in.valid.eq(1), rp.addr.eq(Mux(feed_step, index_next, index))]
+                m.d.comb += [act_in.valid.eq(1), rp.addr.eq(Mux(feed_step, index_next, index))]
                 with m.If(feed_step):
                     m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
                                  feed_last.eq(index_next + 1 == in_words)]

@@ -2,7 +2,7 @@
 
 from itertools import pairwise
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_BITS
@@ -95,8 +95,8 @@ class Requantizer(wiring.Component):
     A negative ``acc + bias`` takes the pair ``(neg_mult, neg_shift)`` instead (PReLU and
     LeakyReLU; the lowering writes ``(M, S)`` there for other layers).
 
-    Four register stages, each with at most one adder, multiplier, barrel shift or saturation
-    on its path (the requantizer used to set Fmax, ``docs/fpga.md``):
+    Five register stages, each with at most one adder, multiplier, half a barrel shift or
+    saturation on its path (the requantizer used to set Fmax, ``docs/fpga.md``):
 
     1. ``v0 = acc + bias``: ``acc_bits + 1`` bits (the bias add, on the registered
        parameter word), and by its sign the pair ``(M, S)`` or ``(M_neg, S_neg)``;
@@ -104,18 +104,19 @@ class Requantizer(wiring.Component):
        ``acc_bits + 17`` bits -- the only multiplier of the accelerator, one DSP block on FPGA
        while ``acc_bits + 1`` fits its port (16 bits on iCE40, 18 on ECP5), its inputs and
        output registered;
-    3. ``h = (2 v) >> S``: the variable (arithmetic) shift, keeping one fraction bit:
-       ``h = floor(v / 2**(S-1))`` for ``S > 0``, ``2 v`` for ``S = 0``;
-    4. ``r = (h + 1) >> 1``: the rounding increment. ``r = floor((v + 2**(S-1)) / 2**S)``
+    3. and 4. ``h = (2 v) >> S``: the variable (arithmetic) shift, keeping one fraction bit,
+       by ``8 * (S >> 3)`` and then by ``S & 7``: ``h = floor(v / 2**(S-1))`` for ``S > 0``,
+       ``2 v`` for ``S = 0``;
+    5. ``r = (h + 1) >> 1``: the rounding increment. ``r = floor((v + 2**(S-1)) / 2**S)``
        for ``S > 0`` and ``v`` for ``S = 0``, without a ``2**(S-1)`` constant as wide as
        the largest shift;
 
     then, combinationally into the activation buffer's byte write: ReLU, saturation to int8
-    and the ``zero`` override, as muxes on flags registered in stage 4 (``r`` above 127, below
+    and the ``zero`` override, as muxes on flags registered in stage 5 (``r`` above 127, below
     -128, negative, found from ``h``). ``shift``, ``relu``, ``zero``, ``valid`` and ``tag`` are
     delayed with the data. A new input may come every cycle.
 
-    Latency: 4 cycles (``y`` is valid 4 cycles after ``acc``).
+    Latency: 5 cycles (``y`` is valid 5 cycles after ``acc``).
 
     Attributes
     ----------
@@ -142,7 +143,7 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self):
-        return 4
+        return 5
 
     def elaborate(self, platform):
         m = Module()
@@ -160,11 +161,17 @@ class Requantizer(wiring.Component):
                      shift.eq(Mux(total[-1], self.neg_shift, self.shift))]
         product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
         m.d.sync += [product.eq(biased * mult), chosen_shift.eq(shift)]              # stage 2
+        # The shift in two stages of three 2:1 levels each: 8 * (S >> 3), then S & 7 (Fmax:
+        # six levels in one stage were the iCE40 builds' critical path).
+        coarse = Signal(signed(len(product) + 1), reset_less=True)
+        fine = Signal(3, reset_less=True)
+        m.d.sync += [coarse.eq((product << 1) >> Cat(Const(0, 3), chosen_shift[3:])),       # stage 3
+                     fine.eq(chosen_shift[:3])]
         halved = Signal(signed(len(product) + 1), reset_less=True)
-        m.d.sync += halved.eq((product << 1) >> chosen_shift)                       # stage 3
+        m.d.sync += halved.eq(coarse >> fine)                                       # stage 4
         rounded = Signal(signed(len(product) + 1), reset_less=True)
         inc = self._rounding_increment()
-        m.d.sync += rounded.eq((halved + inc) >> 1)                                 # stage 4
+        m.d.sync += rounded.eq((halved + inc) >> 1)                                 # stage 5
         # Beside the increment, where r = floor((h + inc) / 2) lands against int8, found from
         # h: registered, so only muxes follow `rounded` into the byte write.
         above, below, negative = (Signal(name=n, reset_less=True) for n in ("above", "below", "negative"))

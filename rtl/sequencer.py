@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 from ternac.model.hw.config import LOAD_BITS, Target
 from ternac.model.hw.lower import POOL_MODES
 
+from .counter import SplitCounter
 from .requant import PositionLayout, advance_position
 
 __all__ = ["Sequencer", "layer_layout"]
@@ -97,7 +98,8 @@ class Sequencer(wiring.Component):
         drained = Signal(init=1)        # since == lanes (a register: Fmax)
         count = Signal(range(a + 1))
         settle = Signal(range(max(1, self._settle, self._avg_settle)))
-        counter = Signal(32)
+        settle_last = Signal()
+        m.submodules.counter = counter = SplitCounter(width=len(self.cycles), init=1)
         unsent = Signal(range(a + 1))   # output words after the one on act_out (counts down:
         sent_last = Signal()            # no adder in front of the registered last-word flag)
         primed = Signal()               # descriptor 0 has been read since reset
@@ -201,9 +203,9 @@ class Sequencer(wiring.Component):
             m.d.comb += self.pool_counted.eq(Mux(cur.count_pad, padded, inside))
             pool_settle = Mux(cur.pool_mode == POOL_MODES["avg"], self._avg_settle - 1, pool_settle)
         # `busy` is "not IDLE" as a register, set and cleared with the transitions into and out
-        # of IDLE: it gates the load stream in front of the load port (Fmax).
-        with m.If(self.busy):
-            m.d.sync += counter.eq(counter + 1)
+        # of IDLE: it gates the load stream in front of the load port (Fmax), and runs the
+        # cycle count (1 while idle, the first input word's cycle, then one per cycle).
+        m.d.comb += [counter.step.eq(self.busy), counter.restart.eq(~self.busy)]
         with m.If(~drained):
             m.d.sync += [since.eq(since + 1), drained.eq(since + 1 == lanes)]
 
@@ -241,7 +243,8 @@ class Sequencer(wiring.Component):
                              win.eq(row_win + cur.y_step)]
                 restart_window(row_win + cur.y_step, iy0 + cur.stride_y, -cur.pad_x)
                 with m.If(oy == limit.out_h):
-                    m.d.sync += settle.eq(Mux(pool, pool_settle, self._settle - 1))
+                    m.d.sync += [settle.eq(Mux(pool, pool_settle, self._settle - 1)),
+                                 settle_last.eq(Mux(pool, pool_settle == 0, self._settle == 1))]
                     m.next = "SETTLE"
             with m.Else():
                 m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x), win.eq(win + cur.x_step)]
@@ -255,7 +258,7 @@ class Sequencer(wiring.Component):
                 if serial:
                     # Descriptor 0 is fetched after reset, after every inference and after
                     # every write to the table (from row 0 again); input waits for it.
-                    m.d.sync += [count.eq(1), counter.eq(1)]
+                    m.d.sync += count.eq(1)
                     with m.If(self.layer_write):
                         m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0), self.layer_addr.eq(0)]
                     with m.Elif(~complete & streaming):
@@ -266,7 +269,7 @@ class Sequencer(wiring.Component):
                     # Descriptor 0 and the counts are loaded on every idle cycle, not on the
                     # first input word: only the state and the table address wait for the
                     # handshake (Fmax).
-                    m.d.sync += [*start_layer(self.layer), count.eq(1), counter.eq(1)]
+                    m.d.sync += [*start_layer(self.layer), count.eq(1)]
                 with m.If(self.in_en):
                     m.d.sync += self.busy.eq(1)
                     if not serial:
@@ -310,11 +313,11 @@ class Sequencer(wiring.Component):
                             if walk:
                                 next_pixel()
                             else:
-                                m.d.sync += settle.eq(self._settle - 1)
+                                m.d.sync += [settle.eq(self._settle - 1), settle_last.eq(self._settle == 1)]
                                 m.next = "SETTLE"
             with m.State("SETTLE"):
-                m.d.sync += settle.eq(settle - 1)
-                with m.If(settle == 0):
+                m.d.sync += [settle.eq(settle - 1), settle_last.eq(settle == 1)]
+                with m.If(settle_last):
                     with m.If(cur.last):
                         # Descriptor 0 is read again long before the next inference.
                         m.d.sync += [count.eq(0), unsent.eq(limit.out_words), sent_last.eq(limit.out_words == 0),
@@ -345,7 +348,7 @@ class Sequencer(wiring.Component):
                 with m.If(self.out_valid & self.out_ready):
                     m.d.sync += [unsent.eq(unsent - 1), sent_last.eq(unsent == 1)]
                     with m.If(sent_last):
-                        m.d.sync += [self.cycles.eq(counter + 1), self.out_valid.eq(0),
+                        m.d.sync += [self.cycles.eq(counter.successor), self.out_valid.eq(0),
                                      self.sel.eq(0), self.busy.eq(0)]
                         if serial:
                             m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0)]

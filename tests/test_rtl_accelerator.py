@@ -10,6 +10,7 @@ from nets import two_head_network
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.convert import quantize_network
 from ternac.model.hw import lower, size_config
+from ternac.model.hw.status import LOAD_PORT_LAG
 from ternac.model.reference import golden_network
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.dense_baseline import DenseBaseline
@@ -125,8 +126,8 @@ def test_utilization_784_256_256_10_model_and_rtl():
     network = random_network([784, 256, 256, 10], coding=(8, 2), lanes=8, seed=0)
     report = lower(network).cycles
     assert sum(report.macs) == 268800 and sum(report.macs) / 64 == 4200
-    assert report.total == 4373         # 98 + 3152 + 1040 + 80 + 3 (docs/architecture.md)
-    assert report.utilization >= 0.96
+    assert report.total == 4376         # 98 + 3153 + 1041 + 81 + 3 (docs/architecture.md)
+    assert report.utilization >= 0.95      # 0.9598: one cycle per pass for the split shift
     run_rtl_checked(network, random_inputs(network, 1), load=False)
 
 
@@ -152,9 +153,10 @@ def test_row_serial_layer_table_bit_and_cycle_exact(case):
 
 
 def test_row_serial_layer_table_takes_input_once_descriptor_0_is_fetched():
-    # The last load beat (a descriptor row) at cycle b is written at b+1; descriptor 0 is
-    # then fetched from row 0 again (address at b+2, rows arriving b+3 .. b+R+2): act_in,
-    # offered all along, is taken at b+R+3 and not a cycle earlier.
+    # The last load beat (a descriptor row) at cycle b reaches the load port at b+L
+    # (L = LOAD_PORT_LAG) and is written at b+L+1; descriptor 0 is then fetched from row 0
+    # again (address at b+L+2, rows arriving b+L+3 .. b+L+R+2): act_in, offered all along,
+    # is taken at b+L+R+3 and not a cycle earlier.
     network = random_cnn(*CONV_CASES[5], lanes=4, seed=5)
     program = lower(network, size_config(network, serial_layers=True))
     dut, beats, rows = Accelerator(program.config), program.load_beats(), program.config.layer_rows
@@ -180,7 +182,7 @@ def test_row_serial_layer_table_takes_input_once_descriptor_0_is_fetched():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert rows > 1 and taken == {"cycle": len(beats) - 1 + rows + 3}
+    assert rows > 1 and taken == {"cycle": len(beats) - 1 + LOAD_PORT_LAG + rows + 3}
 
 
 @pytest.mark.parametrize("case", [5, 7])

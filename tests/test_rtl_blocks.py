@@ -12,6 +12,7 @@ from ternac.model.hw.config import MAX_AVG_TAPS
 from ternac.model.hw.cycles import AVG_POOL_TO_WRITE, POOL_TO_WRITE
 from ternac.model.hw.lower import POOL_MODES
 from ternac.rtl.accelerator import Accelerator
+from ternac.rtl.counter import SplitCounter
 from ternac.rtl.decoder import SparseDecoder
 from ternac.rtl.mac_array import TernaryMacArray
 from ternac.rtl.pooling import PoolUnit
@@ -351,3 +352,23 @@ def test_load_port_consumes_a_rejected_count_past_16_bits():
     simulate(dut, bench)
     # busy from the header's acceptance to the last data beat's, then idle (HEADER)
     assert busy[:-2] == [1] * (words + 1) and busy[-2:] == [0, 0]
+
+
+@pytest.mark.parametrize("init", [1, 0xFFFD, 0xFFFFFFFE])
+def test_split_counter_carries_between_halves(init):
+    dut = SplitCounter(width=32, init=init)
+
+    async def bench(ctx):
+        expected = init
+        for cycle in range(12):
+            assert ctx.get(dut.value) == expected
+            assert ctx.get(dut.successor) == (expected + 1) % 2**32
+            step = cycle % 4 != 1
+            ctx.set(dut.step, step)
+            await ctx.tick()
+            expected = (expected + step) % 2**32
+        ctx.set(dut.restart, 1)             # restart wins over step
+        await ctx.tick()
+        assert ctx.get(dut.value) == init
+    simulate(dut, bench)
+

@@ -16,10 +16,10 @@ __all__ = ["AVG_POOL_TO_WRITE", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRI
 #: decoder table read, slot select and K-input sum.
 ISSUE_TO_LATCH = 3
 #: Cycles from a shadow-bank lane leaving the bank to the cycle its output byte is written:
-#: parameter memory read (1), then the requantizer's 4 register stages (bias add, multiply,
-#: rounding shift, rounding increment; ``Requantizer.latency``); ReLU and saturation feed the
+#: parameter memory read (1), then the requantizer's 5 register stages (bias add, multiply,
+#: the rounding shift in two, rounding increment; ``Requantizer.latency``); ReLU and saturation feed the
 #: byte write combinationally.
-DRAIN_TO_WRITE = 1 + 4
+DRAIN_TO_WRITE = 1 + 5
 
 
 #: Cycles from a max-pooling pass's last read to its last word's write: memory read, then the

@@ -45,11 +45,17 @@ class StatusField:
     meaning: str
 
 
+#: Cycles by which the load port follows the ``load`` stream: a beat reaches it through a
+#: register (``rtl/accelerator.py``), so ``load_busy`` describes the beat accepted this many
+#: cycles before.
+LOAD_PORT_LAG = 1
+
 #: The status word, LSB first; bits not listed read 0.
 STATUS_FIELDS = (
     StatusField("busy", 0, 1, "an inference is running (the `busy` port)"),
     StatusField("load_busy", 1, 1, "a load transfer is between its header and its last data "
-                                   "beat (`act_in` is not accepted)"),
+                                   "beat, as the load port sees the stream: one cycle behind "
+                                   "`load` (`act_in` is not accepted)"),
     StatusField("error", 2, 1, "sticky: a load transfer was rejected since the last `rst` "
                                "(the `error` port)"),
     StatusField("error_code", 4, 4, "`LoadError` of the first rejected transfer since the last "
