@@ -94,6 +94,7 @@ class Sequencer(wiring.Component):
         last_word = Signal()            # v is the group's last word (a register: Fmax)
         penult = Signal(signed(len(cur.words) + 1))     # words - 2: v + 1 is the last word at v == penult
         group = Signal.like(cur.groups)
+        last_group = Signal()           # group == the last group (a register: Fmax)
         since = Signal(range(lanes + 1), init=lanes)     # cycles since a group's last word issued
         drained = Signal(init=1)        # since == lanes (a register: Fmax)
         count = Signal(range(a + 1))
@@ -174,6 +175,7 @@ class Sequencer(wiring.Component):
         def start_layer(desc):
             start = [] if serial else [cur.eq(desc)]
             start += [v.eq(0), last_word.eq(desc.words == 1), penult.eq(desc.words - 2), group.eq(0),
+                      last_group.eq(desc.groups == 1),
                       self.position.eq(0),
                      self.weight_addr.eq(desc.weight_base),
                      *(getattr(limit, name).eq(getattr(desc, name) - 1) for name in bounds)]
@@ -232,8 +234,8 @@ class Sequencer(wiring.Component):
         def next_pixel():
             """The pixel is done: the next output pixel, from weight word 0; after the last, SETTLE."""
             next_word = pix_word + cur.pixel_words
-            m.d.sync += [group.eq(0), group_offset.eq(0), self.weight_addr.eq(cur.weight_base),
-                         pix_word.eq(next_word), self.position.index.eq(0),
+            m.d.sync += [group.eq(0), last_group.eq(limit.groups == 0), group_offset.eq(0),
+                         self.weight_addr.eq(cur.weight_base), pix_word.eq(next_word), self.position.index.eq(0),
                          self.position.word.eq(next_word), self.position.byte.eq(0)]
             if fused:
                 m.d.sync += group_weight.eq(cur.weight_base)
@@ -304,12 +306,13 @@ class Sequencer(wiring.Component):
                                              cix0.eq(cix0 + cur.win_stride_x)]
                     with m.If(group_done):
                         m.d.sync += [v.eq(0), last_word.eq(limit.words == 0), group.eq(group + 1),
+                                     last_group.eq(group + 1 == limit.groups),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
                         with m.If(~pool):
                             m.d.sync += [since.eq(1), drained.eq(lanes == 1)]
                         if walk:
                             next_group_window()
-                        with m.If(group == limit.groups):
+                        with m.If(last_group):
                             if walk:
                                 next_pixel()
                             else:
