@@ -252,11 +252,21 @@ class Sequencer(wiring.Component):
                 m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x), win.eq(win + cur.x_step)]
                 restart_window(win + cur.x_step, iy0, ix0 + cur.stride_x)
 
+        # `in_phase` (IDLE or INPUT) as a register, set for the state the FSM goes to: the
+        # activation buffer's write multiplexers select on a flip-flop, not a state decode
+        # (Fmax). The table address steps to descriptor 1 the cycle after the first input
+        # word (`table_step`), not behind the handshake: it is read at the pass's end.
+        phase, table_step = Signal(init=1), Signal()
+        m.d.comb += self.in_phase.eq(phase)
+        m.d.sync += [phase.eq(0), table_step.eq(0)]
+        with m.If(table_step):
+            m.d.sync += self.layer_addr.eq(1 % cfg.layer_depth)
         with m.FSM():
             with m.State("IDLE"):
                 may_take = may_start & ~self.load_valid
-                m.d.comb += [self.in_phase.eq(1), self.in_ready.eq(may_take & complete if serial else may_take),
+                m.d.comb += [self.in_ready.eq(may_take & complete if serial else may_take),
                              self.in_en.eq(self.in_valid & self.in_ready)]
+                m.d.sync += phase.eq(1)
                 if serial:
                     # Descriptor 0 is fetched after reset, after every inference and after
                     # every write to the table (from row 0 again); input waits for it.
@@ -275,16 +285,18 @@ class Sequencer(wiring.Component):
                 with m.If(self.in_en):
                     m.d.sync += self.busy.eq(1)
                     if not serial:
-                        m.d.sync += self.layer_addr.eq(1 % cfg.layer_depth)
+                        m.d.sync += table_step.eq(1)
                     m.next = "INPUT"
                     with m.If((cur if serial else self.layer).in_words == 1):
+                        m.d.sync += phase.eq(0)
                         m.next = "RUN"
             with m.State("INPUT"):
-                m.d.comb += [self.in_phase.eq(1), self.in_ready.eq(1), self.in_addr.eq(count),
-                             self.in_en.eq(self.in_valid)]
+                m.d.comb += [self.in_ready.eq(1), self.in_addr.eq(count), self.in_en.eq(self.in_valid)]
+                m.d.sync += phase.eq(1)
                 with m.If(self.in_valid):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == limit.in_words):
+                        m.d.sync += phase.eq(0)
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.issue.eq(can_issue)
@@ -352,7 +364,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [unsent.eq(unsent - 1), sent_last.eq(unsent == 1)]
                     with m.If(sent_last):
                         m.d.sync += [self.cycles.eq(counter.successor), self.out_valid.eq(0),
-                                     self.sel.eq(0), self.busy.eq(0)]
+                                     self.sel.eq(0), self.busy.eq(0), phase.eq(1)]
                         if serial:
                             m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0)]
                         m.next = "IDLE"
