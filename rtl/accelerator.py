@@ -174,9 +174,10 @@ class Accelerator(wiring.Component):
                                                   acc_bits=cfg.acc_bits, position=self._position)
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1)
         if (MEMORY_LATENCY + cfg.weight_register + array.latency != cycles.issue_to_latch(cfg.weight_register)
-                or MEMORY_LATENCY + requant.latency != cycles.DRAIN_TO_WRITE
-                or pool and MEMORY_LATENCY + pool.latency != cycles.POOL_TO_WRITE
-                or pool and MEMORY_LATENCY + pool.avg_latency != cycles.AVG_POOL_TO_WRITE):
+                or acts.write_latency != cycles.BUFFER_WRITE
+                or MEMORY_LATENCY + requant.latency + acts.write_latency != cycles.DRAIN_TO_WRITE
+                or pool and MEMORY_LATENCY + pool.latency + acts.write_latency != cycles.POOL_TO_WRITE
+                or pool and MEMORY_LATENCY + pool.avg_latency + acts.write_latency != cycles.AVG_POOL_TO_WRITE):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs, and an idle accelerator
         # offered both a load beat and an input word takes the load first: act_in waits from
@@ -256,7 +257,7 @@ class Accelerator(wiring.Component):
             m.d.sync += port.eq(early)
             return early
 
-        ctrl = [(array_input(array.valid), seq.issue & ~pooling), (array_input(array.first), seq.first),
+        ctrl = [(array_input(array.valid), seq.issue & ~pooling),
                 (array_input(array.last), seq.last), (array_input(array.tag), tag)]
         m.d.comb += array_input(array.weights).eq(weight_rp.data)
         if pool:

@@ -1,7 +1,7 @@
 """On-chip buffers: the load port that fills them, and the ping-pong activation buffers."""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS
@@ -177,7 +177,12 @@ class ActivationBuffers(wiring.Component):
     mux. ``read_data`` and ``out_data`` are the same read port: an ``out_en`` read is kept
     while ``out_en`` is low, until the next input word (``in_en``).
 
-    Latency: 1 cycle on both read ports (synchronous block-RAM reads).
+    The write port's address, data and byte enables are registered: the handshakes and the
+    requantizer's flags that choose them are a cycle away from the block RAMs' write
+    enables, which sit far apart on the die (Fmax).
+
+    Latency: 1 cycle on both read ports (synchronous block-RAM reads); a write is made the
+    cycle after it is offered (``write_latency``).
     """
 
     def __init__(self, *, depth, n, folded=False):
@@ -199,6 +204,10 @@ class ActivationBuffers(wiring.Component):
     def latency(self):
         return 1
 
+    @property
+    def write_latency(self):
+        return 1
+
     def elaborate(self, platform):
         m = Module()
         n, half = self._n, len(self.read_addr)
@@ -209,7 +218,9 @@ class ActivationBuffers(wiring.Component):
             """Memory address of word ``addr`` of buffer ``buffer`` (a 1-bit value)."""
             return addr ^ buffer.replicate(half) if self._folded else Cat(addr, buffer)
 
-        wp = mem.write_port(granularity=ACT_BITS)
+        port = mem.write_port(granularity=ACT_BITS)
+        wp = Signal(data.StructLayout({"addr": len(port.addr), "data": len(port.data), "en": len(port.en)}))
+        m.d.sync += [port.addr.eq(wp.addr), port.data.eq(wp.data), port.en.eq(wp.en)]
         rp = mem.read_port()
         holding = Signal()                  # out_data holds an output word
         with m.If(self.out_en):

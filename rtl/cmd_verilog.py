@@ -9,6 +9,7 @@ from amaranth.lib import wiring
 from ternac.model.arith import acc_bits
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.hw import (
+    BUFFER_WRITE,
     DRAIN_TO_WRITE,
     HardwareConfig,
     Target,
@@ -112,7 +113,7 @@ def write_verilog(config, out, *, program=None, bake=False, name=None):
         "top": name, "config": config.summary(), "ports": _ports(dut),
         "latency": {"memory_read": MEMORY_LATENCY, "issue_to_latch": issue_to_latch(config.weight_register),
                     "drain_to_write": DRAIN_TO_WRITE, "decoder": 1, "mac_array": 2, "shadow_bank": 1,
-                    "requantizer": DRAIN_TO_WRITE - MEMORY_LATENCY,
+                    "requantizer": DRAIN_TO_WRITE - MEMORY_LATENCY - BUFFER_WRITE, "buffer_write": BUFFER_WRITE,
                     "layer_settle": dut.settle},
         "throughput": {"dense_equivalent_macs_per_cycle": config.lanes * config.coding.n,
                        "adders": 0 if config.dense else config.lanes * config.coding.k,

@@ -38,7 +38,7 @@ class DenseMacArray(wiring.Component):
         m = Module()
         n = self._n
         x = [self.acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(n)]
-        ctrl = [self.valid, self.first, self.last, self.tag]
+        ctrl = [self.valid, self.last, self.tag]
         ctrl1 = [Signal.like(s, name=f"{s.name}_1") for s in ctrl]
         ctrl2 = [Signal.like(s, name=f"{s.name}_2") for s in ctrl]
         m.d.sync += [r.eq(s) for r, s in zip(ctrl1, ctrl)] + [r.eq(s) for r, s in zip(ctrl2, ctrl1)]
@@ -53,8 +53,8 @@ class DenseMacArray(wiring.Component):
             total = Signal(signed(2 * ACT_BITS + n.bit_length()), name=f"sum{p}")
             m.d.sync += total.eq(sum(products))
             sums.append(total)
-        valid, first, last, tag = ctrl2
-        accumulate(m, addends=[[s] for s in sums], valid=valid, first=first, last=last, tag=tag, component=self)
+        valid, last, tag = ctrl2
+        accumulate(m, addends=[[s] for s in sums], valid=valid, last=last, tag=tag, component=self)
         return m
 
 

@@ -16,12 +16,13 @@ def mac_members(*, lanes, n, weight_bits, acc_bits, tag_bits):
 
     Inputs arrive one cycle after the sequencer issued the reads (the memories' data);
     ``latch`` pulses ``latency`` cycles later for a group's last word, with ``sums`` holding the
-    P finished accumulators and ``latch_tag`` the tag that came with that word.
+    P finished accumulators and ``latch_tag`` the tag that came with that word. A group is
+    the valid words after the last group's ``last`` (or reset), up to its own ``last``.
     """
     return {
         "weights": In(weight_bits),
         "acts": In(n * ACT_BITS),
-        "valid": In(1), "first": In(1), "last": In(1), "tag": In(tag_bits),
+        "valid": In(1), "last": In(1), "tag": In(tag_bits),
         "sums": Out(data.ArrayLayout(signed(acc_bits), lanes)),
         "latch": Out(1),
         "latch_tag": Out(tag_bits),
@@ -63,16 +64,21 @@ def carry_save_sum(values, bits, width):
     return total[:width].as_signed()
 
 
-def accumulate(m, *, addends, valid, first, last, tag, component, bits=None):
-    """Last stage of both arrays: per lane ``acc = (first ? 0 : acc) + sum(addends) + sum(bits)``
-    (one carry chain, :func:`carry_save_sum`), latch on ``last``."""
+def accumulate(m, *, addends, valid, last, tag, component, bits=None):
+    """Last stage of both arrays: per lane ``sums = acc + sum(addends) + sum(bits)`` (one carry
+    chain, :func:`carry_save_sum`), latched on ``last``.
+
+    The accumulator is cleared as a group's last word is latched, not muxed to zero on the
+    next group's first word: the clear is the flip-flops' synchronous reset, so no control
+    signal fanning out to every lane sits in front of the carry chain (Fmax).
+    """
     for p, terms in enumerate(addends):
         acc = Signal.like(component.sums[p], name=f"acc{p}")
         width = len(acc)
-        total = carry_save_sum([Mux(first, 0, acc), *terms], bits[p] if bits else (), width)
+        total = carry_save_sum([acc, *terms], bits[p] if bits else (), width)
         m.d.comb += component.sums[p].eq(total)
         with m.If(valid):
-            m.d.sync += acc.eq(total)
+            m.d.sync += acc.eq(Mux(last, 0, total))
     m.d.comb += [component.latch.eq(valid & last), component.latch_tag.eq(tag)]
 
 
@@ -83,7 +89,7 @@ class TernaryMacArray(wiring.Component):
     decodes each code through the :class:`SparseDecoder` table; stage 2 selects the K slot
     activations per lane (an N:1 byte mux tree each) and registers them negated as the slots
     say; stage 3 adds the K of them to the lane's accumulator (a carry-save sum into one
-    adder), or starts it afresh on a group's first word. The mux tree and the adder are in
+    adder), which a group's last word clears as it is latched. The mux tree and the adder are in
     different stages. The datapath holds only muxes, negations and adders -- no multiplier.
 
     Latency: 2 cycles from ``weights``/``acts`` to the ``latch`` strobe (decoder table read,
@@ -146,9 +152,8 @@ class TernaryMacArray(wiring.Component):
 
         # Stage 1: the table read; activations and control wait alongside.
         acts = Signal.like(self.acts)
-        ctrl = [Signal.like(s, name=f"{s.name}_1") for s in (self.valid, self.first, self.last, self.tag)]
-        m.d.sync += [acts.eq(self.acts)] + [r.eq(s) for r, s in
-                                            zip(ctrl, (self.valid, self.first, self.last, self.tag))]
+        ctrl = [Signal.like(s, name=f"{s.name}_1") for s in (self.valid, self.last, self.tag)]
+        m.d.sync += [acts.eq(self.acts)] + [r.eq(s) for r, s in zip(ctrl, (self.valid, self.last, self.tag))]
         x = [acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(c.n)]
 
         # Stage 2: the K selected activations of each lane, registered as they will be added.
@@ -167,7 +172,6 @@ class TernaryMacArray(wiring.Component):
 
         # Stage 3: the lane's K picks and ones go into its accumulator in one carry-save sum;
         # a group's last word latches the P sums into the shadow bank.
-        valid, first, last, tag = ctrl2
-        accumulate(m, addends=picks, bits=ones, valid=valid, first=first, last=last, tag=tag,
-                   component=self)
+        valid, last, tag = ctrl2
+        accumulate(m, addends=picks, bits=ones, valid=valid, last=last, tag=tag, component=self)
         return m

@@ -22,7 +22,7 @@ class Sequencer(wiring.Component):
     """Streams the input in, walks every pass's (weight word, activation word) steps, streams the output out.
 
     States: ``IDLE`` (waiting for the first input word), ``INPUT`` (one input word per
-    cycle into buffer 0), ``RUN`` (one step per cycle), ``SETTLE`` (``settle`` cycles until
+    cycle into buffer 0, then a cycle for the last one's write), ``RUN`` (one step per cycle), ``SETTLE`` (``settle`` cycles until
     the pass's last bytes are written, meanwhile the next descriptor is already read) and
     ``OUTPUT`` (one output word per cycle to ``act_out``). The cycle model
     (``model/hw/cycles.py``) counts exactly these states.
@@ -95,12 +95,16 @@ class Sequencer(wiring.Component):
         penult = Signal(signed(len(cur.words) + 1))     # words - 2: v + 1 is the last word at v == penult
         group = Signal.like(cur.groups)
         last_group = Signal()           # group == the last group (a register: Fmax)
+        penult_group = Signal(signed(len(cur.groups) + 1))  # groups - 2: group + 1 is the last at group == penult_group
         since = Signal(range(lanes + 1), init=lanes)     # cycles since a group's last word issued
         drained = Signal(init=1)        # since == lanes (a register: Fmax)
         count = Signal(range(a + 1))
+        input_last = Signal()           # INPUT: count is the last input word (a register: Fmax)
+        input_penult = Signal(signed(len(cur.in_words) + 1))    # in_words - 2
         settle = Signal(range(max(1, self._settle, self._avg_settle)))
         settle_last = Signal()
         m.submodules.counter = counter = SplitCounter(width=len(self.cycles), init=1)
+        unread = Signal()               # OUTPUT: count < out_words (a register: Fmax)
         unsent = Signal(range(a + 1))   # output words after the one on act_out (counts down:
         sent_last = Signal()            # no adder in front of the registered last-word flag)
         primed = Signal()               # descriptor 0 has been read since reset
@@ -137,7 +141,7 @@ class Sequencer(wiring.Component):
         walk = cfg.conv_walk
         # Each loop bound minus one (the counter's last value), registered with the
         # descriptor, so that no subtractor sits in front of a loop's comparison.
-        bounds = ["words", "groups", "in_words", "out_words"]
+        bounds = ["words", "groups", "out_words"]
         if walk:
             bounds += ["channel_words", "kernel_w", "out_w", "out_h"]
         if cfg.fused_pool:
@@ -175,7 +179,8 @@ class Sequencer(wiring.Component):
         def start_layer(desc):
             start = [] if serial else [cur.eq(desc)]
             start += [v.eq(0), last_word.eq(desc.words == 1), penult.eq(desc.words - 2), group.eq(0),
-                      last_group.eq(desc.groups == 1),
+                      last_group.eq(desc.groups == 1), penult_group.eq(desc.groups - 2),
+                      input_last.eq(desc.in_words == 2), input_penult.eq(desc.in_words - 2),
                       self.position.eq(0),
                      self.weight_addr.eq(desc.weight_base),
                      *(getattr(limit, name).eq(getattr(desc, name) - 1) for name in bounds)]
@@ -256,21 +261,22 @@ class Sequencer(wiring.Component):
         # activation buffer's write multiplexers select on a flip-flop, not a state decode
         # (Fmax). The table address steps to descriptor 1 the cycle after the first input
         # word (`table_step`), not behind the handshake: it is read at the pass's end.
-        phase, table_step = Signal(init=1), Signal()
-        m.d.comb += self.in_phase.eq(phase)
-        m.d.sync += [phase.eq(0), table_step.eq(0)]
+        # `inputting` (INPUT) is a register too: `in_ready` is a gate of registers and the
+        # load stream's `valid`, no state decode, in front of the buffer's write enables.
+        phase, inputting, table_step = Signal(init=1), Signal(), Signal()
+        may_take = may_start & ~self.load_valid
+        m.d.comb += [self.in_phase.eq(phase), self.in_addr.eq(count),
+                     self.in_ready.eq(phase & (inputting | (may_take & complete if serial else may_take))),
+                     self.in_en.eq(self.in_valid & self.in_ready)]
+        m.d.sync += [phase.eq(0), inputting.eq(0), table_step.eq(0)]
         with m.If(table_step):
             m.d.sync += self.layer_addr.eq(1 % cfg.layer_depth)
         with m.FSM():
             with m.State("IDLE"):
-                may_take = may_start & ~self.load_valid
-                m.d.comb += [self.in_ready.eq(may_take & complete if serial else may_take),
-                             self.in_en.eq(self.in_valid & self.in_ready)]
                 m.d.sync += phase.eq(1)
                 if serial:
                     # Descriptor 0 is fetched after reset, after every inference and after
                     # every write to the table (from row 0 again); input waits for it.
-                    m.d.sync += count.eq(1)
                     with m.If(self.layer_write):
                         m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0), self.layer_addr.eq(0)]
                     with m.Elif(~complete & streaming):
@@ -281,23 +287,24 @@ class Sequencer(wiring.Component):
                     # Descriptor 0 and the counts are loaded on every idle cycle, not on the
                     # first input word: only the state and the table address wait for the
                     # handshake (Fmax).
-                    m.d.sync += [*start_layer(self.layer), count.eq(1)]
+                    m.d.sync += start_layer(self.layer)
                 with m.If(self.in_en):
-                    m.d.sync += self.busy.eq(1)
+                    m.d.sync += [self.busy.eq(1), count.eq(1), inputting.eq(1)]
                     if not serial:
                         m.d.sync += table_step.eq(1)
                     m.next = "INPUT"
                     with m.If((cur if serial else self.layer).in_words == 1):
-                        m.d.sync += phase.eq(0)
-                        m.next = "RUN"
+                        m.d.sync += [phase.eq(0), inputting.eq(0)]
             with m.State("INPUT"):
-                m.d.comb += [self.in_ready.eq(1), self.in_addr.eq(count), self.in_en.eq(self.in_valid)]
-                m.d.sync += phase.eq(1)
-                with m.If(self.in_valid):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == limit.in_words):
-                        m.d.sync += phase.eq(0)
-                        m.next = "RUN"
+                with m.If(inputting):
+                    m.d.sync += [phase.eq(1), inputting.eq(1)]
+                    with m.If(self.in_valid):
+                        m.d.sync += [count.eq(count + 1), input_last.eq(count == input_penult)]
+                        with m.If(input_last):
+                            m.d.sync += [phase.eq(0), inputting.eq(0)]
+                with m.Else():
+                    # The last word is being written (cycles.BUFFER_WRITE); RUN reads it next.
+                    m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.issue.eq(can_issue)
                 with m.If(can_issue):
@@ -318,7 +325,7 @@ class Sequencer(wiring.Component):
                                              cix0.eq(cix0 + cur.win_stride_x)]
                     with m.If(group_done):
                         m.d.sync += [v.eq(0), last_word.eq(limit.words == 0), group.eq(group + 1),
-                                     last_group.eq(group + 1 == limit.groups),
+                                     last_group.eq(group == penult_group),
                                      *advance_position(self.position, lanes, cfg.coding.n)]
                         with m.If(~pool):
                             m.d.sync += [since.eq(1), drained.eq(lanes == 1)]
@@ -335,7 +342,8 @@ class Sequencer(wiring.Component):
                 with m.If(settle_last):
                     with m.If(cur.last):
                         # Descriptor 0 is read again long before the next inference.
-                        m.d.sync += [count.eq(0), unsent.eq(limit.out_words), sent_last.eq(limit.out_words == 0),
+                        m.d.sync += [count.eq(0), unread.eq(cur.out_words != 0),
+                                     unsent.eq(limit.out_words), sent_last.eq(limit.out_words == 0),
                                      self.layer_addr.eq(0)]
                         m.next = "OUTPUT"
                     with m.Else():
@@ -357,14 +365,14 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.out_addr.eq(count),
                              self.out_en.eq(~self.out_valid | self.out_ready)]
                 with m.If(self.out_en):
-                    m.d.sync += self.out_valid.eq(count < cur.out_words)
-                    with m.If(count < cur.out_words):
-                        m.d.sync += count.eq(count + 1)
+                    m.d.sync += self.out_valid.eq(unread)
+                    with m.If(unread):
+                        m.d.sync += [count.eq(count + 1), unread.eq(count != limit.out_words)]
                 with m.If(self.out_valid & self.out_ready):
                     m.d.sync += [unsent.eq(unsent - 1), sent_last.eq(unsent == 1)]
                     with m.If(sent_last):
                         m.d.sync += [self.cycles.eq(counter.successor), self.out_valid.eq(0),
-                                     self.sel.eq(0), self.busy.eq(0), phase.eq(1)]
+                                     self.sel.eq(0), self.busy.eq(0), phase.eq(1), count.eq(0)]
                         if serial:
                             m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0)]
                         m.next = "IDLE"

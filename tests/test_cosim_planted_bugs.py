@@ -81,13 +81,13 @@ def _patched(module, name, value):
         setattr(module, name, original)
 
 
-def _dropping_accumulate(m, *, addends, valid, first, last, tag, component, bits=None):
-    # Lane 0 adds nothing for a group's last word (unless it is also the first).
+def _dropping_accumulate(m, *, addends, valid, last, tag, component, bits=None):
+    # Lane 0 adds nothing for a group's last word.
     addends, bits = list(addends), list(bits) if bits else None
-    addends[0] = [Mux(last & ~first, 0, term) for term in addends[0]]
+    addends[0] = [Mux(last, 0, term) for term in addends[0]]
     if bits:
-        bits[0] = [bit & ~(last & ~first) for bit in bits[0]]
-    _PRODUCTION_ACCUMULATE(m, addends=addends, bits=bits, valid=valid, first=first, last=last,
+        bits[0] = [bit & ~last for bit in bits[0]]
+    _PRODUCTION_ACCUMULATE(m, addends=addends, bits=bits, valid=valid, last=last,
                            tag=tag, component=component)
 
 
@@ -204,7 +204,7 @@ def predicted_mutant_outputs(layer, x, *, patterns=None, drop_lane0_last_word=Fa
     x = np.asarray(x, dtype=np.int64)
     book = layer.codebook.patterns if patterns is None else patterns
     acc = x @ _layer_weights(layer, book).T + layer.bias.astype(np.int64)
-    if drop_lane0_last_word and layer.subvectors > 1:
+    if drop_lane0_last_word:
         start = (layer.subvectors - 1) * layer.coding.n
         last = x[:, start:] @ _layer_weights(layer, book)[:, start:].T
         lane0 = np.arange(layer.out_features) % lanes == 0

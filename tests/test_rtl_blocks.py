@@ -9,7 +9,7 @@ from ternac.model.arith import MULT_BITS, SHIFT_MAX, acc_bits, requantize
 from ternac.model.codebook import Codebook, Coding, TernacError, canonical_patterns
 from ternac.model.hw import DRAIN_TO_WRITE, ISSUE_TO_LATCH, HardwareConfig
 from ternac.model.hw.config import MAX_AVG_TAPS
-from ternac.model.hw.cycles import AVG_POOL_TO_WRITE, POOL_TO_WRITE
+from ternac.model.hw.cycles import AVG_POOL_TO_WRITE, BUFFER_WRITE, POOL_TO_WRITE
 from ternac.model.hw.lower import POOL_MODES
 from ternac.rtl.accelerator import Accelerator
 from ternac.rtl.counter import SplitCounter
@@ -92,7 +92,6 @@ def test_mac_array_matches_dot_products(n, k, lanes, fan_in):
                 ctx.set(dut.weights, sum(int(c) << (p * coding.code_bits) for p, c in enumerate(codes[g, :, j])))
                 ctx.set(dut.acts, sum((int(a) & 0xFF) << (8 * i) for i, a in enumerate(x[j * n:(j + 1) * n])))
                 ctx.set(dut.valid, 1)
-                ctx.set(dut.first, j == 0)
                 ctx.set(dut.last, j == v - 1)
                 ctx.set(dut.tag, g)
                 await ctx.tick()
@@ -252,7 +251,7 @@ def test_pool_unit_max_and_avg(avg):
             cycle[0] += 1
             await tick(ctx)
     simulate(dut, bench)
-    assert 1 + dut.latency == POOL_TO_WRITE and 1 + dut.avg_latency == AVG_POOL_TO_WRITE
+    assert 1 + dut.latency + BUFFER_WRITE == POOL_TO_WRITE and 1 + dut.avg_latency + BUFFER_WRITE == AVG_POOL_TO_WRITE
     unpacked = [(cycle, word, [((data >> (8 * i)) & 0xFF) - (((data >> (8 * i)) & 0x80) << 1)
                                for i in range(n)]) for cycle, word, data in got]
     assert unpacked == expect

@@ -8,27 +8,30 @@ if its blocks' latencies differ from the constants here.
 
 from dataclasses import dataclass
 
-__all__ = ["AVG_POOL_TO_WRITE", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport",
+__all__ = ["AVG_POOL_TO_WRITE", "BUFFER_WRITE", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport",
            "fetch_cycles", "input_cycles", "issue_to_latch", "layer_cycles", "output_cycles", "pool_cycles"]
 
 #: Cycles from issuing a (weight word, activation word) read to the cycle in which its sum is
 #: accumulated (and, for a group's last word, latched into the shadow bank): memory read,
 #: decoder table read, slot select and K-input sum.
 ISSUE_TO_LATCH = 3
+#: Cycles from a write offered to the activation buffers to the cycle it is written: the
+#: buffers register their write port (``ActivationBuffers.write_latency``).
+BUFFER_WRITE = 1
 #: Cycles from a shadow-bank lane leaving the bank to the cycle its output byte is written:
 #: parameter memory read (1), then the requantizer's 5 register stages (bias add, multiply,
-#: the rounding shift in two, rounding increment; ``Requantizer.latency``); ReLU and saturation feed the
-#: byte write combinationally.
-DRAIN_TO_WRITE = 1 + 5
+#: the rounding shift in two, rounding increment; ``Requantizer.latency``), then the buffers'
+#: write register; ReLU and saturation feed the byte write combinationally.
+DRAIN_TO_WRITE = 1 + 5 + BUFFER_WRITE
 
 
-#: Cycles from a max-pooling pass's last read to its last word's write: memory read, then the
-#: byte-wise max into the result register (``PoolUnit.latency``).
-POOL_TO_WRITE = 1 + 1
+#: Cycles from a max-pooling pass's last read to its last word's write: memory read, the
+#: byte-wise max into the result register (``PoolUnit.latency``), the buffers' write register.
+POOL_TO_WRITE = 1 + 1 + BUFFER_WRITE
 #: The same for an average pooling: memory read, then the byte-wise rounded sums and the
 #: window's count into a register, and two stages of long division, the second into the
-#: result register (``PoolUnit.avg_latency``).
-AVG_POOL_TO_WRITE = 1 + 3
+#: result register (``PoolUnit.avg_latency``), then the buffers' write register.
+AVG_POOL_TO_WRITE = 1 + 3 + BUFFER_WRITE
 
 
 def pool_cycles(steps, avg=False):
@@ -38,8 +41,9 @@ def pool_cycles(steps, avg=False):
 
 
 def input_cycles(words):
-    """Cycles of the input phase: one ``act_in`` word per cycle."""
-    return words
+    """Cycles of the input phase: one ``act_in`` word per cycle, then the last word's write
+    (:data:`BUFFER_WRITE`) before the first pass reads."""
+    return words + BUFFER_WRITE
 
 
 def issue_to_latch(weight_register=False):
