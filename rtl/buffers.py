@@ -70,6 +70,7 @@ class LoadPort(wiring.Component):
         empty = Signal()                                # the count beat said 0 (DATA: a header)
         beat = Signal(range(most))
         last_beat = Signal(range(most))                 # beats of the transfer's words, minus 1
+        word_end = Signal()                             # beat == last_beat (a register: Fmax)
         reject = Signal()                               # the transfer is rejected (DATA)
         held = Signal(LOAD_BITS * max(1, most - 1))      # the beats before a word's last one
         payload = self.load.payload
@@ -130,7 +131,8 @@ class LoadPort(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
                     m.d.sync += [count.eq(payload), low_zero.eq(payload[:half] == 0), final.eq(payload == 1),
-                                 empty.eq(payload == 0), beat.eq(0), fits.eq(in_room), checking.eq(1)]
+                                 empty.eq(payload == 0), beat.eq(0), word_end.eq(last_beat == 0),
+                                 fits.eq(in_room), checking.eq(1)]
                     m.next = "DATA"
             with m.State("DATA"):
                 # After a zero count the transfer is over and this beat is the next header.
@@ -141,10 +143,11 @@ class LoadPort(wiring.Component):
                 with m.If(empty):
                     header()
                 with m.Elif(self.load.valid):
-                    with m.If(beat == last_beat):
+                    with m.If(word_end):
                         m.d.comb += [we[t].eq((target == t) & ~reject) for t in Target]
                         m.d.sync += [addr.eq(addr + 1), count_low.eq(count_low - 1),
-                                     low_zero.eq(count_low == 1), final.eq(count == 2), beat.eq(0)]
+                                     low_zero.eq(count_low == 1), final.eq(count == 2), beat.eq(0),
+                                     word_end.eq(last_beat == 0)]
                         with m.If(low_zero):
                             m.d.sync += count_high.eq(count_high - 1)
                         with m.If(final):
@@ -154,7 +157,7 @@ class LoadPort(wiring.Component):
                             for j in range(most - 1):
                                 with m.Case(j):
                                     m.d.sync += held[LOAD_BITS * j: LOAD_BITS * (j + 1)].eq(payload)
-                        m.d.sync += beat.eq(beat + 1)
+                        m.d.sync += [beat.eq(beat + 1), word_end.eq(beat + 1 == last_beat)]
         return m
 
 
