@@ -171,7 +171,8 @@ class Accelerator(wiring.Component):
                                                      folded=cfg.folded_buffers)
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
-                                                  acc_bits=cfg.acc_bits, position=self._position)
+                                                  acc_bits=cfg.acc_bits, position=self._position,
+                                                  read_depth=cfg.depth(Target.PARAMS))
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1)
         if (MEMORY_LATENCY + cfg.weight_register + array.latency != cycles.issue_to_latch(cfg.weight_register)
                 or acts.write_latency != cycles.BUFFER_WRITE
@@ -208,7 +209,7 @@ class Accelerator(wiring.Component):
         writer(weight_wp, Target.WEIGHTS)
         writer(params.write_port(), Target.PARAMS)
         layer_wp = writer(layers.write_port(), Target.LAYERS)
-        # The parameters of the lane the shadow bank shows next (`read_index`), read a cycle
+        # The parameters of the lane the shadow bank shows next (`read_addr`), read a cycle
         # ahead and registered beside its accumulator: no block-RAM read (and, in a deeper
         # memory, no multiplexer between its blocks) in front of the requantizer.
         param_rp = params.read_port()
@@ -290,7 +291,7 @@ class Accelerator(wiring.Component):
             sums, latch = window.out_sums, window.out_latch
         m.d.comb += [shadow.sums.eq(sums), shadow.latch.eq(latch),
                      shadow.position.eq(array.latch_tag[:self._position.size]),
-                     param_rp.addr.eq(seq.cur.param_base + shadow.read_index)]
+                     shadow.read_base.eq(seq.cur.param_base), param_rp.addr.eq(shadow.read_addr)]
         acc, pos, valid = Signal.like(shadow.acc), Signal.like(shadow.out_position), Signal()
         m.d.sync += [acc.eq(shadow.acc), pos.eq(shadow.out_position), valid.eq(shadow.valid)]
         m.d.comb += [

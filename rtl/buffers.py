@@ -70,6 +70,7 @@ class LoadPort(wiring.Component):
         empty = Signal()                                # the count beat said 0 (DATA: a header)
         beat = Signal(range(most))
         last_beat = Signal(range(most))                 # beats of the transfer's words, minus 1
+        word_end = Signal()                             # beat == last_beat (a register: Fmax)
         reject = Signal()                               # the transfer is rejected (DATA)
         held = Signal(LOAD_BITS * max(1, most - 1))      # the beats before a word's last one
         payload = self.load.payload
@@ -89,15 +90,19 @@ class LoadPort(wiring.Component):
         # for the deepest memory: an address or count past that is out of range anyway (an
         # OR of its high bits), so the compare's carry chain is no longer than a memory address.
         wide = max(self._depths).bit_length() + 1
-        # Whether the words fit is registered at the count beat (`fits`) and the verdict is
-        # read from registers in DATA, so the compare's carry chain ends in a flip-flop, not
-        # in the write enables and the error registers (Fmax). `checking` marks DATA's first
-        # cycle, when a rejection is recorded.
+        # Whether the words fit is registered at the count beat in two parts (`small`: the
+        # count's high bits are 0; `slack`: the room minus its low bits, a subtractor, one
+        # carry chain, where a compare would be mapped to a tree of LUTs) and the verdict is
+        # read from registers in DATA, so nothing but the carry chain sits in the count beat's
+        # cycle, and no compare in front of the write enables and the error registers (Fmax).
+        # `checking` marks DATA's first cycle, when a rejection is recorded.
         code = Signal(range(len(LoadError)))
         depths = Array(Const(d, wide) for d in self._depths)
         room = Signal(signed(wide + 1))
         far = Signal()                                  # the address is past every memory
-        fits, checking = Signal(), Signal()
+        small, checking = Signal(), Signal()
+        slack = Signal(signed(wide + 2))
+        fits = ~far & ~room[-1] & small & ~slack[-1]
         m.d.comb += reject.eq(code != LoadError.NONE)
         with m.If(target >= len(Target)):
             m.d.comb += code.eq(LoadError.BAD_TARGET)
@@ -105,7 +110,6 @@ class LoadPort(wiring.Component):
             m.d.comb += code.eq(LoadError.NO_MEMORY)
         with m.Elif(~fits):
             m.d.comb += code.eq(LoadError.OUT_OF_RANGE)
-        in_room = ~far & ~room[-1] & ~payload[wide:].any() & (payload[:wide] <= room[:-1])
 
         # What a header beat says, decoded once (the HEADER state and an empty DATA take it).
         header_target = payload[ADDRESS_BITS:]
@@ -130,7 +134,9 @@ class LoadPort(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.load.valid):
                     m.d.sync += [count.eq(payload), low_zero.eq(payload[:half] == 0), final.eq(payload == 1),
-                                 empty.eq(payload == 0), beat.eq(0), fits.eq(in_room), checking.eq(1)]
+                                 empty.eq(payload == 0), beat.eq(0), word_end.eq(last_beat == 0),
+                                 small.eq(~payload[wide:].any()), slack.eq(room - payload[:wide]),
+                                 checking.eq(1)]
                     m.next = "DATA"
             with m.State("DATA"):
                 # After a zero count the transfer is over and this beat is the next header.
@@ -141,10 +147,11 @@ class LoadPort(wiring.Component):
                 with m.If(empty):
                     header()
                 with m.Elif(self.load.valid):
-                    with m.If(beat == last_beat):
+                    with m.If(word_end):
                         m.d.comb += [we[t].eq((target == t) & ~reject) for t in Target]
                         m.d.sync += [addr.eq(addr + 1), count_low.eq(count_low - 1),
-                                     low_zero.eq(count_low == 1), final.eq(count == 2), beat.eq(0)]
+                                     low_zero.eq(count_low == 1), final.eq(count == 2), beat.eq(0),
+                                     word_end.eq(last_beat == 0)]
                         with m.If(low_zero):
                             m.d.sync += count_high.eq(count_high - 1)
                         with m.If(final):
@@ -154,7 +161,7 @@ class LoadPort(wiring.Component):
                             for j in range(most - 1):
                                 with m.Case(j):
                                     m.d.sync += held[LOAD_BITS * j: LOAD_BITS * (j + 1)].eq(payload)
-                        m.d.sync += beat.eq(beat + 1)
+                        m.d.sync += [beat.eq(beat + 1), word_end.eq(beat + 1 == last_beat)]
         return m
 
 

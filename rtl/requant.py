@@ -38,25 +38,28 @@ class ShadowBank(wiring.Component):
     come as early as the cycle that shifts out the last lane, so groups of at least P words
     never stall; the sequencer holds shorter groups back (``docs/architecture.md``).
 
-    ``read_index`` is the output index that ``out_position`` holds in the next cycle while
-    the bank holds lanes, so that a lane's parameters can be read a cycle ahead and registered
-    (no memory read in front of the requantizer's bias add). When the bank runs empty it is
-    an index nobody uses: only ``latch`` selects, so no count sits in front of the read.
+    ``read_addr`` is ``read_base`` plus the output index that ``out_position`` holds in the
+    next cycle while the bank holds lanes, so that a lane's parameters can be read a cycle
+    ahead and registered (no memory read in front of the requantizer's bias add). When the
+    bank runs empty it is an address nobody uses: only ``latch`` selects, so no count sits in
+    front of the read. Both candidates are sums of registers, so no adder sits behind the
+    ``latch`` select on its way to the memory's address (Fmax).
 
     Latency: lane ``p`` leaves ``1 + p`` cycles after ``latch``.
     """
 
-    def __init__(self, *, lanes, n, acc_bits, position):
+    def __init__(self, *, lanes, n, acc_bits, position, read_depth):
         self._lanes = lanes
         self._n = n
         super().__init__({
+            "read_base": In(range(read_depth)),
+            "read_addr": Out(range(read_depth)),
             "sums": In(data.ArrayLayout(signed(acc_bits), lanes)),
             "latch": In(1),
             "position": In(position),
             "valid": Out(1),
             "acc": Out(signed(acc_bits)),
             "out_position": Out(position),
-            "read_index": Out(position.members["index"]),
         })
 
     @property
@@ -68,15 +71,17 @@ class ShadowBank(wiring.Component):
         bank = [Signal.like(self.acc, name=f"shadow{p}") for p in range(self._lanes)]
         left = Signal(range(self._lanes + 1))
         pos = Signal.like(self.out_position)
-        index_next = Signal.like(self.read_index)       # pos.index + 1 (a register: Fmax)
+        latched = Signal.like(self.read_addr)           # the latched group's first lane
+        addr_next = Signal.like(self.read_addr)         # read_base + pos.index + 1 (a register: Fmax)
         m.d.comb += [self.valid.eq(left != 0), self.acc.eq(bank[0]), self.out_position.eq(pos),
-                     self.read_index.eq(Mux(self.latch, self.position.index, index_next))]
+                     latched.eq(self.read_base + self.position.index),
+                     self.read_addr.eq(Mux(self.latch, latched, addr_next))]
         with m.If(self.latch):
             m.d.sync += [b.eq(s) for b, s in zip(bank, self.sums)]
-            m.d.sync += [left.eq(self._lanes), pos.eq(self.position), index_next.eq(self.position.index + 1)]
+            m.d.sync += [left.eq(self._lanes), pos.eq(self.position), addr_next.eq(latched + 1)]
         with m.Elif(left != 0):
             m.d.sync += [b.eq(s) for b, s in pairwise(bank)]
-            m.d.sync += [left.eq(left - 1), *advance_position(pos, 1, self._n), index_next.eq(index_next + 1)]
+            m.d.sync += [left.eq(left - 1), *advance_position(pos, 1, self._n), addr_next.eq(addr_next + 1)]
         return m
 
 

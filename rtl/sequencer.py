@@ -109,11 +109,13 @@ class Sequencer(wiring.Component):
         sent_last = Signal()            # no adder in front of the registered last-word flag)
         primed = Signal()               # descriptor 0 has been read since reset
         m.d.sync += primed.eq(1)
-        # Input is taken when no load beat is offered and, the cycle before, no load transfer
-        # was under way and no beat offered (a register: the handshake does not wait for the
-        # load port's state).
-        may_start = Signal()
-        m.d.sync += may_start.eq(primed & ~self.load_busy & ~self.load_valid)
+        # Input is taken when no load beat is offered and, the two cycles before, no load
+        # transfer was under way and no beat offered (registers: the handshake does not wait
+        # for the load port's state, and a descriptor just written has reached `ahead`,
+        # below; `status.LOAD_TO_INPUT`).
+        quiet, may_start = Signal(), Signal()
+        idle_load = primed & ~self.load_busy & ~self.load_valid
+        m.d.sync += [quiet.eq(idle_load), may_start.eq(quiet & idle_load)]
 
         # A row-serial layer table: `cur` is the rows fetched so far; `arriving` is the
         # descriptor complete with the row on `layer_row` (the last of its rows). The table
@@ -147,6 +149,24 @@ class Sequencer(wiring.Component):
         if cfg.fused_pool:
             bounds += ["window_w", "window_h"]
         limit = Signal(data.StructLayout({name: len(getattr(cur, name)) for name in bounds}), name="limit")
+        # What a pass's counters start from, derived from its descriptor: the bounds minus one
+        # and the flags and counts that end its first group, its input and the last group.
+        # With the wide table `ahead` is registered from the table's read in every cycle, so
+        # no compare or subtractor sits between the table and the counters (Fmax): that read
+        # holds the next descriptor from a pass's first cycle, and descriptor 0 in IDLE, for
+        # more than the two cycles it takes (input waits for a table write to get there).
+        # With the row-serial table it is the arriving descriptor's, as it arrives.
+        ahead = Signal(data.StructLayout({
+            "limit": limit.shape(), "last_word": 1, "penult": signed(len(cur.words) + 1),
+            "last_group": 1, "penult_group": signed(len(cur.groups) + 1),
+            "input_last": 1, "input_penult": signed(len(cur.in_words) + 1), "single_input": 1}), name="ahead")
+
+        def derive(desc):
+            return [*(getattr(ahead.limit, name).eq(getattr(desc, name) - 1) for name in bounds),
+                    ahead.last_word.eq(desc.words == 1), ahead.penult.eq(desc.words - 2),
+                    ahead.last_group.eq(desc.groups == 1), ahead.penult_group.eq(desc.groups - 2),
+                    ahead.input_last.eq(desc.in_words == 2), ahead.input_penult.eq(desc.in_words - 2),
+                    ahead.single_input.eq(desc.in_words == 1)]
         # Without the convolution walk a pass is one pixel: group g reads words 0 .. V-1.
         pool = cur.pool if walk else Const(0, 1)
         # The walk: tap (ky, kx), channel word c, output pixel (oy, ox) and its window's
@@ -177,21 +197,24 @@ class Sequencer(wiring.Component):
                 m.d.sync += [wx.eq(0), wy.eq(0), cwin.eq(window), ciy0.eq(y), cix0.eq(x)]
 
         def start_layer(desc):
-            start = [] if serial else [cur.eq(desc)]
-            start += [v.eq(0), last_word.eq(desc.words == 1), penult.eq(desc.words - 2), group.eq(0),
-                      last_group.eq(desc.groups == 1), penult_group.eq(desc.groups - 2),
-                      input_last.eq(desc.in_words == 2), input_penult.eq(desc.in_words - 2),
-                      self.position.eq(0),
-                     self.weight_addr.eq(desc.weight_base),
-                     *(getattr(limit, name).eq(getattr(desc, name) - 1) for name in bounds)]
+            loads = [] if serial else [cur.eq(desc)]
+            loads += [v.eq(0), last_word.eq(ahead.last_word), penult.eq(ahead.penult), group.eq(0),
+                      last_group.eq(ahead.last_group), penult_group.eq(ahead.penult_group),
+                      input_last.eq(ahead.input_last), input_penult.eq(ahead.input_penult),
+                      self.position.eq(0), self.weight_addr.eq(desc.weight_base), limit.eq(ahead.limit)]
             if not walk:
-                return start
+                return loads
             fused_start = [wx.eq(0), wy.eq(0), cwin.eq(desc.origin), ciy0.eq(-desc.pad_y),
                            cix0.eq(-desc.pad_x), group_weight.eq(desc.weight_base)] if fused else []
-            return [*start, c.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), pix_word.eq(0),
+            return [*loads, c.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), oy.eq(0), pix_word.eq(0),
                     group_offset.eq(0), iy0.eq(-desc.pad_y), ix0.eq(-desc.pad_x),
                     addr.eq(desc.origin), win.eq(desc.origin), row_win.eq(desc.origin),
                     *fused_start]
+
+        if serial:
+            m.d.comb += derive(arriving)
+        else:
+            m.d.sync += derive(self.layer)
 
         group_done = last_word & window_last
         can_issue = ~group_done | pool | drained
@@ -236,6 +259,12 @@ class Sequencer(wiring.Component):
             if fused:
                 m.d.sync += group_weight.eq(self.weight_addr + 1)
 
+        def enter_settle(cycles):
+            """To SETTLE for ``cycles + 1`` cycles (``start`` in the last one before a pass)."""
+            last = cycles == 0
+            m.d.sync += [settle.eq(cycles), settle_last.eq(last), start.eq(last & ~cur.last)]
+            m.next = "SETTLE"
+
         def next_pixel():
             """The pixel is done: the next output pixel, from weight word 0; after the last, SETTLE."""
             next_word = pix_word + cur.pixel_words
@@ -250,12 +279,20 @@ class Sequencer(wiring.Component):
                              win.eq(row_win + cur.y_step)]
                 restart_window(row_win + cur.y_step, iy0 + cur.stride_y, -cur.pad_x)
                 with m.If(oy == limit.out_h):
-                    m.d.sync += [settle.eq(Mux(pool, pool_settle, self._settle - 1)),
-                                 settle_last.eq(Mux(pool, pool_settle == 0, self._settle == 1))]
-                    m.next = "SETTLE"
+                    enter_settle(Mux(pool, pool_settle, self._settle - 1))
             with m.Else():
                 m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + cur.stride_x), win.eq(win + cur.x_step)]
                 restart_window(win + cur.x_step, iy0, ix0 + cur.stride_x)
+
+        # Without the row-serial table, the next descriptor is loaded (`start_layer`) in every
+        # IDLE cycle and in SETTLE's last cycle before the next pass: `start` marks those
+        # cycles, a register set for the state and count the FSM goes to, so that the
+        # counters' enables are one gate of registers, not a state decode (Fmax).
+        start = Signal(init=1)
+        m.d.sync += start.eq(0)
+        if not serial:
+            with m.If(start):
+                m.d.sync += start_layer(self.layer)
 
         # `in_phase` (IDLE or INPUT) as a register, set for the state the FSM goes to: the
         # activation buffer's write multiplexers select on a flip-flop, not a state decode
@@ -284,16 +321,16 @@ class Sequencer(wiring.Component):
                     with m.Elif(~complete):
                         m.d.sync += [streaming.eq(1), self.layer_addr.eq(next_row_addr)]
                 else:
-                    # Descriptor 0 and the counts are loaded on every idle cycle, not on the
-                    # first input word: only the state and the table address wait for the
-                    # handshake (Fmax).
-                    m.d.sync += start_layer(self.layer)
+                    # Descriptor 0 and the counts are loaded on every idle cycle (`start`),
+                    # not on the first input word: only the state and the table address wait
+                    # for the handshake (Fmax).
+                    m.d.sync += start.eq(~self.in_en)
                 with m.If(self.in_en):
                     m.d.sync += [self.busy.eq(1), count.eq(1), inputting.eq(1)]
                     if not serial:
                         m.d.sync += table_step.eq(1)
                     m.next = "INPUT"
-                    with m.If((cur if serial else self.layer).in_words == 1):
+                    with m.If(cur.in_words == 1 if serial else ahead.single_input):
                         m.d.sync += [phase.eq(0), inputting.eq(0)]
             with m.State("INPUT"):
                 with m.If(inputting):
@@ -335,10 +372,10 @@ class Sequencer(wiring.Component):
                             if walk:
                                 next_pixel()
                             else:
-                                m.d.sync += [settle.eq(self._settle - 1), settle_last.eq(self._settle == 1)]
-                                m.next = "SETTLE"
+                                enter_settle(Const(self._settle - 1))
             with m.State("SETTLE"):
-                m.d.sync += [settle.eq(settle - 1), settle_last.eq(settle == 1)]
+                m.d.sync += [settle.eq(settle - 1), settle_last.eq(settle == 1),
+                             start.eq((settle == 1) & ~cur.last)]
                 with m.If(settle_last):
                     with m.If(cur.last):
                         # Descriptor 0 is read again long before the next inference.
@@ -351,7 +388,6 @@ class Sequencer(wiring.Component):
                             m.d.sync += [row.eq(0), self.layer_addr.eq(next_row_addr)]
                             m.next = "FETCH"
                         else:
-                            m.d.sync += start_layer(self.layer)
                             m.d.sync += [self.sel.eq(~self.sel), self.layer_addr.eq(self.layer_addr + 1)]
                             m.next = "RUN"
             if serial:
@@ -372,7 +408,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += [unsent.eq(unsent - 1), sent_last.eq(unsent == 1)]
                     with m.If(sent_last):
                         m.d.sync += [self.cycles.eq(counter.successor), self.out_valid.eq(0),
-                                     self.sel.eq(0), self.busy.eq(0), phase.eq(1), count.eq(0)]
+                                     self.sel.eq(0), self.busy.eq(0), phase.eq(1), count.eq(0),
+                                     start.eq(1)]
                         if serial:
                             m.d.sync += [complete.eq(0), streaming.eq(0), row.eq(0)]
                         m.next = "IDLE"

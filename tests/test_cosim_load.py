@@ -34,7 +34,7 @@ from ternac.model.codebook import Codebook
 from ternac.model.hw import ADDRESS_BITS, HardwareConfig, Target, lower
 from ternac.model.hw.config import pack_fields
 from ternac.model.hw.status import (
-    LOAD_PORT_LAG,
+    LOAD_TO_INPUT,
     STATUS_FIELDS,
     LoadError,
     check_transfer,
@@ -376,8 +376,8 @@ def test_inference_right_after_a_descriptor_write_reads_it(rom_design, nets):
     overlaps = [step for step in output["steps"] if step["op"] == "overlap"]
     assert [step["outputs"] for step in overlaps] == golden_outputs(a, x).tolist()
     # Taken the first cycle it may be: after the last beat the beat register
-    # (LOAD_PORT_LAG), the write, then the registered input gate.
-    assert [step["first_act_in"] - step["last_load"] for step in overlaps] == [LOAD_PORT_LAG + 2] * 3
+    # (LOAD_PORT_LAG), the write, the descriptor's registered view, the registered input gate.
+    assert [step["first_act_in"] - step["last_load"] for step in overlaps] == [LOAD_TO_INPUT] * 3
 
 
 # -- worst-case accumulation ----------------------------------------------------------------

@@ -49,6 +49,10 @@ class StatusField:
 #: register (``rtl/accelerator.py``), so ``load_busy`` describes the beat accepted this many
 #: cycles before.
 LOAD_PORT_LAG = 1
+#: Cycles from a ``load`` transfer's last beat to the first cycle ``act_in`` may be taken: the
+#: beat register, the memory write, the sequencer's registered view of the new descriptor
+#: (``ahead``), then its registered input gate.
+LOAD_TO_INPUT = LOAD_PORT_LAG + 3
 
 #: The status word, LSB first; bits not listed read 0.
 STATUS_FIELDS = (
