@@ -430,7 +430,7 @@ def parse_nextpnr_log(text):
 
 
 def parse_nextpnr_report(report):
-    """The same dict from nextpnr's ``--report`` JSON (a dict or its text)."""
+    """The same dict from nextpnr's ``--report`` JSON (a dict or its text), and its critical path."""
     if isinstance(report, str):
         report = json.loads(report)
     util = {bel: {"used": int(v["used"]), "available": int(v["available"])}
@@ -438,7 +438,21 @@ def parse_nextpnr_report(report):
     fmax = {clock: {"achieved": float(v["achieved"]), "constraint": float(v["constraint"]),
                     "pass": float(v["achieved"]) >= float(v["constraint"])}
             for clock, v in report.get("fmax", {}).items()}
-    return {"utilization": util, "fmax": fmax, "error": None}
+    return {"utilization": util, "fmax": fmax, "error": None, "critical_path": critical_path(report)}
+
+
+def critical_path(report):
+    """The longest path within one clock domain of nextpnr's ``--report`` JSON: its delay in
+    ns, its first and last cell, and each step (``clk-to-q``, ``logic``, ``routing``,
+    ``setup``) with its delay and the cell it reaches; None without one."""
+    paths = [p["path"] for p in report.get("critical_paths", []) if p.get("from") == p.get("to") and p.get("path")]
+    if not paths:
+        return None
+    path = max(paths, key=lambda steps: sum(step["delay"] for step in steps))
+    return {"ns": round(sum(step["delay"] for step in path), 2),
+            "from": path[0]["from"]["cell"], "to": path[-1]["to"]["cell"],
+            "steps": [{"type": step["type"], "ns": round(step["delay"], 2), "to": step["to"]["cell"]}
+                      for step in path]}
 
 
 _STAT_HEAD = re.compile(r"^\s*(?:Number of cells:\s*\d+|\d+\s+cells)\s*$", re.MULTILINE)
@@ -695,6 +709,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         from_report = parse_nextpnr_report(report_path.read_text())
         parsed["utilization"] = from_report["utilization"] or parsed["utilization"]
         parsed["fmax"] = from_report["fmax"] or parsed["fmax"]
+        parsed["critical_path"] = from_report["critical_path"]
     rpt = out / f"{name}.rpt"
     rpt_text = rpt.read_text(errors="replace") if rpt.is_file() else ""
     cells = parse_yosys_stat(rpt_text)
@@ -735,7 +750,7 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         "synth_opts": overrides.get("synth_opts", ""), "abc9_dff": abc9_dff, "synthesis_error": synthesis_error,
         "build_seconds": round(seconds, 1),
         "capacity": spec.capacity,
-        "utilization": util, "fmax": parsed["fmax"],
+        "utilization": util, "fmax": parsed["fmax"], "critical_path": parsed.get("critical_path"),
         "yosys": synth, "yosys_cells": cells, "muls_before_synth": _mul_cells(out / f"{name}.muls.txt"),
         "cycles_per_inference": cycles.total, "macs_per_cycle": macs_per_cycle,
         "weights_held": config.weight_depth * config.lanes * config.coding.n,

@@ -55,6 +55,22 @@ def test_parse_nextpnr_report_json():
     parsed = parse_nextpnr_report(json.dumps(report))
     assert parsed["utilization"]["ICESTORM_LC"]["used"] == 10
     assert parsed["fmax"]["clk"] == {"achieved": 60.5, "constraint": 50.0, "pass": True}
+    assert parsed["critical_path"] is None
+
+
+def test_critical_path_is_the_longest_within_one_clock():
+    def step(kind, delay, cell):
+        return {"type": kind, "delay": delay, "from": {"cell": "a"}, "to": {"cell": cell}}
+    inner = [step("clk-to-q", 1.39, "q"), step("routing", 4.35, "lut"), step("logic", 0.87, "lut"),
+             step("setup", 0.1, "d")]
+    io = [step("routing", 30.0, "pin")]
+    report = {"critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": inner},
+                                 {"from": "<async>", "to": "posedge clk", "path": io},
+                                 {"from": "posedge clk", "to": "posedge clk", "path": [step("setup", 0.5, "x")]}]}
+    path = parse_nextpnr_report(report)["critical_path"]
+    assert path["ns"] == 6.71 and (path["from"], path["to"]) == ("a", "d")
+    assert [(s["type"], s["ns"], s["to"]) for s in path["steps"]] == [
+        ("clk-to-q", 1.39, "q"), ("routing", 4.35, "lut"), ("logic", 0.87, "lut"), ("setup", 0.1, "d")]
 
 
 def test_parse_yosys_stat_both_formats():
