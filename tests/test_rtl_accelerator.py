@@ -55,6 +55,7 @@ def run_rtl_checked(network, x, *, dense=False, load=True, stall=0.0, seed=0, he
     ([16, 40, 24], (8, 1), 16),         # O < P in the first layer's last group
     ([64, 32, 10], (16, 3), 4),         # 13-bit codes
     ([9, 1], (2, 1), 1),                # one lane, one output
+    ([6, 12, 5], (8, 2), 4),            # one input word: INPUT waits only for its write
 ])
 def test_random_networks_bit_and_cycle_exact(sizes, coding, lanes):
     network = random_network(sizes, coding=coding, lanes=lanes, seed=sum(sizes))
