@@ -88,7 +88,7 @@ class LoadPort(wiring.Component):
         # left above the address (`depth - addr`, negative past the end) is found on the
         # header beat, so the count beat only compares (Fmax). Both are `wide` bits, enough
         # for the deepest memory: an address or count past that is out of range anyway (an
-        # OR of its high bits), so the compare's carry chain is no longer than a memory address.
+        # OR of its high bits), so the check's carry chain is no longer than a memory address.
         wide = max(self._depths).bit_length() + 1
         # Whether the words fit is registered at the count beat in two parts (`small`: the
         # count's high bits are 0; `slack`: the room minus its low bits, a subtractor, one
