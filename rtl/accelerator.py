@@ -75,6 +75,10 @@ class Accelerator(wiring.Component):
     Attributes
     ----------
     act_in : In(stream.Signature(N*8))
+        ``ready`` does not depend on ``valid`` and, once high with no ``load`` beat offered,
+        stays high until the input's last word is taken: a source that waits for ``ready``
+        may then send a word every cycle (the host link does). Checked by
+        :func:`~ternac.rtl.simulate.run_rtl_network` on every simulated cycle.
     act_out : Out(stream.Signature(N*8))
     load : In(stream.Signature(32))
     busy : Out(1)

@@ -195,14 +195,14 @@ class HostLink(wiring.Component):
         to_go = Signal(16)                        # payload bytes not received yet (counts down)
         # Each count's last step as a flag kept beside it (registers: no wide compare in front
         # of the state and the reply registers).
-        payload_last, load_last, collect_last, buffer_last = (
-            Signal(name=n) for n in ("payload_last", "load_last", "collect_last", "buffer_last"))
-        word, lane = Signal(range(words + 1)), Signal(range(n))   # where the next one goes
+        payload_last, buffer_last = Signal(name="payload_last"), Signal(name="buffer_last")
+        lane = Signal(range(n))                   # where the next byte goes in word `index`
         crc, frame_crc = Signal(16), Signal(16)
         too_long = Signal()
         tail = Signal(8 * struct.calcsize(COMMIT_FORMAT))   # the last payload bytes (COMMIT)
         load_crc, load_crc_next = Signal(16, init=CRC_INIT), Signal(16)
         load_bytes = Signal(32)
+        bytes_carry = Signal()                    # load_bytes[:16] overflowed (LOADED, REPLY)
         committed, loading = Signal(), Signal()
         in_words, out_words = Signal(16), Signal(16)
         cycles = Signal(32)
@@ -218,31 +218,44 @@ class HostLink(wiring.Component):
         error_code = Signal(8)
         status = Cat(committed, loading, Const(0, 6), Const(n, 8), Const(self.max_payload, 16), cycles)
         small = Mux(reply_kind == ERROR, Cat(error_code, kind), status)
-        small_at, small_end = Signal(range(9)), Signal(range(9))
+        small_at, small_end = Signal(range(9), name="small_at"), Signal(range(9), name="small_end")
+        more_small = Signal()                     # small_at != small_end, a register
         header_at = Signal(2)                     # the reply header's byte on the line
         buffer_empty = Signal()                   # the reply sends no buffer bytes
-        tx_word, tx_lane = Signal(range(words + 1)), Signal(range(n))
-        settled = Signal()                        # the buffer's read data is for tx_word
+        tx_lane = Signal(range(n))
+        # SEND_BUFFER steps `index` a cycle after the byte that ends a word is taken
+        # (`word_step`, a register: the take is not among the address counter's many
+        # enables, Fmax); `settled` counts the cycles until `buffer_byte` is that word's.
+        word_step = Signal()
+        settled = Signal(3)
 
+        # A reply is set up in two steps: the state that answers chooses what it sends
+        # (`reply`), REPLY derives the rest from those registers. Many states answer, so
+        # fewer registers behind each of their conditions (Fmax).
         def reply(kind_value, *, small_bytes=(0, 0), from_buffer=0):
             return [reply_kind.eq(kind_value), small_at.eq(small_bytes[0]), small_end.eq(small_bytes[1]),
-                    reply_buffer.eq(from_buffer), buffer_empty.eq(from_buffer == 0), buffer_last.eq(from_buffer == 1),
-                    reply_length.eq(from_buffer + small_bytes[1] - small_bytes[0]), header_at.eq(0),
-                    tx_word.eq(0), tx_lane.eq(0), crc.eq(CRC_INIT), settled.eq(0)]
+                    reply_buffer.eq(from_buffer)]
 
         def error(code):
             return [error_code.eq(code), *reply(ERROR, small_bytes=(0, 2))]
 
-        # Feeding act_in / load from the buffer: `index` is the word whose data the read port
-        # shows (its address was presented the cycle before), one word per cycle.
+        # One word address for the whole frame buffer: `index` is the word written (PAYLOAD,
+        # COLLECT), sent (SEND_BUFFER) or shown on the read port (LOAD, FEED: its address was
+        # presented the cycle before). While the core takes a word every cycle (`streaming`)
+        # the read address is the next word's. So both addresses are flip-flops or a choice
+        # between two on two more, whatever the state: no state decode or handshake in front
+        # of the buffer's address (Fmax).
         index = Signal(range(words + 1))
         index_next = Signal(range(words + 2))     # index + 1, a register: no adder on the address
-        feed_last = Signal()                      # index is the input's last word
+        streaming = Signal()                      # LOAD, FEED: the core takes a beat every cycle
+        word_end = Signal()                       # this beat is its word's last (LOAD; always in FEED)
+        advance = streaming & word_end
+        step_index = [index.eq(index_next), index_next.eq(index_next + 1)]
+        m.d.comb += [wp.addr.eq(index), rp.addr.eq(Mux(advance, index_next, index))]
         beat = Signal(range(max(1, 8 * n // LOAD_BITS)))
-        beats_left = Signal(16)
+        remaining = Signal(16)                    # beats (LOAD) or words (FEED, COLLECT) to go
+        last = Signal()                           # this beat or word is the last (remaining == 1)
         beats_per_word = 8 * n // LOAD_BITS
-        load_step = load.valid & load.ready
-        feed_step = act_in.valid & act_in.ready
         m.d.comb += [
             load.payload.eq(Array(rp.data[LOAD_BITS * j:LOAD_BITS * (j + 1)]
                                        for j in range(beats_per_word))[beat]),
@@ -267,11 +280,20 @@ class HostLink(wiring.Component):
         with m.Elif(~expired):
             m.d.sync += [timer.eq(timer + 1), expired.eq(timer == self._timeout - 1)]
         timed_out = expired & ~got
+        # The received byte is stable from its last data bit, a bit time before `got`
+        # (UartRx): its comparison with SYNC is registered, not in front of the state.
+        # Likewise the length's comparisons, for LEN1 (its low byte arrived in LEN0).
+        is_sync, full_is_zero, full_is_one, full_too_long = (
+            Signal(name=name) for name in ("is_sync", "full_is_zero", "full_is_one", "full_too_long"))
+        full = Cat(length[:8], byte)
+        m.d.sync += [is_sync.eq(byte == SYNC), full_is_zero.eq(full == 0), full_is_one.eq(full == 1),
+                     full_too_long.eq(full > self.max_payload)]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
-                with m.If(got & (byte == SYNC)):
-                    m.d.sync += [crc.eq(CRC_INIT), kind.eq(0)]
+                m.d.sync += kind.eq(0)            # a frame that stops before its type has none
+                with m.If(got & is_sync):
+                    m.d.sync += crc.eq(CRC_INIT)
                     m.next = "TYPE"
 
             def receive(field_update, next_state):
@@ -279,29 +301,34 @@ class HostLink(wiring.Component):
                     m.d.sync += [*step_crc, *field_update]
                     m.next = next_state
                 with m.Elif(timed_out):
-                    m.d.sync += error(LinkError.TIMEOUT)
-                    m.next = "REPLY"
+                    m.next = "TIMEOUT"
+
+            # The states that answer (TIMEOUT, ACT, LOADED, CYCLES) do so unconditionally, a
+            # cycle after the event: the reply's registers have few, registered enables (Fmax).
+            with m.State("TIMEOUT"):
+                m.d.sync += error(LinkError.TIMEOUT)
+                m.next = "REPLY"
 
             with m.State("TYPE"):
                 receive([kind.eq(byte)], "LEN0")
             with m.State("LEN0"):
                 receive([length[:8].eq(byte)], "LEN1")
             with m.State("LEN1"):
-                full = Cat(length[:8], byte)
-                receive([length[8:].eq(byte), to_go.eq(full), payload_last.eq(full == 1), word.eq(0), lane.eq(0),
-                         too_long.eq(full > self.max_payload), load_crc_next.eq(load_crc)],
+                receive([length[8:].eq(byte), to_go.eq(full), payload_last.eq(full_is_one), index.eq(0),
+                         index_next.eq(1), lane.eq(0), too_long.eq(full_too_long), load_crc_next.eq(load_crc)],
                         "CRC0")
-                with m.If(got & (full != 0)):
+                with m.If(got & ~full_is_zero):
                     m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
-                m.d.comb += [wp.addr.eq(word), wp.data.eq(byte.replicate(n)),
+                m.d.comb += [wp.data.eq(byte.replicate(n)),
                              wp.en.eq(Mux(got & ~too_long, 1 << lane, 0))]
                 receive([*count_down(to_go, payload_last),
                          tail.eq(Cat(tail[8:], byte)),
                          load_crc_next.eq(crc16_update(load_crc_next, byte)),
-                         lane.eq(Mux(lane == n - 1, 0, lane + 1)),
-                         word.eq(Mux(lane == n - 1, word + 1, word))],
+                         lane.eq(Mux(lane == n - 1, 0, lane + 1))],
                         "PAYLOAD")
+                with m.If(got & (lane == n - 1)):
+                    m.d.sync += step_index
                 with m.If(got & payload_last):
                     m.next = "CRC0"
             with m.State("CRC0"):
@@ -309,32 +336,35 @@ class HostLink(wiring.Component):
                     m.d.sync += frame_crc[:8].eq(byte)
                     m.next = "CRC1"
                 with m.Elif(timed_out):
-                    m.d.sync += error(LinkError.TIMEOUT)
-                    m.next = "REPLY"
+                    m.next = "TIMEOUT"
             with m.State("CRC1"):
                 with m.If(got):
                     m.d.sync += frame_crc[8:].eq(byte)
                     m.next = "CHECK"
                 with m.Elif(timed_out):
-                    m.d.sync += error(LinkError.TIMEOUT)
-                    m.next = "REPLY"
+                    m.next = "TIMEOUT"
 
             # CHECK registers every comparison of the frame, DECIDE and ACT act on them: no
             # wide comparison sits in front of the reply's and the core's control.
             commit_bytes, commit_crc, commit_in, commit_out = (
                 tail[:32], tail[32:48], tail[48:64], tail[64:80])
-            crc_bad, empty, load_length_bad, commit_length_bad, commit_bad, infer_length_bad = (
+            crc_bad, empty, load_length_bad, commit_length_bad, infer_length_bad = (
                 Signal(name=name) for name in ("crc_bad", "empty", "load_length_bad",
-                                               "commit_length_bad", "commit_bad", "infer_length_bad"))
+                                               "commit_length_bad", "infer_length_bad"))
+            # A COMMIT's three checks, each its own register; DECIDE ORs them.
+            commit_checks = [Signal(name=f"commit_{name}_bad") for name in ("bytes", "crc", "words")]
+            commit_bad = Cat(*commit_checks).any()
             is_kind = {r: Signal(name=f"is_{r.name.lower()}") for r in Request}
             with m.State("CHECK"):
                 m.d.sync += [
+                    index.eq(0), index_next.eq(1),    # ACT reads word 0: INFER and LOAD start there
                     crc_bad.eq(frame_crc != crc), empty.eq(length == 0),
                     load_length_bad.eq(too_long | (length == 0) | (length[:2] != 0)),
                     commit_length_bad.eq(length != len(tail) // 8),
-                    commit_bad.eq((commit_bytes != load_bytes) | (commit_crc != load_crc)
-                                  | (commit_in == 0) | (commit_in > self._act_depth)
-                                  | (commit_out == 0) | (commit_out > self._act_depth)),
+                    commit_checks[0].eq(commit_bytes != load_bytes),
+                    commit_checks[1].eq(commit_crc != load_crc),
+                    commit_checks[2].eq((commit_in == 0) | (commit_in > self._act_depth)
+                                        | (commit_out == 0) | (commit_out > self._act_depth)),
                     infer_length_bad.eq(length != in_words << self._shift),
                     *(is_kind[r].eq(kind == r) for r in Request),
                 ]
@@ -342,85 +372,104 @@ class HostLink(wiring.Component):
             # DECIDE finds the frame's error code, if any (a register), ACT acts on it: the
             # priority of the checks is not in front of the reply registers.
             verdict = Signal(range(max(LinkError) + 1))
+            failed = Signal()                     # verdict != 0, a register
             with m.State("DECIDE"):
                 m.next = "ACT"
-                m.d.sync += verdict.eq(0)
+                m.d.sync += [verdict.eq(0), failed.eq(0)]
+
+                def fail(code):
+                    return [verdict.eq(code), failed.eq(1)]
                 with m.If(crc_bad):
-                    m.d.sync += verdict.eq(LinkError.CRC)
+                    m.d.sync += fail(LinkError.CRC)
                 with m.Elif(is_kind[Request.STATUS] | is_kind[Request.BEGIN]):
                     with m.If(~empty):
-                        m.d.sync += verdict.eq(LinkError.LENGTH)
+                        m.d.sync += fail(LinkError.LENGTH)
                 with m.Elif(is_kind[Request.LOAD]):
                     with m.If(load_length_bad):
-                        m.d.sync += verdict.eq(LinkError.LENGTH)
+                        m.d.sync += fail(LinkError.LENGTH)
                     with m.Elif(~loading):
-                        m.d.sync += verdict.eq(LinkError.STATE)
+                        m.d.sync += fail(LinkError.STATE)
                 with m.Elif(is_kind[Request.COMMIT]):
                     with m.If(commit_length_bad):
-                        m.d.sync += verdict.eq(LinkError.LENGTH)
+                        m.d.sync += fail(LinkError.LENGTH)
                     with m.Elif(~loading):
-                        m.d.sync += verdict.eq(LinkError.STATE)
+                        m.d.sync += fail(LinkError.STATE)
                     with m.Elif(commit_bad):
-                        m.d.sync += verdict.eq(LinkError.COMMIT)
+                        m.d.sync += fail(LinkError.COMMIT)
                 with m.Elif(is_kind[Request.INFER]):
                     with m.If(~committed):
-                        m.d.sync += verdict.eq(LinkError.STATE)
+                        m.d.sync += fail(LinkError.STATE)
                     with m.Elif(infer_length_bad):
-                        m.d.sync += verdict.eq(LinkError.LENGTH)
+                        m.d.sync += fail(LinkError.LENGTH)
                 with m.Else():
-                    m.d.sync += verdict.eq(LinkError.TYPE)
+                    m.d.sync += fail(LinkError.TYPE)
+            # ACT's answer, as one expression of registers for every frame (LOAD and INFER
+            # answer again when done): an ERROR with the verdict, else the request's type with
+            # STATUS's payload or none.
             with m.State("ACT"):
-                m.d.comb += rp.addr.eq(0)         # INFER and LOAD start at word 0
-                m.d.sync += [index.eq(0), index_next.eq(1), feed_last.eq(in_words == 1), beat.eq(0),
-                             beats_left.eq(length >> 2), load_last.eq(length >> 2 == 1)]
+                infer = is_kind[Request.INFER]
+                m.d.sync += [remaining.eq(Mux(infer, in_words, length >> 2)),
+                             last.eq(Mux(infer, in_words == 1, length >> 2 == 1)), beat.eq(0),
+                             word_end.eq(infer | (beats_per_word == 1)),
+                             error_code.eq(verdict),
+                             *reply(Mux(failed, ERROR, kind | reply_type(0))),
+                             small_end.eq(Mux(failed, 2, Mux(is_kind[Request.STATUS], 8, 0)))]
                 m.next = "REPLY"
-                with m.If(verdict != 0):
-                    m.d.sync += error(verdict)
+                with m.If(failed):
                     with m.If(verdict == LinkError.COMMIT):
                         m.d.sync += loading.eq(0)
-                with m.Elif(is_kind[Request.STATUS]):
-                    m.d.sync += reply(reply_type(Request.STATUS), small_bytes=(0, 8))
                 with m.Elif(is_kind[Request.BEGIN]):
-                    m.d.sync += core_reset.eq(1)
-                    m.d.sync += [committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
-                                 load_bytes.eq(0), reply(reply_type(Request.BEGIN))]
+                    m.d.sync += [core_reset.eq(1), committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
+                                 load_bytes.eq(0)]
                 with m.Elif(is_kind[Request.LOAD]):
                     m.next = "LOAD"
                 with m.Elif(is_kind[Request.COMMIT]):
                     m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
-                                 out_words.eq(commit_out), reply(reply_type(Request.COMMIT))]
-                with m.Else():                    # INFER
+                                 out_words.eq(commit_out)]
+                with m.Elif(is_kind[Request.INFER]):
                     m.next = "FEED"
 
+            # LOAD and FEED offer their beats once the core is ready (`streaming`, a register),
+            # and the core then takes one every cycle to the last: `load.ready` is `~busy`, and
+            # `act_in` keeps its ready (the Accelerator's contracts). So the read address does
+            # not wait for the core's handshake (Fmax); the wait costs the link a cycle, not
+            # the core (its `cycles` start at the first input handshake).
             with m.State("LOAD"):
-                m.d.comb += [load.valid.eq(1), rp.addr.eq(index)]
-                with m.If(load_step):
+                m.d.comb += load.valid.eq(streaming)
+                with m.If(~streaming):
+                    m.d.sync += streaming.eq(load.ready)
+                with m.Else():
                     m.d.sync += [beat.eq(Mux(beat == beats_per_word - 1, 0, beat + 1)),
-                                 *count_down(beats_left, load_last)]
-                    with m.If(beat == beats_per_word - 1):
-                        m.d.comb += rp.addr.eq(index_next)
-                        m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1)]
-                    with m.If(load_last):
-                        m.d.sync += [load_crc.eq(load_crc_next), load_bytes.eq(load_bytes + length),
-                                     reply(reply_type(Request.LOAD))]
-                        m.next = "REPLY"
-
+                                 word_end.eq(beat == (beats_per_word - 2) % beats_per_word),
+                                 *count_down(remaining, last)]
+                    with m.If(word_end):
+                        m.d.sync += step_index
+                    with m.If(last):
+                        m.d.sync += streaming.eq(0)
+                        m.next = "LOADED"
+            # The 32-bit byte count in two 16-bit steps, LOADED's carry added in REPLY: two
+            # short carry chains instead of one long one (Fmax).
+            bytes_low = load_bytes[:16] + length
+            with m.State("LOADED"):
+                m.d.sync += [load_crc.eq(load_crc_next), load_bytes[:16].eq(bytes_low[:16]),
+                             bytes_carry.eq(bytes_low[16]), reply(reply_type(Request.LOAD))]
+                m.next = "REPLY"
             with m.State("FEED"):
-                m.d.comb += [act_in.valid.eq(1), rp.addr.eq(Mux(feed_step, index_next, index))]
-                with m.If(feed_step):
-                    m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
-                                 feed_last.eq(index_next + 1 == in_words)]
-                    with m.If(feed_last):
-                        m.d.sync += [index.eq(0), index_next.eq(1), collect_last.eq(out_words == 1)]
+                m.d.comb += act_in.valid.eq(streaming)
+                with m.If(~streaming):
+                    m.d.sync += streaming.eq(act_in.ready)
+                with m.Else():
+                    m.d.sync += [*step_index, *count_down(remaining, last)]
+                    with m.If(last):
+                        m.d.sync += [streaming.eq(0), index.eq(0), index_next.eq(1),
+                                     remaining.eq(out_words), last.eq(out_words == 1)]
                         m.next = "COLLECT"
             with m.State("COLLECT"):
-                m.d.comb += [core.act_out.ready.eq(1), wp.addr.eq(index),
-                             wp.data.eq(core.act_out.payload),
+                m.d.comb += [core.act_out.ready.eq(1), wp.data.eq(core.act_out.payload),
                              wp.en.eq(Mux(core.act_out.valid, (1 << n) - 1, 0))]
                 with m.If(core.act_out.valid):
-                    m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1),
-                                 collect_last.eq(index_next + 1 == out_words)]
-                    with m.If(collect_last):
+                    m.d.sync += [*step_index, *count_down(remaining, last)]
+                    with m.If(last):
                         m.next = "CYCLES"
             with m.State("CYCLES"):               # `cycles` is updated by the last handshake
                 m.d.sync += [cycles.eq(core.cycles),
@@ -430,11 +479,36 @@ class HostLink(wiring.Component):
 
             # -- the reply --------------------------------------------------------------------
             header = Array([Const(SYNC, 8), reply_kind, reply_length[:8], reply_length[8:16]])
-            sent = utx.i.valid & utx.i.ready
-            with m.State("REPLY"):
+
+            # A state offers its byte through a register (`tx_byte`, `offered`), a cycle after
+            # choosing it, and steps when it is taken: neither the byte's multiplexers nor the
+            # states' conditions sit between the transmitter's flip-flops (Fmax). A byte takes
+            # hundreds of cycles on the line (10 bit times); the cycle is not missed.
+            # The buffer's and the small payload's next bytes are registered too (`buffer_byte`,
+            # `small_byte`, from the word and the position the cycle before): a state offers
+            # nothing the cycle after a byte is taken (`was_taken`), when they are not yet.
+            tx_byte, offered, was_taken = Signal(8), Signal(), Signal()
+            buffer_byte, small_byte = Signal(8), Signal(8)
+            taken = offered & utx.i.ready
+            m.d.comb += [utx.i.valid.eq(offered), utx.i.payload.eq(tx_byte)]
+            m.d.sync += [was_taken.eq(taken), buffer_byte.eq(Array(buffer_bytes)[tx_lane]),
+                         small_byte.eq(Array(small[8 * i:8 * i + 8] for i in range(8))[small_at])]
+
+            def send(offer, payload):
+                """Offer ``payload`` while ``offer``; the condition under which it is taken."""
                 m.d.comb += sending.eq(1)
-                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(header[header_at])]
-                with m.If(sent):
+                m.d.sync += [tx_byte.eq(payload), offered.eq(offer & ~taken & ~was_taken)]
+                return taken
+
+            with m.State("REPLY"):
+                m.d.sync += [load_bytes[16:].eq(load_bytes[16:] + bytes_carry), bytes_carry.eq(0),
+                             buffer_empty.eq(reply_buffer == 0), buffer_last.eq(reply_buffer == 1),
+                             reply_length.eq(reply_buffer + small_end - small_at), header_at.eq(0),
+                             index.eq(0), index_next.eq(1), tx_lane.eq(0), crc.eq(CRC_INIT), settled.eq(0), word_step.eq(0),
+                             more_small.eq(small_at != small_end)]
+                m.next = "HEADER"
+            with m.State("HEADER"):
+                with m.If(send(1, header[header_at])):
                     m.d.sync += header_at.eq(header_at + 1)
                     with m.If(header_at != 0):
                         m.d.sync += step_crc
@@ -443,34 +517,26 @@ class HostLink(wiring.Component):
                         with m.If(buffer_empty):
                             m.next = "SEND_SMALL"
             with m.State("SEND_BUFFER"):
-                m.d.comb += sending.eq(1)
-                m.d.comb += [rp.addr.eq(tx_word), utx.i.payload.eq(Array(buffer_bytes)[tx_lane]),
-                             utx.i.valid.eq(settled)]
-                m.d.sync += settled.eq(1)
-                with m.If(sent):
+                m.d.sync += [settled.eq(Cat(1, settled[:2])), word_step.eq(0)]
+                with m.If(word_step):
+                    m.d.sync += step_index
+                with m.If(send(settled[2], buffer_byte)):
                     m.d.sync += [*step_crc,
                                  *count_down(reply_buffer, buffer_last),
-                                 settled.eq(0),
-                                 tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1)),
-                                 tx_word.eq(Mux(tx_lane == n - 1, tx_word + 1, tx_word))]
+                                 settled.eq(0), word_step.eq(tx_lane == n - 1),
+                                 tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1))]
                     with m.If(buffer_last):
                         m.next = "SEND_SMALL"
             with m.State("SEND_SMALL"):
-                m.d.comb += sending.eq(1)
-                more = small_at != small_end
-                m.d.comb += [utx.i.valid.eq(more),
-                             utx.i.payload.eq(Array(small[8 * i:8 * i + 8] for i in range(8))[small_at])]
-                with m.If(sent):
-                    m.d.sync += [*step_crc, small_at.eq(small_at + 1)]
-                with m.If(~more):
+                with m.If(send(more_small, small_byte)):
+                    m.d.sync += [*step_crc, small_at.eq(small_at + 1), more_small.eq(small_at + 1 != small_end)]
+                with m.If(~more_small):
                     m.next = "SEND_CRC0"
             with m.State("SEND_CRC0"):
-                m.d.comb += [utx.i.valid.eq(~crc_step), utx.i.payload.eq(crc[:8])]
-                with m.If(sent):
+                with m.If(send(~crc_step, crc[:8])):
                     m.next = "SEND_CRC1"
             with m.State("SEND_CRC1"):
-                m.d.comb += [utx.i.valid.eq(1), utx.i.payload.eq(crc[8:])]
-                with m.If(sent):
+                with m.If(send(1, crc[8:])):
                     m.next = "IDLE"
 
         if self._frame_buffer is not None:

@@ -59,6 +59,7 @@ def run_rtl_network(dut, inputs, *, program, beats=(), stall=0.0, seed=0, vcd=No
         for b, x in enumerate(inputs):
             words = program.input_stream(x)
             sent, received, t, first_in = 0, [], 0, None
+            held = False                        # act_in.ready was high with words left to take
             while len(received) < words_out:
                 valid = sent < len(words) and go()
                 ready = go()
@@ -67,6 +68,10 @@ def run_rtl_network(dut, inputs, *, program, beats=(), stall=0.0, seed=0, vcd=No
                 ctx.set(dut.act_out.ready, ready)
                 _, _, in_ready, out_valid, payload = await ctx.tick().sample(
                     dut.act_in.ready, dut.act_out.valid, dut.act_out.payload)
+                if held and not in_ready:
+                    raise AssertionError(f"sample {b}, cycle {t}: act_in.ready fell without a transfer "
+                                         "(the Accelerator's act_in contract)")
+                held = in_ready and sent < len(words) - (valid and in_ready)
                 if valid and in_ready:
                     first_in = t if first_in is None else first_in
                     sent += 1

@@ -60,6 +60,7 @@ class UartTx(_UartComponent):
         shift = Signal(9)                  # data bits, then the stop bit
         bits = Signal(range(10))           # bits still to put on the line after the current one
         count = Signal(range(self._divisor))
+        bit_done = Signal()                # count == 0, a register: no compare in front of the line's control
         busy = Signal()
         held, full = Signal(8), Signal()
         m.d.comb += self.i.ready.eq(~full)
@@ -68,12 +69,12 @@ class UartTx(_UartComponent):
         with m.If(~busy):
             with m.If(full):
                 m.d.sync += [self.tx.eq(0), shift.eq(Cat(held, 1)), bits.eq(9),
-                             count.eq(self._divisor - 1), busy.eq(1), full.eq(0)]
-        with m.Elif(count != 0):
-            m.d.sync += count.eq(count - 1)
+                             count.eq(self._divisor - 1), bit_done.eq(0), busy.eq(1), full.eq(0)]
+        with m.Elif(~bit_done):
+            m.d.sync += [count.eq(count - 1), bit_done.eq(count == 1)]
         with m.Elif(bits != 0):
             m.d.sync += [self.tx.eq(shift[0]), shift.eq(shift >> 1), bits.eq(bits - 1),
-                         count.eq(self._divisor - 1)]
+                         count.eq(self._divisor - 1), bit_done.eq(0)]
         with m.Else():
             m.d.sync += busy.eq(0)         # the stop bit has lasted a whole bit time
         return m
@@ -82,7 +83,9 @@ class UartTx(_UartComponent):
 class UartRx(_UartComponent):
     """Receive bytes from ``rx``: each byte is one cycle of ``o.valid`` (no back-pressure).
 
-    Latency: ``o.valid`` rises one cycle after the middle of the stop bit.
+    Latency: ``o.valid`` rises one cycle after the middle of the stop bit. ``o.payload`` is the
+    byte from the middle of its last data bit to that of the next byte's first: stable a bit
+    time before ``o.valid`` (the host link registers a comparison with it ahead).
 
     ``rx`` passes two flip-flops first (it comes from a pin). A start bit is checked again in
     its middle (a shorter glitch is ignored), the data bits are sampled in their middles, and

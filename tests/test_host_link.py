@@ -127,6 +127,19 @@ def _end_to_end_and_broken_frames(link, config, net, other):
     _check_run(link, other, 3, seed=2, config=config)
 
 
+@pytest.mark.cosim
+@pytest.mark.parametrize("coding", [(4, 2), (16, 3)])
+def test_host_link_with_one_and_four_load_beats_per_word(coding):
+    """N = 4: each frame-buffer word is one load beat; N = 16: four. The link steps its word on
+    a word's last beat (`word_end`), so a load that stepped too early or too late is not
+    the network that runs: every output is checked."""
+    from ternac.cosim.uart_link_sim import simulated_port
+    config = capacity_config(4, coding, act_depth=16, weight_depth=1024, param_depth=256)
+    net = random_network([40, 24, 10], coding=coding, lanes=4, seed=8)
+    with simulated_port(config, name=f"test-host-link-n{coding[0]}", max_cycles=20_000_000) as port:
+        _check_run(HostLinkDriver(port, timeout=120), net, 2, seed=5, config=config)
+
+
 def _frame_nets():
     """A small CNN whose 20 x 20 input map (400 words) is larger than its weights (about 60
     words), and an MLP; on their union the SPRAMs hold the frame buffer."""
