@@ -13,9 +13,12 @@ network marked usable. INFER is refused until then: a broken transfer never runs
 network. (A shadow copy of the weights is not possible on the iCE40UP5K: the four SPRAMs hold
 one network and nothing else is large enough.)
 
-An INFER frame's input words are fed to ``act_in`` one per cycle and ``act_out`` is always
-ready, so the accelerator's ``cycles`` equal the cycle model; the output words go to the frame
-buffer and back to the host with the cycles.
+An INFER frame's input words are fed to ``act_in`` one per cycle, from the cycle after the
+core is ready (its ``act_in`` contract: ready then stays high to the last word), and
+``act_out`` is always ready, so the accelerator's ``cycles`` equal the cycle model; the output
+words go to the frame buffer and back to the host with the cycles. The link's control is
+built from registers throughout (its states act a cycle after the event they answer): the
+link runs at the accelerator's clock.
 
 The frame buffer (:func:`frame_words` words of N bytes) is a block-RAM ``Memory`` by default;
 on the iCE40UP5K it goes to the SPRAMs when it is larger than the weight buffer
