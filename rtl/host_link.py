@@ -254,6 +254,7 @@ class HostLink(wiring.Component):
         word_end = Signal()                       # this beat is its word's last (LOAD; always in FEED)
         advance = streaming & word_end
         step_index = [index.eq(index_next), index_next.eq(index_next + 1)]
+        restart_index = [index.eq(0), index_next.eq(1)]
         m.d.comb += [wp.addr.eq(index), rp.addr.eq(Mux(advance, index_next, index))]
         beat = Signal(range(max(1, 8 * n // LOAD_BITS)))
         remaining = Signal(16)                    # beats (LOAD) or words (FEED, COLLECT) to go
@@ -317,8 +318,8 @@ class HostLink(wiring.Component):
             with m.State("LEN0"):
                 receive([length[:8].eq(byte)], "LEN1")
             with m.State("LEN1"):
-                receive([length[8:].eq(byte), to_go.eq(full), payload_last.eq(full_is_one), index.eq(0),
-                         index_next.eq(1), lane.eq(0), too_long.eq(full_too_long), load_crc_next.eq(load_crc)],
+                receive([length[8:].eq(byte), to_go.eq(full), payload_last.eq(full_is_one), *restart_index,
+                         lane.eq(0), too_long.eq(full_too_long), load_crc_next.eq(load_crc)],
                         "CRC0")
                 with m.If(got & ~full_is_zero):
                     m.next = "PAYLOAD"
@@ -360,7 +361,7 @@ class HostLink(wiring.Component):
             is_kind = {r: Signal(name=f"is_{r.name.lower()}") for r in Request}
             with m.State("CHECK"):
                 m.d.sync += [
-                    index.eq(0), index_next.eq(1),    # ACT reads word 0: INFER and LOAD start there
+                    *restart_index,                   # ACT reads word 0: INFER and LOAD start there
                     crc_bad.eq(frame_crc != crc), empty.eq(length == 0),
                     load_length_bad.eq(too_long | (length == 0) | (length[:2] != 0)),
                     commit_length_bad.eq(length != len(tail) // 8),
@@ -415,8 +416,8 @@ class HostLink(wiring.Component):
                              last.eq(Mux(infer, in_words == 1, length >> 2 == 1)), beat.eq(0),
                              word_end.eq(infer | (beats_per_word == 1)),
                              error_code.eq(verdict),
-                             *reply(Mux(failed, ERROR, kind | reply_type(0))),
-                             small_end.eq(Mux(failed, 2, Mux(is_kind[Request.STATUS], 8, 0)))]
+                             *reply(Mux(failed, ERROR, kind | reply_type(0)),
+                                    small_bytes=(0, Mux(failed, 2, Mux(is_kind[Request.STATUS], 8, 0))))]
                 m.next = "REPLY"
                 with m.If(failed):
                     with m.If(verdict == LinkError.COMMIT):
@@ -429,7 +430,7 @@ class HostLink(wiring.Component):
                 with m.Elif(is_kind[Request.COMMIT]):
                     m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
                                  out_words.eq(commit_out)]
-                with m.Elif(is_kind[Request.INFER]):
+                with m.Elif(infer):
                     m.next = "FEED"
 
             # LOAD and FEED offer their beats once the core is ready (`streaming`, a register),
@@ -464,7 +465,7 @@ class HostLink(wiring.Component):
                 with m.Else():
                     m.d.sync += [*step_index, *count_down(remaining, last)]
                     with m.If(last):
-                        m.d.sync += [streaming.eq(0), index.eq(0), index_next.eq(1),
+                        m.d.sync += [streaming.eq(0), *restart_index,
                                      remaining.eq(out_words), last.eq(out_words == 1)]
                         m.next = "COLLECT"
             with m.State("COLLECT"):
@@ -507,7 +508,7 @@ class HostLink(wiring.Component):
                 m.d.sync += [load_bytes[16:].eq(load_bytes[16:] + bytes_carry), bytes_carry.eq(0),
                              buffer_empty.eq(reply_buffer == 0), buffer_last.eq(reply_buffer == 1),
                              reply_length.eq(reply_buffer + small_end - small_at), header_at.eq(0),
-                             index.eq(0), index_next.eq(1), tx_lane.eq(0), crc.eq(CRC_INIT), settled.eq(0), word_step.eq(0),
+                             *restart_index, tx_lane.eq(0), crc.eq(CRC_INIT), settled.eq(0), word_step.eq(0),
                              more_small.eq(small_at != small_end)]
                 m.next = "HEADER"
             with m.State("HEADER"):
