@@ -115,14 +115,21 @@ def _end_to_end_and_broken_frames(link, config, net, other):
     assert _infer_ok(link, net, x, config) == cycles        # the network is still there
 
     # A load cut off half-way: the old network is no longer usable, nothing runs on a half one.
+    payload = struct.pack("<4I", 0, 5, 1, 2)
     link.request(Request.BEGIN)
-    link.request(Request.LOAD, struct.pack("<4I", 0, 5, 1, 2))
+    link.request(Request.LOAD, payload)
     link.send_raw(encode_frame(Request.INFER, bytes(in_words * 8)))
     _refused(link, LinkError.STATE)
-    # A COMMIT that does not match what arrived: refused, still unusable.
-    link.send_raw(encode_frame(Request.COMMIT, struct.pack(COMMIT_FORMAT, 9999, 0, 5, 1)))
-    _refused(link, LinkError.COMMIT)
-    assert not link.status().committed
+    # A COMMIT that does not match what arrived, in any byte of its count or CRC (the link
+    # checks them a byte at a time): refused, still unusable; each refusal ends the load.
+    count, crc = len(payload), crc16(payload)
+    for wrong in [(9999, 0), (count + (1 << 8), crc), (count + (1 << 16), crc), (count + (1 << 24), crc),
+                  (count, crc ^ 0x01), (count, crc ^ 0x80)]:
+        link.send_raw(encode_frame(Request.COMMIT, struct.pack(COMMIT_FORMAT, *wrong, 5, 1)))
+        _refused(link, LinkError.COMMIT)
+        assert not link.status().committed
+        link.request(Request.BEGIN)
+        link.request(Request.LOAD, payload)
     # A full load of another network works on the same design.
     _check_run(link, other, 3, seed=2, config=config)
 
