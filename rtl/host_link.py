@@ -378,14 +378,17 @@ class HostLink(wiring.Component):
             crc_bad, empty, load_length_bad, commit_length_bad, infer_length_bad = (
                 Signal(name=name) for name in ("crc_bad", "empty", "load_length_bad",
                                                "commit_length_bad", "infer_length_bad"))
-            # A COMMIT's checks, each its own register, DECIDE ORs them: the byte count and the
-            # CRC a byte at a time (Yosys chains a wide inequality's OR through a LUT per two
-            # bits: 7 levels for 32 bits, Fmax).
+            # A COMMIT's checks: the byte count and the CRC a byte at a time (Yosys chains a wide
+            # inequality's OR through a LUT per two bits, 7 levels for 32 bits), each a register
+            # updated every cycle (the payload is complete two UART bytes before CHECK), ORed
+            # into `commit_bad` in CHECK (Fmax).
             expected, claimed = Cat(load_bytes, load_crc), Cat(commit_bytes, commit_crc)
-            byte_checks = [expected[8 * i:8 * i + 8] != claimed[8 * i:8 * i + 8] for i in range(len(expected) // 8)]
-            commit_checks = [Signal(name=f"commit_byte{i}_bad") for i in range(len(byte_checks))]
-            words_bad = Signal(name="commit_words_bad")
-            commit_bad = Cat(*commit_checks, words_bad).any()
+            commit_checks = [Signal(name=f"commit_byte{i}_bad") for i in range(len(expected) // 8)]
+            words_bad, commit_bad = Signal(name="commit_words_bad"), Signal(name="commit_bad")
+            m.d.sync += [*(check.eq(expected[8 * i:8 * i + 8] != claimed[8 * i:8 * i + 8])
+                           for i, check in enumerate(commit_checks)),
+                         words_bad.eq((commit_in == 0) | (commit_in > self._act_depth)
+                                      | (commit_out == 0) | (commit_out > self._act_depth))]
             is_kind = {r: Signal(name=f"is_{r.name.lower()}") for r in Request}
             with m.State("CHECK"):
                 m.d.sync += [
@@ -393,9 +396,7 @@ class HostLink(wiring.Component):
                     crc_bad.eq(frame_crc != crc), empty.eq(length == 0),
                     load_length_bad.eq(too_long | (length == 0) | (length[:2] != 0)),
                     commit_length_bad.eq(length != len(tail) // 8),
-                    *(check.eq(bad) for check, bad in zip(commit_checks, byte_checks)),
-                    words_bad.eq((commit_in == 0) | (commit_in > self._act_depth)
-                                 | (commit_out == 0) | (commit_out > self._act_depth)),
+                    commit_bad.eq(Cat(*commit_checks, words_bad).any()),
                     infer_length_bad.eq(length != in_words << self._shift),
                     *(is_kind[r].eq(kind == r) for r in Request),
                 ]
