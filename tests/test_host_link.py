@@ -120,11 +120,11 @@ def _end_to_end_and_broken_frames(link, config, net, other):
     link.request(Request.LOAD, payload)
     link.send_raw(encode_frame(Request.INFER, bytes(in_words * 8)))
     _refused(link, LinkError.STATE)
-    # A COMMIT that does not match what arrived, in any byte of its count or CRC (the link
-    # checks them a byte at a time): refused, still unusable; each refusal ends the load.
+    # A COMMIT that does not match what arrived, in any one byte of its count or CRC: refused,
+    # still unusable; each refusal ends the load.
     count, crc = len(payload), crc16(payload)
     for wrong in [(9999, 0), (count + (1 << 8), crc), (count + (1 << 16), crc), (count + (1 << 24), crc),
-                  (count, crc ^ 0x01), (count, crc ^ 0x80)]:
+                  (count, crc ^ 0x0001), (count, crc ^ 0x0100)]:
         link.send_raw(encode_frame(Request.COMMIT, struct.pack(COMMIT_FORMAT, *wrong, 5, 1)))
         _refused(link, LinkError.COMMIT)
         assert not link.status().committed
