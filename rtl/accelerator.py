@@ -176,7 +176,8 @@ class Accelerator(wiring.Component):
         m.submodules.array = array = self._make_array()
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
                                                   acc_bits=cfg.acc_bits, position=self._position,
-                                                  read_depth=cfg.depth(Target.PARAMS))
+                                                  read_depth=cfg.depth(Target.PARAMS),
+                                                  held=not cfg.fused_pool)
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1)
         if (MEMORY_LATENCY + cfg.weight_register + array.latency != cycles.issue_to_latch(cfg.weight_register)
                 or acts.write_latency != cycles.BUFFER_WRITE
@@ -203,7 +204,7 @@ class Accelerator(wiring.Component):
                      self.status.error_code.eq(loader.error_code)]
 
         def writer(wp, target):
-            m.d.comb += [wp.addr.eq(loader.addr), wp.data.eq(loader.data), wp.en.eq(loader.we[target])]
+            m.d.comb += [wp.addr.eq(loader.addr), wp.data.eq(loader.word(target)), wp.en.eq(loader.we[target])]
             return wp
 
         # Weight buffer, parameter memory, layer table: written by the load port only.
@@ -228,7 +229,7 @@ class Accelerator(wiring.Component):
             layer_rp = layers.read_port(transparent_for=(layer_wp,))
             layer_data = [seq.layer.as_value().eq(layer_rp.data)]
         if cfg.codebook_depth:
-            m.d.comb += [array.table_write.addr.eq(loader.addr), array.table_write.data.eq(loader.data),
+            m.d.comb += [array.table_write.addr.eq(loader.addr), array.table_write.data.eq(loader.word(Target.CODEBOOK)),
                          array.table_write.en.eq(loader.we[Target.CODEBOOK]),
                          array.table_base.eq(seq.cur.codebook_base)]
 
@@ -286,7 +287,7 @@ class Accelerator(wiring.Component):
 
         # (Window maximum ->) shadow bank -> parameter read -> requantizer -> byte write into
         # the other buffer.
-        sums, latch = array.sums, array.latch
+        sums, latch = array.held_sums, array.latch          # the shadow bank's `held` sums
         if cfg.fused_pool:
             m.submodules.window = window = WindowMax(lanes=cfg.lanes, acc_bits=cfg.acc_bits)
             first, last = array.latch_tag[-2], array.latch_tag[-1]

@@ -17,8 +17,11 @@ class LoadPort(wiring.Component):
     Two header beats (``target << 28 | address``, then a word count) are followed by the
     words, each ``ceil(width / 32)`` beats, least significant first; the word width depends
     on the target. The port never stalls the stream: a word is written in the cycle after
-    its last beat, to ``addr`` with ``we[target]`` set (all three registered, so no decision
-    of the port reaches a memory's write enable in the cycle it is made).
+    its last beat, to ``addr`` with ``we[target]`` set (both registered, so no decision of
+    the port reaches a memory's write enable in the cycle it is made). ``data`` is a shift
+    register that takes every beat from the top, so in that cycle a target's word is its
+    last beats (:meth:`word`): neither a multiplexer nor a second register of the widest
+    word aligns the beats (area: on the iCE40 each flip-flop takes a logic cell).
 
     A transfer whose header fails :func:`ternac.model.hw.status.check_transfer` (target not a
     memory, memory absent, ``address + count`` past the depth; decided at the count beat) is
@@ -35,8 +38,9 @@ class LoadPort(wiring.Component):
     load : In(stream.Signature(32))
     busy : Out(1)
         A transfer is between its header and its last data beat.
-    addr : Out(28), data : Out(widest word), we : Out(4)
-        Write request, one ``we`` bit per :class:`~ternac.model.hw.config.Target`.
+    addr : Out(28), data : Out(32 x the most beats of a word), we : Out(4)
+        Write request, one ``we`` bit per :class:`~ternac.model.hw.config.Target`; a
+        target's word is :meth:`word` of ``data``.
     error : Out(1)
         Sticky: a transfer was rejected since reset.
     error_code : Out(range(len(LoadError)))
@@ -45,6 +49,7 @@ class LoadPort(wiring.Component):
 
     def __init__(self, config):
         self._beats = [beats_per_word(config, t) for t in range(TARGET_VALUES)]
+        self._most = max(self._beats)
         self._depths = [config.depth(t) for t in Target]
         super().__init__({
             "load": In(stream.Signature(LOAD_BITS)),
@@ -56,9 +61,14 @@ class LoadPort(wiring.Component):
             "error_code": Out(range(len(LoadError))),
         })
 
+    def word(self, target):
+        """The word ``data`` holds for ``target`` in a write cycle: its last
+        ``beats_per_word(target)`` beats, the first lowest."""
+        return self.data[LOAD_BITS * (self._most - self._beats[target]):]
+
     def elaborate(self, platform):
         m = Module()
-        most = max(self._beats)
+        most = self._most
         target = Signal(LOAD_BITS - ADDRESS_BITS)
         # The words left, counted down in two halves: the high half steps when the low one
         # wraps (`low_zero`, a register), so no 32-bit carry chain sits in one cycle (Fmax).
@@ -72,17 +82,13 @@ class LoadPort(wiring.Component):
         last_beat = Signal(range(most))                 # beats of the transfer's words, minus 1
         word_end = Signal()                             # beat == last_beat (a register: Fmax)
         reject = Signal()                               # the transfer is rejected (DATA)
-        held = Signal(LOAD_BITS * max(1, most - 1))      # the beats before a word's last one
         payload = self.load.payload
         addr = Signal.like(self.addr)                   # the next word's address
-        data = Signal.like(self.data)
         we = Signal.like(self.we)
-        m.d.sync += [self.addr.eq(addr), self.data.eq(data), self.we.eq(we)]
+        m.d.sync += [self.addr.eq(addr), self.we.eq(we)]
         m.d.comb += self.load.ready.eq(1)
-        with m.Switch(beat):
-            for j in range(most):
-                with m.Case(j):
-                    m.d.comb += data.eq(Cat(held[:LOAD_BITS * j], payload))
+        with m.If(self.load.valid):
+            m.d.sync += self.data.eq(Cat(self.data[LOAD_BITS:], payload))
 
         # The header check (model/status.py: check_transfer), on the count beat. The room
         # left above the address (`depth - addr`, negative past the end) is found on the
@@ -157,10 +163,6 @@ class LoadPort(wiring.Component):
                         with m.If(final):
                             m.next = "HEADER"
                     with m.Else():
-                        with m.Switch(beat):
-                            for j in range(most - 1):
-                                with m.Case(j):
-                                    m.d.sync += held[LOAD_BITS * j: LOAD_BITS * (j + 1)].eq(payload)
                         m.d.sync += [beat.eq(beat + 1), word_end.eq(beat + 1 == last_beat)]
         return m
 

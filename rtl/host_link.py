@@ -195,10 +195,6 @@ class HostLink(wiring.Component):
         crc_in, sending = Signal(8), Signal()
         kind = Signal(8)
         length = Signal(16)
-        to_go = Signal(16)                        # payload bytes not received yet (counts down)
-        # Each count's last step as a flag kept beside it (registers: no wide compare in front
-        # of the state and the reply registers).
-        payload_last, buffer_last = Signal(name="payload_last"), Signal(name="buffer_last")
         lane = Signal(range(n))                   # where the next byte goes in word `index`
         crc, frame_crc = Signal(16), Signal(16)
         too_long = Signal()
@@ -211,12 +207,12 @@ class HostLink(wiring.Component):
         cycles = Signal(32)
         timer = Signal(range(self._timeout + 1))
 
-        # The reply: header, `reply_buffer` bytes of the frame buffer, bytes `small_at` to
-        # `small_end` - 1 of `small` (an ERROR's code and request type, or the STATUS payload,
-        # whose last 4 bytes are an INFER's cycles), CRC. Rx and tx take turns, so the reply
-        # runs its CRC in `crc` too.
+        # The reply: header, with `with_buffer` the `remaining` bytes of the frame buffer,
+        # bytes `small_at` to `small_end` - 1 of `small` (an ERROR's code and request type, or
+        # the STATUS payload, whose last 4 bytes are an INFER's cycles), CRC. Rx and tx take
+        # turns, so the reply runs its CRC in `crc` too.
         reply_kind = Signal(8)
-        reply_buffer = Signal(16)                 # buffer bytes of the reply not sent yet
+        with_buffer = Signal()                    # the reply sends frame-buffer bytes (INFER)
         reply_length = Signal(16)                 # payload bytes: buffer bytes + small bytes
         error_code = Signal(8)
         status = Cat(committed, loading, Const(0, 6), Const(n, 8), Const(self.max_payload, 16), cycles)
@@ -224,20 +220,15 @@ class HostLink(wiring.Component):
         small_at, small_end = Signal(range(9), name="small_at"), Signal(range(9), name="small_end")
         more_small = Signal()                     # small_at != small_end, a register
         header_at = Signal(2)                     # the reply header's byte on the line
-        buffer_empty = Signal()                   # the reply sends no buffer bytes
         tx_lane = Signal(range(n))
-        # SEND_BUFFER steps `index` a cycle after the byte that ends a word is taken
-        # (`word_step`, a register: the take is not among the address counter's many
-        # enables, Fmax); `settled` counts the cycles until `buffer_byte` is that word's.
-        word_step = Signal()
-        settled = Signal(3)
+        settled = Signal(3)                       # cycles since SEND_BUFFER's word last changed
 
         # A reply is set up in two steps: the state that answers chooses what it sends
         # (`reply`), REPLY derives the rest from those registers. Many states answer, so
         # fewer registers behind each of their conditions (Fmax).
-        def reply(kind_value, *, small_bytes=(0, 0), from_buffer=0):
+        def reply(kind_value, *, small_bytes=(0, 0), from_buffer=False):
             return [reply_kind.eq(kind_value), small_at.eq(small_bytes[0]), small_end.eq(small_bytes[1]),
-                    reply_buffer.eq(from_buffer)]
+                    with_buffer.eq(from_buffer)]
 
         def error(code):
             return [error_code.eq(code), *reply(ERROR, small_bytes=(0, 2))]
@@ -252,13 +243,45 @@ class HostLink(wiring.Component):
         index_next = Signal(range(words + 2))     # index + 1, a register: no adder on the address
         streaming = Signal()                      # LOAD, FEED: the core takes a beat every cycle
         word_end = Signal()                       # this beat is its word's last (LOAD; always in FEED)
+        collecting = Signal()                     # COLLECT: an output word is written when valid
         advance = streaming & word_end
-        step_index = [index.eq(index_next), index_next.eq(index_next + 1)]
-        restart_index = [index.eq(0), index_next.eq(1)]
+        # `index` steps and restarts outside the FSM, on registers and the output stream's
+        # valid: no state decode between those and its flip-flops (Fmax). Where bytes come or
+        # go, far apart, a state asks for the step a cycle ahead (`step_soon`: PAYLOAD after a
+        # word's last byte, SEND_BUFFER after its last byte is taken); every restart is asked
+        # for a cycle ahead (`restart_soon`), in a state after which the address is not used
+        # for a cycle (FEED's last word: the core's latency lies before its first output).
+        step_soon, restart_soon = Signal(), Signal()
+        m.d.sync += [step_soon.eq(0), restart_soon.eq(0)]
+        with m.If(restart_soon):
+            m.d.sync += [index.eq(0), index_next.eq(1)]
+        with m.Elif(step_soon | advance | (collecting & core.act_out.valid)):
+            m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1)]
         m.d.comb += [wp.addr.eq(index), rp.addr.eq(Mux(advance, index_next, index))]
         beat = Signal(range(max(1, 8 * n // LOAD_BITS)))
-        remaining = Signal(16)                    # beats (LOAD) or words (FEED, COLLECT) to go
-        last = Signal()                           # this beat or word is the last (remaining == 1)
+        # One down count for every state that counts, as they follow each other: payload bytes
+        # (PAYLOAD), beats (LOAD), words (FEED, COLLECT), reply buffer bytes (SEND_BUFFER); its
+        # last step a flag kept beside it (a register: no wide compare in front of the state).
+        # Like `index` it steps outside the FSM: while streaming, on each output word, and a
+        # cycle after a state asks (`count_soon`: a byte received or sent); a state sets a new
+        # count a cycle ahead (`count_value`, loaded on `load_count`), before it is used.
+        remaining = Signal(16)
+        last = Signal()                           # this step is the last (remaining == 1)
+        count_soon, load_count = Signal(), Signal()
+        count_value, count_value_is_one = Signal(16), Signal()
+        m.d.sync += [count_soon.eq(0), load_count.eq(0)]
+        with m.If(load_count):
+            m.d.sync += [remaining.eq(count_value), last.eq(count_value_is_one)]
+        with m.Elif(count_soon | streaming | (collecting & core.act_out.valid)):
+            m.d.sync += count_down(remaining, last)
+
+        def set_count(value, is_one):
+            return [load_count.eq(1), count_value.eq(value), count_value_is_one.eq(is_one)]
+
+        # The streams' valid are registers of their own (`streaming` in LOAD, in FEED): no state
+        # decode in front of the core's control (Fmax).
+        beating, feeding = Signal(), Signal()
+        m.d.comb += [load.valid.eq(beating), act_in.valid.eq(feeding)]
         beats_per_word = 8 * n // LOAD_BITS
         m.d.comb += [
             load.payload.eq(Array(rp.data[LOAD_BITS * j:LOAD_BITS * (j + 1)]
@@ -318,7 +341,7 @@ class HostLink(wiring.Component):
             with m.State("LEN0"):
                 receive([length[:8].eq(byte)], "LEN1")
             with m.State("LEN1"):
-                receive([length[8:].eq(byte), to_go.eq(full), payload_last.eq(full_is_one), *restart_index,
+                receive([length[8:].eq(byte), *set_count(full, full_is_one), restart_soon.eq(1),
                          lane.eq(0), too_long.eq(full_too_long), load_crc_next.eq(load_crc)],
                         "CRC0")
                 with m.If(got & ~full_is_zero):
@@ -326,14 +349,14 @@ class HostLink(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [wp.data.eq(byte.replicate(n)),
                              wp.en.eq(Mux(got & ~too_long, 1 << lane, 0))]
-                receive([*count_down(to_go, payload_last),
+                receive([count_soon.eq(1),
                          tail.eq(Cat(tail[8:], byte)),
                          load_crc_next.eq(crc16_update(load_crc_next, byte)),
                          lane.eq(Mux(lane == n - 1, 0, lane + 1))],
                         "PAYLOAD")
                 with m.If(got & (lane == n - 1)):
-                    m.d.sync += step_index
-                with m.If(got & payload_last):
+                    m.d.sync += step_soon.eq(1)
+                with m.If(got & last):
                     m.next = "CRC0"
             with m.State("CRC0"):
                 with m.If(got):
@@ -355,20 +378,25 @@ class HostLink(wiring.Component):
             crc_bad, empty, load_length_bad, commit_length_bad, infer_length_bad = (
                 Signal(name=name) for name in ("crc_bad", "empty", "load_length_bad",
                                                "commit_length_bad", "infer_length_bad"))
-            # A COMMIT's three checks, each its own register; DECIDE ORs them.
-            commit_checks = [Signal(name=f"commit_{name}_bad") for name in ("bytes", "crc", "words")]
-            commit_bad = Cat(*commit_checks).any()
+            # A COMMIT's checks: the byte count and the CRC a byte at a time (Yosys chains a wide
+            # inequality's OR through a LUT per two bits, 7 levels for 32 bits), each a register
+            # updated every cycle (the payload is complete two UART bytes before CHECK), ORed
+            # into `commit_bad` in CHECK (Fmax).
+            expected, claimed = Cat(load_bytes, load_crc), Cat(commit_bytes, commit_crc)
+            commit_checks = [Signal(name=f"commit_byte{i}_bad") for i in range(len(expected) // 8)]
+            words_bad, commit_bad = Signal(name="commit_words_bad"), Signal(name="commit_bad")
+            m.d.sync += [*(check.eq(expected[8 * i:8 * i + 8] != claimed[8 * i:8 * i + 8])
+                           for i, check in enumerate(commit_checks)),
+                         words_bad.eq((commit_in == 0) | (commit_in > self._act_depth)
+                                      | (commit_out == 0) | (commit_out > self._act_depth))]
             is_kind = {r: Signal(name=f"is_{r.name.lower()}") for r in Request}
             with m.State("CHECK"):
                 m.d.sync += [
-                    *restart_index,                   # ACT reads word 0: INFER and LOAD start there
+                    restart_soon.eq(1),               # ACT reads word 0: INFER and LOAD start there
                     crc_bad.eq(frame_crc != crc), empty.eq(length == 0),
                     load_length_bad.eq(too_long | (length == 0) | (length[:2] != 0)),
                     commit_length_bad.eq(length != len(tail) // 8),
-                    commit_checks[0].eq(commit_bytes != load_bytes),
-                    commit_checks[1].eq(commit_crc != load_crc),
-                    commit_checks[2].eq((commit_in == 0) | (commit_in > self._act_depth)
-                                        | (commit_out == 0) | (commit_out > self._act_depth)),
+                    commit_bad.eq(Cat(*commit_checks, words_bad).any()),
                     infer_length_bad.eq(length != in_words << self._shift),
                     *(is_kind[r].eq(kind == r) for r in Request),
                 ]
@@ -412,8 +440,8 @@ class HostLink(wiring.Component):
             # STATUS's payload or none.
             with m.State("ACT"):
                 infer = is_kind[Request.INFER]
-                m.d.sync += [remaining.eq(Mux(infer, in_words, length >> 2)),
-                             last.eq(Mux(infer, in_words == 1, length >> 2 == 1)), beat.eq(0),
+                m.d.sync += [*set_count(Mux(infer, in_words, length >> 2),
+                                        Mux(infer, in_words == 1, length >> 2 == 1)), beat.eq(0),
                              word_end.eq(infer | (beats_per_word == 1)),
                              error_code.eq(verdict),
                              *reply(Mux(failed, ERROR, kind | reply_type(0)),
@@ -439,17 +467,13 @@ class HostLink(wiring.Component):
             # not wait for the core's handshake (Fmax); the wait costs the link a cycle, not
             # the core (its `cycles` start at the first input handshake).
             with m.State("LOAD"):
-                m.d.comb += load.valid.eq(streaming)
                 with m.If(~streaming):
-                    m.d.sync += streaming.eq(load.ready)
+                    m.d.sync += [streaming.eq(load.ready), beating.eq(load.ready)]
                 with m.Else():
                     m.d.sync += [beat.eq(Mux(beat == beats_per_word - 1, 0, beat + 1)),
-                                 word_end.eq(beat == (beats_per_word - 2) % beats_per_word),
-                                 *count_down(remaining, last)]
-                    with m.If(word_end):
-                        m.d.sync += step_index
+                                 word_end.eq(beat == (beats_per_word - 2) % beats_per_word)]
                     with m.If(last):
-                        m.d.sync += streaming.eq(0)
+                        m.d.sync += [streaming.eq(0), beating.eq(0)]
                         m.next = "LOADED"
             # The 32-bit byte count in two 16-bit steps, LOADED's carry added in REPLY: two
             # short carry chains instead of one long one (Fmax).
@@ -459,26 +483,21 @@ class HostLink(wiring.Component):
                              bytes_carry.eq(bytes_low[16]), reply(reply_type(Request.LOAD))]
                 m.next = "REPLY"
             with m.State("FEED"):
-                m.d.comb += act_in.valid.eq(streaming)
                 with m.If(~streaming):
-                    m.d.sync += streaming.eq(act_in.ready)
-                with m.Else():
-                    m.d.sync += [*step_index, *count_down(remaining, last)]
-                    with m.If(last):
-                        m.d.sync += [streaming.eq(0), *restart_index,
-                                     remaining.eq(out_words), last.eq(out_words == 1)]
-                        m.next = "COLLECT"
+                    m.d.sync += [streaming.eq(act_in.ready), feeding.eq(act_in.ready)]
+                with m.Elif(last):
+                    m.d.sync += [streaming.eq(0), feeding.eq(0), restart_soon.eq(1), collecting.eq(1),
+                                 *set_count(out_words, out_words == 1)]
+                    m.next = "COLLECT"
             with m.State("COLLECT"):
                 m.d.comb += [core.act_out.ready.eq(1), wp.data.eq(core.act_out.payload),
                              wp.en.eq(Mux(core.act_out.valid, (1 << n) - 1, 0))]
-                with m.If(core.act_out.valid):
-                    m.d.sync += [*step_index, *count_down(remaining, last)]
-                    with m.If(last):
-                        m.next = "CYCLES"
+                with m.If(core.act_out.valid & last):
+                    m.d.sync += collecting.eq(0)
+                    m.next = "CYCLES"
             with m.State("CYCLES"):               # `cycles` is updated by the last handshake
-                m.d.sync += [cycles.eq(core.cycles),
-                             reply(reply_type(Request.INFER), small_bytes=(4, 8),
-                                   from_buffer=out_words << self._shift)]
+                m.d.sync += [cycles.eq(core.cycles), *set_count(out_words << self._shift, 0),
+                             reply(reply_type(Request.INFER), small_bytes=(4, 8), from_buffer=True)]
                 m.next = "REPLY"
 
             # -- the reply --------------------------------------------------------------------
@@ -506,9 +525,8 @@ class HostLink(wiring.Component):
 
             with m.State("REPLY"):
                 m.d.sync += [load_bytes[16:].eq(load_bytes[16:] + bytes_carry), bytes_carry.eq(0),
-                             buffer_empty.eq(reply_buffer == 0), buffer_last.eq(reply_buffer == 1),
-                             reply_length.eq(reply_buffer + small_end - small_at), header_at.eq(0),
-                             *restart_index, tx_lane.eq(0), crc.eq(CRC_INIT), settled.eq(0), word_step.eq(0),
+                             reply_length.eq(Mux(with_buffer, count_value, 0) + small_end - small_at), header_at.eq(0),
+                             restart_soon.eq(1), tx_lane.eq(0), crc.eq(CRC_INIT), settled.eq(0),
                              more_small.eq(small_at != small_end)]
                 m.next = "HEADER"
             with m.State("HEADER"):
@@ -518,18 +536,16 @@ class HostLink(wiring.Component):
                         m.d.sync += step_crc
                     with m.If(header_at == 3):
                         m.next = "SEND_BUFFER"
-                        with m.If(buffer_empty):
+                        with m.If(~with_buffer):
                             m.next = "SEND_SMALL"
             with m.State("SEND_BUFFER"):
-                m.d.sync += [settled.eq(Cat(1, settled[:2])), word_step.eq(0)]
-                with m.If(word_step):
-                    m.d.sync += step_index
+                m.d.sync += settled.eq(Cat(1, settled[:2]))
                 with m.If(send(settled[2], buffer_byte)):
                     m.d.sync += [*step_crc,
-                                 *count_down(reply_buffer, buffer_last),
-                                 settled.eq(0), word_step.eq(tx_lane == n - 1),
+                                 count_soon.eq(1),
+                                 settled.eq(0), step_soon.eq(tx_lane == n - 1),
                                  tx_lane.eq(Mux(tx_lane == n - 1, 0, tx_lane + 1))]
-                    with m.If(buffer_last):
+                    with m.If(last):
                         m.next = "SEND_SMALL"
             with m.State("SEND_SMALL"):
                 with m.If(send(more_small, small_byte)):

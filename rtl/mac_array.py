@@ -16,14 +16,18 @@ def mac_members(*, lanes, n, weight_bits, acc_bits, tag_bits):
 
     Inputs arrive one cycle after the sequencer issued the reads (the memories' data);
     ``latch`` pulses ``latency`` cycles later for a group's last word, with ``sums`` holding the
-    P finished accumulators and ``latch_tag`` the tag that came with that word. A group is
-    the valid words after the last group's ``last`` (or reset), up to its own ``last``.
+    P finished accumulators and ``latch_tag`` the tag that came with that word; in the cycle
+    after ``latch`` the same P sums are on ``held_sums``, the accumulators' flip-flops. A group
+    is the valid words after the last group's ``last`` (or reset), up to its own ``last``.
     """
     return {
         "weights": In(weight_bits),
         "acts": In(n * ACT_BITS),
         "valid": In(1), "last": In(1), "tag": In(tag_bits),
         "sums": Out(data.ArrayLayout(signed(acc_bits), lanes)),
+        # Flat, not an ArrayLayout: Yosys 0.70's ABC9 (ECP5) names a flip-flop output's bits
+        # `held_sums[i]`, and asserts when a view's element wire already has that name.
+        "held_sums": Out(lanes * acc_bits),
         "latch": Out(1),
         "latch_tag": Out(tag_bits),
     }
@@ -68,17 +72,20 @@ def accumulate(m, *, addends, valid, last, tag, component, bits=None):
     """Last stage of both arrays: per lane ``sums = acc + sum(addends) + sum(bits)`` (one carry
     chain, :func:`carry_save_sum`), latched on ``last``.
 
-    The accumulator is cleared as a group's last word is latched, not muxed to zero on the
-    next group's first word: the clear is the flip-flops' synchronous reset, so no control
-    signal fanning out to every lane sits in front of the carry chain (Fmax).
+    The accumulator keeps a group's total after its last word (``held_sums``: the shadow bank
+    takes it from these flip-flops, which sit with their carry chain, rather than from the
+    chain's far end; Fmax), and the next group's first word adds to zero instead (``fresh``,
+    a register; with K >= 2 the zero folds into the carry-save sum's first LUT level).
     """
+    fresh = Signal(init=1)                          # the next valid word starts a group
+    with m.If(valid):
+        m.d.sync += fresh.eq(last)
     for p, terms in enumerate(addends):
         acc = Signal.like(component.sums[p], name=f"acc{p}")
-        width = len(acc)
-        total = carry_save_sum([acc, *terms], bits[p] if bits else (), width)
-        m.d.comb += component.sums[p].eq(total)
+        total = carry_save_sum([Mux(fresh, 0, acc), *terms], bits[p] if bits else (), len(acc))
+        m.d.comb += [component.sums[p].eq(total), component.held_sums.word_select(p, len(acc)).eq(acc)]
         with m.If(valid):
-            m.d.sync += acc.eq(Mux(last, 0, total))
+            m.d.sync += acc.eq(total)
     m.d.comb += [component.latch.eq(valid & last), component.latch_tag.eq(tag)]
 
 
@@ -93,7 +100,8 @@ class TernaryMacArray(wiring.Component):
     different stages. The datapath holds only muxes, negations and adders -- no multiplier.
 
     Latency: 2 cycles from ``weights``/``acts`` to the ``latch`` strobe (decoder table read,
-    then the registered slot selection); ``sums`` is combinational in the accumulate cycle.
+    then the registered slot selection); ``sums`` is combinational in the accumulate cycle,
+    ``held_sums`` the accumulators' flip-flops in the cycle after.
 
     Widths: K picks of 8 bits and K one-bits per lane between stages 2 and 3; the
     accumulator has ``acc_bits`` (``arith.acc_bits`` of the largest fan-in), so it cannot

@@ -38,6 +38,12 @@ class ShadowBank(wiring.Component):
     come as early as the cycle that shifts out the last lane, so groups of at least P words
     never stall; the sequencer holds shorter groups back (``docs/architecture.md``).
 
+    With ``held`` the ``sums`` are flip-flops that hold the latched values in the cycle after
+    ``latch`` (the MAC array's ``held_sums``): lane 0 leaves from them directly and lanes 1 to
+    P-1 are copied then, into P-1 registers. So the bank's inputs are flip-flops, not the
+    array's carry chains, and the long route from the array to the bank has a cycle of its
+    own (Fmax); the lanes leave in the same cycles.
+
     ``read_addr`` is ``read_base`` plus the output index that ``out_position`` holds in the
     next cycle while the bank holds lanes, so that a lane's parameters can be read a cycle
     ahead and registered (no memory read in front of the requantizer's bias add). When the
@@ -48,9 +54,10 @@ class ShadowBank(wiring.Component):
     Latency: lane ``p`` leaves ``1 + p`` cycles after ``latch``.
     """
 
-    def __init__(self, *, lanes, n, acc_bits, position, read_depth):
+    def __init__(self, *, lanes, n, acc_bits, position, read_depth, held=False):
         self._lanes = lanes
         self._n = n
+        self._held = held
         super().__init__({
             "read_base": In(range(read_depth)),
             "read_addr": Out(range(read_depth)),
@@ -68,20 +75,34 @@ class ShadowBank(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        bank = [Signal.like(self.acc, name=f"shadow{p}") for p in range(self._lanes)]
         left = Signal(range(self._lanes + 1))
         pos = Signal.like(self.out_position)
         latched = Signal.like(self.read_addr)           # the latched group's first lane
         addr_next = Signal.like(self.read_addr)         # read_base + pos.index + 1 (a register: Fmax)
-        m.d.comb += [self.valid.eq(left != 0), self.acc.eq(bank[0]), self.out_position.eq(pos),
+        m.d.comb += [self.valid.eq(left != 0), self.out_position.eq(pos),
                      latched.eq(self.read_base + self.position.index),
                      self.read_addr.eq(Mux(self.latch, latched, addr_next))]
         with m.If(self.latch):
-            m.d.sync += [b.eq(s) for b, s in zip(bank, self.sums)]
             m.d.sync += [left.eq(self._lanes), pos.eq(self.position), addr_next.eq(latched + 1)]
         with m.Elif(left != 0):
-            m.d.sync += [b.eq(s) for b, s in pairwise(bank)]
             m.d.sync += [left.eq(left - 1), *advance_position(pos, 1, self._n), addr_next.eq(addr_next + 1)]
+
+        sums = list(self.sums)
+        if self._held:
+            taken = Signal()                            # latch, a cycle ago: `sums` hold the lanes
+            m.d.sync += taken.eq(self.latch)
+            copy, sums = taken, sums[1:]
+        else:
+            copy = self.latch
+        bank = [Signal.like(self.acc, name=f"shadow{p}") for p in range(len(sums))]
+        with m.If(copy):
+            m.d.sync += [b.eq(s) for b, s in zip(bank, sums)]
+        with m.Elif(left != 0):
+            m.d.sync += [b.eq(s) for b, s in pairwise(bank)]
+        if self._held:
+            m.d.comb += self.acc.eq(Mux(taken, self.sums[0], bank[0] if bank else 0))
+        else:
+            m.d.comb += self.acc.eq(bank[0])
         return m
 
 

@@ -134,9 +134,10 @@ class BeatSwappedLoadPort(buffers.LoadPort):
         for target in Target:
             beats = self._swap_config.beats_per_word(target)
             if self._swap_config.depth(target) and beats > 1:
-                chunks = [port.data[LOAD_BITS * i: LOAD_BITS * (i + 1)] for i in range(beats)]
+                word = port.word(target)
+                chunks = [word[LOAD_BITS * i: LOAD_BITS * (i + 1)] for i in range(beats)]
                 with m.If(port.we[target]):
-                    m.d.comb += self.data.eq(Cat(*reversed(chunks)))
+                    m.d.comb += self.data.eq(Cat(port.data[:len(port.data) - len(word)], *reversed(chunks)))
         return m
 
 
