@@ -17,8 +17,9 @@ def mac_members(*, lanes, n, weight_bits, acc_bits, tag_bits):
     Inputs arrive one cycle after the sequencer issued the reads (the memories' data);
     ``latch`` pulses ``latency`` cycles later for a group's last word, with ``sums`` holding the
     P finished accumulators and ``latch_tag`` the tag that came with that word; in the cycle
-    after ``latch`` the same P sums are on ``held_sums``, the accumulators' flip-flops. A group
-    is the valid words after the last group's ``last`` (or reset), up to its own ``last``.
+    after ``latch`` the same P sums are on ``held_sums`` (lane ``p`` at bits ``p * acc_bits``
+    up), the accumulators' flip-flops. A group is the valid words after the last group's
+    ``last`` (or reset), up to its own ``last``.
     """
     return {
         "weights": In(weight_bits),
