@@ -97,8 +97,9 @@ class TernaryMacArray(wiring.Component):
     decodes each code through the :class:`SparseDecoder` table; stage 2 selects the K slot
     activations per lane (an N:1 byte mux tree each) and registers them negated as the slots
     say; stage 3 adds the K of them to the lane's accumulator (a carry-save sum into one
-    adder), which a group's last word clears as it is latched. The mux tree and the adder are in
-    different stages. The datapath holds only muxes, negations and adders -- no multiplier.
+    adder), which holds a group's total after its last word until the next group's first word
+    adds to zero (:func:`accumulate`). The mux tree and the adder are in different stages.
+    The datapath holds only muxes, negations and adders -- no multiplier.
 
     Latency: 2 cycles from ``weights``/``acts`` to the ``latch`` strobe (decoder table read,
     then the registered slot selection); ``sums`` is combinational in the accumulate cycle,
