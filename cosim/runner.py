@@ -55,6 +55,7 @@ __all__ = [
     "build_design",
     "build_root",
     "load_data",
+    "model_source",
     "run",
     "run_test",
     "save_output",
@@ -269,6 +270,16 @@ def _log_tail(path):
     except OSError:
         return ""
     return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+
+def model_source(module, text):
+    """A vendor primitive's simulation model (``module``'s Verilog ``text``), written once
+    under the co-simulation build root: an ``extra_sources`` entry of :func:`build_design`."""
+    path = build_root() / "models" / f"{module}.v"
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, text)
+    return path
 
 
 def build_design(factory, config=None, *, sim="verilator", toplevel="top", waves=None,

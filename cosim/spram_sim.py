@@ -19,12 +19,7 @@ __all__ = ["build_spram_accelerator", "spram_accelerator_design", "spram_model_p
 
 def spram_model_path():
     """The SB_SPRAM256KA model, written once under the co-simulation build root."""
-    text = spram_simulation_model()
-    path = runner.build_root() / "models" / "SB_SPRAM256KA.v"
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        runner._atomic_write(path, text)
-    return path
+    return runner.model_source("SB_SPRAM256KA", spram_simulation_model())
 
 
 def spram_accelerator_design(hardware, image=None):

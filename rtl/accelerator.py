@@ -12,6 +12,7 @@ from ternac.model.hw.status import STATUS_BITS, STATUS_FIELDS
 
 from .activity import ActivityCounters, ActivitySignature
 from .buffers import ActivationBuffers, LoadPort
+from .ecp5_bram import registered_weight_memory
 from .mac_array import TernaryMacArray
 from .pooling import PoolUnit, WindowMax
 from .requant import PositionLayout, Requantizer, ShadowBank
@@ -151,12 +152,22 @@ class Accelerator(wiring.Component):
         return mem
 
     def _weight_ports(self, m):
-        """Write and read port of the weight buffer."""
-        if self._weight_memory is None:
+        """Write and read port of the weight buffer, and its read latency: 1, or 2 for a
+        buffer whose read takes the ``weight_register`` cycle itself (the default buffer of a
+        ternary ``weight_register`` design, :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer`;
+        the dense baseline's 512-bit words would take more DP16KDs than the ECP5 has)."""
+        factory = self._weight_memory
+        if factory is None and self._config.weight_register and not self._config.dense:
+            factory = registered_weight_memory
+        if factory is None:
             mem = self._memory(m, "weights", Target.WEIGHTS)
-            return mem.write_port(), mem.read_port()
-        m.submodules.weights = mem = self._weight_memory(self._config, self._image.get(Target.WEIGHTS, []))
-        return mem.write, mem.read
+            return mem.write_port(), mem.read_port(), MEMORY_LATENCY
+        m.submodules.weights = mem = factory(self._config, self._image.get(Target.WEIGHTS, []))
+        latency = getattr(mem, "latency", MEMORY_LATENCY)
+        if latency not in (MEMORY_LATENCY, MEMORY_LATENCY + self._config.weight_register):
+            raise TernacError(f"a weight buffer with a {latency}-cycle read does not fit a design "
+                              f"with weight_register={self._config.weight_register}")
+        return mem.write, mem.read, latency
 
     def elaborate(self, platform):
         m = Module()
@@ -208,7 +219,7 @@ class Accelerator(wiring.Component):
             return wp
 
         # Weight buffer, parameter memory, layer table: written by the load port only.
-        weight_wp, weight_rp = self._weight_ports(m)
+        weight_wp, weight_rp, weight_latency = self._weight_ports(m)
         params = self._memory(m, "params", Target.PARAMS)
         layers = self._memory(m, "layers", Target.LAYERS)
         writer(weight_wp, Target.WEIGHTS)
@@ -265,7 +276,8 @@ class Accelerator(wiring.Component):
 
         ctrl = [(array_input(array.valid), seq.issue & ~pooling),
                 (array_input(array.last), seq.last), (array_input(array.tag), tag)]
-        m.d.comb += array_input(array.weights).eq(weight_rp.data)
+        weights_in = array.weights if weight_latency > MEMORY_LATENCY else array_input(array.weights)
+        m.d.comb += weights_in.eq(weight_rp.data)
         if pool:
             act_zero = Signal()
             ctrl += [(act_zero, seq.act_zero), (pool.valid, seq.issue & pooling),

@@ -19,6 +19,7 @@ from ternac.cosim.accelerator_sim import (
     sim_network,
     union_config,
 )
+from ternac.cosim.ecp5_sim import build_ecp5_accelerator
 from ternac.cosim.runner import CosimFailure, build_design
 from ternac.model.hw import HardwareConfig, lower, size_config
 from ternac.rtl import accelerator
@@ -86,11 +87,12 @@ def test_input_packed_by_the_host_in_folded_buffers(conv_nets, sim):
 
 def test_random_convolutions_weight_register(conv_nets):
     # The register the ECP5 builds put between the memory reads and the MAC array: one more
-    # cycle from issue to latch, in the cycle model and in every pass the probe measures.
+    # cycle from issue to latch, in the cycle model and in every pass the probe measures. As on
+    # the ECP5, the weights' register is the DP16KD blocks' output register (rtl/ecp5_bram.py).
     nets, config = conv_nets
     config = config.replace(weight_register=True)
     steps, inputs = _steps(nets, config, samples=2)
-    _check(run_rtl_program(build_accelerator(config, sim="verilator"), steps).output, nets, inputs, config)
+    _check(run_rtl_program(build_ecp5_accelerator(config, sim="verilator"), steps).output, nets, inputs, config)
 
 
 def _check(out, nets, inputs, config):
