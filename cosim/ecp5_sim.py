@@ -1,9 +1,11 @@
 """Co-simulation of the accelerator as the ECP5 builds make it: the weight buffer in DP16KD
-blocks read through their output registers (``ternac.rtl.ecp5_bram``).
+blocks read through their output registers (``ternac.rtl.ecp5_bram``), the requantizer's
+product in a registered MULT18X18D (``ternac.rtl.ecp5_dsp``).
 
-The Verilog instantiates ``DP16KD`` (as the ECP5 build does); Verilator and Icarus simulate
-it with :func:`ternac.rtl.ecp5_bram.dp16kd_simulation_model`, compiled in as an extra
-source. Baked weights become the blocks' ``INITVAL`` parameters.
+The Verilog instantiates both primitives (as the ECP5 build does); Verilator and Icarus
+simulate them with :func:`~ternac.rtl.ecp5_bram.dp16kd_simulation_model` and
+:func:`~ternac.rtl.ecp5_dsp.mult18x18d_simulation_model`, compiled in as extra sources.
+Baked weights become the blocks' ``INITVAL`` parameters.
 """
 
 import functools
@@ -11,6 +13,7 @@ import functools
 from ternac.model.codebook import TernacError
 from ternac.model.hw import HardwareConfig
 from ternac.rtl.ecp5_bram import dp16kd_simulation_model, registered_weight_memory
+from ternac.rtl.ecp5_dsp import mult18x18d_simulation_model
 
 from . import runner
 from .accelerator_sim import TOPLEVEL, design_config
@@ -20,7 +23,8 @@ __all__ = ["build_ecp5_accelerator", "ecp5_accelerator_design"]
 
 def ecp5_accelerator_design(hardware, image=None):
     """Factory for :func:`ternac.cosim.runner.build_design`: the accelerator with its weight
-    buffer in DP16KD instances, and its activity counters."""
+    buffer in DP16KD instances, its requantizer's product in a MULT18X18D, and its activity
+    counters."""
     from ternac.model.hw.config import Target
     from ternac.rtl.accelerator import Accelerator
 
@@ -28,7 +32,7 @@ def ecp5_accelerator_design(hardware, image=None):
     if not config.weight_register:
         raise TernacError("the DP16KD weight buffer reads through a register: weight_register designs only")
     image = {Target[name.upper()]: words for name, words in (image or {}).items()}
-    return Accelerator(config, image=image or None, activity=not config.dense,
+    return Accelerator(config, image=image or None, activity=not config.dense, dsp=True,
                        weight_memory=functools.partial(registered_weight_memory, primitive=True))
 
 
@@ -38,4 +42,5 @@ def build_ecp5_accelerator(config, *, sim="verilator", program=None, waves=None)
     image = program.images if program is not None else None
     return runner.build_design(ecp5_accelerator_design, design_config(config, image), sim=sim,
                                toplevel=TOPLEVEL, waves=waves,
-                               extra_sources=[runner.model_source("DP16KD", dp16kd_simulation_model())])
+                               extra_sources=[runner.model_source("DP16KD", dp16kd_simulation_model()),
+                                              runner.model_source("MULT18X18D", mult18x18d_simulation_model())])

@@ -64,10 +64,16 @@ class Accelerator(wiring.Component):
     weight_memory : callable, optional
         ``weight_memory(config, init)`` returns the weight buffer: a component with a
         memory's ``read`` and ``write`` port signatures and a 1-cycle read (e.g.
-        :func:`ternac.rtl.spram.spram_weight_memory`); default a block-RAM ``Memory``.
+        :func:`ternac.rtl.spram.spram_weight_memory`), or a 2-cycle one (``latency``) that
+        takes the ``weight_register`` cycle; default a block-RAM ``Memory``, and for a ternary
+        ``weight_register`` design :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer` (DP16KD
+        blocks through their output registers on an ECP5).
     decoder_ram : bool
         The decoder table in block RAM (:class:`~ternac.rtl.decoder.SparseDecoder`
         ``block_ram``): the FPGA builds' choice where block RAM is left over.
+    dsp : bool or None
+        The requantizer's product in a MULT18X18D with its registers (:class:`Requantizer`
+        ``dsp``); ``None``: on an ECP5, as the builds make it.
     activity : bool
         Add the ``activity`` port: per-inference action counters
         (:class:`~ternac.rtl.activity.ActivityCounters`) for the measured energy. Off by
@@ -95,7 +101,7 @@ class Accelerator(wiring.Component):
         Counts of the last (or running) inference, one per :data:`ternac.model.hw.ACTIONS`.
     """
 
-    def __init__(self, config, *, image=None, weight_memory=None, decoder_ram=False, activity=False):
+    def __init__(self, config, *, image=None, weight_memory=None, decoder_ram=False, activity=False, dsp=None):
         if activity and config.dense:
             raise TernacError("activity counters observe the ternary array's decoder; the dense "
                               "baseline has none")
@@ -104,6 +110,7 @@ class Accelerator(wiring.Component):
         self._weight_memory = weight_memory
         self._activity = activity
         self._decoder_ram = decoder_ram
+        self._dsp = dsp
         word = config.act_bits
         members = {
             "act_in": In(stream.Signature(word)),
@@ -189,7 +196,8 @@ class Accelerator(wiring.Component):
                                                   acc_bits=cfg.acc_bits, position=self._position,
                                                   read_depth=cfg.depth(Target.PARAMS),
                                                   held=not cfg.fused_pool)
-        m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1)
+        m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1,
+                                                                 dsp=self._dsp)
         if (MEMORY_LATENCY + cfg.weight_register + array.latency != cycles.issue_to_latch(cfg.weight_register)
                 or acts.write_latency != cycles.BUFFER_WRITE
                 or MEMORY_LATENCY + requant.latency + acts.write_latency != cycles.DRAIN_TO_WRITE

@@ -6,6 +6,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_BITS
+from ternac.model.codebook import TernacError
+
+from .ecp5_dsp import MULT_PORT_BITS, ecp5_platform, mult18x18d
 
 __all__ = ["PositionLayout", "Requantizer", "ShadowBank", "delayed"]
 
@@ -156,8 +159,9 @@ class Requantizer(wiring.Component):
         Carried to ``out_tag`` with the result.
     """
 
-    def __init__(self, *, acc_bits, tag_bits):
+    def __init__(self, *, acc_bits, tag_bits, dsp=None):
         self._acc_bits = acc_bits
+        self._dsp = dsp
         super().__init__({
             "valid": In(1), "acc": In(signed(acc_bits)), "bias": In(signed(acc_bits)),
             "mult": In(MULT_BITS), "shift": In(SHIFT_BITS),
@@ -174,19 +178,23 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Data registers have no reset (``valid`` qualifies them), so that they can go into the
-        # DSP block's input and output registers.
-        biased = Signal(signed(self._acc_bits + 1), reset_less=True)
-        # A negative biased accumulator takes the negative-side pair (PReLU / LeakyReLU),
+        # DSP block's input and output registers. A negative biased accumulator takes the negative-side pair (PReLU / LeakyReLU),
         # chosen by the adder's sign as it is registered: the multiplier's inputs are then
         # flip-flops, no multiplexer in front of the DSP block (Fmax; the parameters arrive
         # from a register, so the add and the choice fit one cycle).
         total = self.acc + self.bias
-        mult = Signal(signed(MULT_BITS + 1), reset_less=True)
         shift, chosen_shift = (Signal.like(self.shift, reset_less=True, name=n) for n in ("shift_1", "shift_2"))
-        m.d.sync += [biased.eq(total), mult.eq(Mux(total[-1], self.neg_mult, self.mult)),   # stage 1
-                     shift.eq(Mux(total[-1], self.neg_shift, self.shift))]
         product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
-        m.d.sync += [product.eq(biased * mult), chosen_shift.eq(shift)]              # stage 2
+        if self._use_dsp(platform):
+            # Stages 1 and 2 are the MULT18X18D's input and output registers.
+            m.submodules.multiplier = mult18x18d(total, Mux(total[-1], self.neg_mult, self.mult), product)
+            m.d.sync += [shift.eq(Mux(total[-1], self.neg_shift, self.shift)), chosen_shift.eq(shift)]
+        else:
+            biased = Signal(signed(self._acc_bits + 1), reset_less=True)
+            mult = Signal(signed(MULT_BITS + 1), reset_less=True)
+            m.d.sync += [biased.eq(total), mult.eq(Mux(total[-1], self.neg_mult, self.mult)),   # stage 1
+                         shift.eq(Mux(total[-1], self.neg_shift, self.shift))]
+            m.d.sync += [product.eq(biased * mult), chosen_shift.eq(shift)]              # stage 2
         # The shift in two stages of three 2:1 levels each: 8 * (S >> 3), then S & 7 (Fmax:
         # six levels in one stage were the iCE40 builds' critical path).
         coarse = Signal(signed(len(product) + 1), reset_less=True)
@@ -210,6 +218,17 @@ class Requantizer(wiring.Component):
         clamped = Mux(above, ACT_MAX, Mux(below, ACT_MIN, rounded[:ACT_BITS]))
         m.d.comb += self.y.eq(Mux(zero | (relu & negative), 0, clamped))
         return m
+
+    def _use_dsp(self, platform):
+        """The product in a registered MULT18X18D: on an ECP5 (``dsp=None``) or with
+        ``dsp=True``, when ``acc + bias`` fits its 18-bit port."""
+        fits = self._acc_bits + 1 <= MULT_PORT_BITS
+        if self._dsp is not None:
+            if self._dsp and not fits:
+                raise TernacError(f"a {self._acc_bits + 1}-bit biased accumulator does not fit "
+                                  f"the MULT18X18D's {MULT_PORT_BITS}-bit port")
+            return self._dsp
+        return fits and ecp5_platform(platform)
 
     def _rounding_increment(self):
         """Stage 4 adds 1 before halving (round half up): its own method, which the

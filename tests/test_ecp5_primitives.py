@@ -1,6 +1,8 @@
-"""The ECP5 weight buffer in DP16KD blocks with their output registers (``rtl/ecp5_bram.py``):
-its INITVAL layout against Yosys' own DP16KD mapping, the simulation model against that
-layout, the portable fallback's latency, and the instances the ECP5 build gets."""
+"""The ECP5 primitives the builds instantiate: the weight buffer in DP16KD blocks with their
+output registers (``rtl/ecp5_bram.py``: its INITVAL layout against Yosys' own DP16KD mapping,
+the simulation model against that layout, the portable fallback's latency) and the
+requantizer's registered MULT18X18D (``rtl/ecp5_dsp.py``); the accelerator with both,
+co-simulated bit- and cycle-exact."""
 
 import json
 import random
@@ -34,6 +36,7 @@ from ternac.rtl.ecp5_bram import (
     dp16kd_simulation_model,
     registered_weight_memory,
 )
+from ternac.rtl.requant import Requantizer
 
 
 def test_shape_is_the_widest_deep_enough():
@@ -157,6 +160,16 @@ def test_verilog_instantiates_registered_blocks():
     small = verilog.convert(RegisteredBuffer(depth=300, width=64, primitive=True), name="wb")
     assert small.count("DP16KD ") == 4                # 1K x 18: four blocks, no depth mux
     assert "DP16KD" not in verilog.convert(RegisteredBuffer(depth=300, width=64, primitive=False), name="wb")
+
+
+def test_requantizer_product_in_a_registered_mult18x18d():
+    text = verilog.convert(Requantizer(acc_bits=17, tag_bits=4, dsp=True), name="rq")
+    assert text.count("MULT18X18D ") == 1 and " * " not in text
+    for register in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+        assert f'.{register}("CLK0")' in text
+    assert "MULT18X18D" not in verilog.convert(Requantizer(acc_bits=17, tag_bits=4), name="rq")
+    with pytest.raises(TernacError, match="19-bit biased accumulator does not fit"):
+        verilog.convert(Requantizer(acc_bits=18, tag_bits=4, dsp=True), name="rq")
 
 
 def test_weight_memory_latency_must_fit_the_design():
