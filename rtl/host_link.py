@@ -188,7 +188,6 @@ class HostLink(wiring.Component):
         else:
             m.submodules.buffer = buffer = self._frame_buffer
             wp, rp = buffer.write, buffer.read
-        buffer_bytes = [rp.data[8 * i:8 * i + 8] for i in range(n)]
 
         byte, got = urx.o.payload, urx.o.valid
         # One CRC engine: the received bytes, or in a reply the transmitted ones.
@@ -221,7 +220,7 @@ class HostLink(wiring.Component):
         more_small = Signal()                     # small_at != small_end, a register
         header_at = Signal(2)                     # the reply header's byte on the line
         tx_lane = Signal(range(n))
-        settled = Signal(3)                       # cycles since SEND_BUFFER's word last changed
+        settled = Signal(4)                       # cycles since SEND_BUFFER's word last changed
 
         # A reply is set up in two steps: the state that answers chooses what it sends
         # (`reply`), REPLY derives the rest from those registers. Many states answer, so
@@ -509,12 +508,17 @@ class HostLink(wiring.Component):
             # hundreds of cycles on the line (10 bit times); the cycle is not missed.
             # The buffer's and the small payload's next bytes are registered too (`buffer_byte`,
             # `small_byte`, from the word and the position the cycle before): a state offers
-            # nothing the cycle after a byte is taken (`was_taken`), when they are not yet.
+            # nothing the cycle after a byte is taken (`was_taken`), when they are not yet. The
+            # buffer's word is registered whole before its byte is chosen (`buffer_word`): no
+            # multiplexer after the block RAM's read (on the ECP5 its 5.8 ns clock-to-output),
+            # so SEND_BUFFER waits a cycle more for a new word (`settled`).
             tx_byte, offered, was_taken = Signal(8), Signal(), Signal()
             buffer_byte, small_byte = Signal(8), Signal(8)
+            buffer_word = Signal.like(rp.data, reset_less=True)
             taken = offered & utx.i.ready
             m.d.comb += [utx.i.valid.eq(offered), utx.i.payload.eq(tx_byte)]
-            m.d.sync += [was_taken.eq(taken), buffer_byte.eq(Array(buffer_bytes)[tx_lane]),
+            m.d.sync += [was_taken.eq(taken), buffer_word.eq(rp.data),
+                         buffer_byte.eq(Array(buffer_word[8 * i:8 * i + 8] for i in range(n))[tx_lane]),
                          small_byte.eq(Array(small[8 * i:8 * i + 8] for i in range(8))[small_at])]
 
             def send(offer, payload):
@@ -539,8 +543,8 @@ class HostLink(wiring.Component):
                         with m.If(~with_buffer):
                             m.next = "SEND_SMALL"
             with m.State("SEND_BUFFER"):
-                m.d.sync += settled.eq(Cat(1, settled[:2]))
-                with m.If(send(settled[2], buffer_byte)):
+                m.d.sync += settled.eq(Cat(1, settled[:-1]))
+                with m.If(send(settled[-1], buffer_byte)):
                     m.d.sync += [*step_crc,
                                  count_soon.eq(1),
                                  settled.eq(0), step_soon.eq(tx_lane == n - 1),
