@@ -260,7 +260,7 @@ class Accelerator(wiring.Component):
             acts.in_phase.eq(seq.in_phase), acts.in_addr.eq(seq.in_addr), acts.in_data.eq(self.act_in.payload), acts.in_en.eq(seq.in_en),
             self.act_out.valid.eq(seq.out_valid), seq.out_ready.eq(self.act_out.ready),
             self.act_out.payload.eq(acts.out_data),
-            acts.out_addr.eq(seq.out_addr), acts.out_en.eq(seq.out_en),
+            acts.out_addr.eq(seq.out_addr), acts.out_en.eq(seq.out_en), acts.out_phase.eq(seq.out_phase),
             acts.sel.eq(seq.sel),
             weight_rp.addr.eq(seq.weight_addr), acts.read_addr.eq(seq.act_addr),
         ]

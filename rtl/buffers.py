@@ -184,7 +184,9 @@ class ActivationBuffers(wiring.Component):
     (the sequencer's IDLE and INPUT states) only input words are written. That is half the
     block RAMs of two memories (4 iCE40 EBR for 2 x 128 words of 64 bits) and no read-data
     mux. ``read_data`` and ``out_data`` are the same read port: an ``out_en`` read is kept
-    while ``out_en`` is low, until the next input word (``in_en``).
+    while ``out_en`` is low, until the next input word (``in_en``). The read address is the
+    output's while ``out_phase`` (a register: no handshake in front of the address, Fmax),
+    which the array does not read in; ``out_en`` only enables the read.
 
     The write port's address, data and byte enables are registered: the handshakes and the
     requantizer's flags that choose them are a cycle away from the block RAMs' write
@@ -202,7 +204,7 @@ class ActivationBuffers(wiring.Component):
         super().__init__({
             "sel": In(1),
             "read_addr": In(range(depth)), "read_data": Out(word),
-            "out_addr": In(range(depth)), "out_en": In(1), "out_data": Out(word),
+            "out_addr": In(range(depth)), "out_en": In(1), "out_phase": In(1), "out_data": Out(word),
             "in_phase": In(1), "in_addr": In(range(depth)), "in_data": In(word), "in_en": In(1),
             "byte_addr": In(range(depth)), "byte_lane": In(range(n)), "byte_data": In(ACT_BITS),
             "byte_en": In(1),
@@ -237,7 +239,7 @@ class ActivationBuffers(wiring.Component):
         with m.Elif(self.in_en):
             m.d.sync += holding.eq(0)
         m.d.comb += [
-            rp.addr.eq(Mux(self.out_en, word(self.out_addr, ~self.sel), word(self.read_addr, self.sel))),
+            rp.addr.eq(Mux(self.out_phase, word(self.out_addr, ~self.sel), word(self.read_addr, self.sel))),
             rp.en.eq(self.out_en | ~holding),
             self.read_data.eq(rp.data), self.out_data.eq(rp.data),
         ]

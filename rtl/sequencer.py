@@ -75,6 +75,7 @@ class Sequencer(wiring.Component):
             "in_valid": In(1), "in_ready": Out(1), "in_addr": Out(range(a)), "in_en": Out(1),
             "in_phase": Out(1),
             "out_valid": Out(1), "out_ready": In(1), "out_addr": Out(range(a)), "out_en": Out(1),
+            "out_phase": Out(1),
             "sel": Out(1),
             "issue": Out(1), "first": Out(1), "last": Out(1),
             "position": Out(PositionLayout(config.max_outputs + config.lanes, config.coding.n)),
@@ -381,7 +382,7 @@ class Sequencer(wiring.Component):
                         # Descriptor 0 is read again long before the next inference.
                         m.d.sync += [count.eq(0), unread.eq(cur.out_words != 0),
                                      unsent.eq(limit.out_words), sent_last.eq(limit.out_words == 0),
-                                     self.layer_addr.eq(0)]
+                                     self.layer_addr.eq(0), self.out_phase.eq(1)]
                         m.next = "OUTPUT"
                     with m.Else():
                         if serial:
@@ -408,6 +409,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [unsent.eq(unsent - 1), sent_last.eq(unsent == 1)]
                     with m.If(sent_last):
                         m.d.sync += [self.cycles.eq(counter.successor), self.out_valid.eq(0),
+                                     self.out_phase.eq(0),
                                      self.sel.eq(0), self.busy.eq(0), phase.eq(1), count.eq(0),
                                      start.eq(1)]
                         if serial:
