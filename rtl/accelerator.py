@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 from ternac.model.codebook import TernacError
 from ternac.model.hw import cycles
 from ternac.model.hw.config import LOAD_BITS, Target
@@ -125,6 +126,7 @@ class Accelerator(wiring.Component):
             members["activity"] = Out(ActivitySignature())
         super().__init__(members)
         self._position = PositionLayout(config.max_outputs + config.lanes, config.coding.n)
+        self._param_bits = ceil_log2(max(2, config.depth(Target.PARAMS)))
 
     @classmethod
     def for_program(cls, program):
@@ -142,7 +144,8 @@ class Accelerator(wiring.Component):
 
     def _make_array(self):
         cfg = self._config
-        tag_bits = self._position.size + 2 * cfg.fused_pool     # + window first/last
+        # The output position, its parameters' address, the window's first/last.
+        tag_bits = self._position.size + self._param_bits + 2 * cfg.fused_pool
         if cfg.dense:
             from .dense_baseline import DenseMacArray
             return DenseMacArray(lanes=cfg.lanes, n=cfg.coding.n, acc_bits=cfg.acc_bits, tag_bits=tag_bits)
@@ -268,7 +271,11 @@ class Accelerator(wiring.Component):
         # MAC array: control follows the memory read by one cycle.
         # A tap in the zero padding around a feature map reads a zero word (a max pooling
         # skips it instead). A pooling pass bypasses the array.
-        tag = seq.position.as_value()
+        # A group's parameter address travels with it to the shadow bank (``read_start``):
+        # added here, from registers, not at the latch in front of the memory's address (Fmax).
+        param_start = Signal(self._param_bits)
+        m.d.comb += param_start.eq(seq.cur.param_base + seq.position.index)
+        tag = Cat(seq.position.as_value(), param_start)
         if cfg.fused_pool:
             tag = Cat(tag, seq.window_first, seq.window_last)
         pooling = seq.cur.pool if pool else Const(0, 1)
@@ -316,7 +323,8 @@ class Accelerator(wiring.Component):
             sums, latch = window.out_sums, window.out_latch
         m.d.comb += [shadow.sums.eq(sums), shadow.latch.eq(latch),
                      shadow.position.eq(array.latch_tag[:self._position.size]),
-                     shadow.read_base.eq(seq.cur.param_base), param_rp.addr.eq(shadow.read_addr)]
+                     shadow.read_start.eq(array.latch_tag[self._position.size:][:self._param_bits]),
+                     param_rp.addr.eq(shadow.read_addr)]
         acc, pos, valid = Signal.like(shadow.acc), Signal.like(shadow.out_position), Signal()
         m.d.sync += [acc.eq(shadow.acc), pos.eq(shadow.out_position), valid.eq(shadow.valid)]
         m.d.comb += [

@@ -47,12 +47,15 @@ class ShadowBank(wiring.Component):
     array's carry chains, and the long route from the array to the bank has a cycle of its
     own (Fmax); the lanes leave in the same cycles.
 
-    ``read_addr`` is ``read_base`` plus the output index that ``out_position`` holds in the
+    ``read_addr`` is the parameter address of the output that ``out_position`` holds in the
     next cycle while the bank holds lanes, so that a lane's parameters can be read a cycle
-    ahead and registered (no memory read in front of the requantizer's bias add). When the
-    bank runs empty it is an address nobody uses: only ``latch`` selects, so no count sits in
-    front of the read. Both candidates are sums of registers, so no adder sits behind the
-    ``latch`` select on its way to the memory's address (Fmax).
+    ahead and registered (no memory read in front of the requantizer's bias add): at
+    ``latch`` the latched group's first lane's, ``read_start`` (the caller adds the pass's
+    parameter base to the output index before the sums reach the array, and the address
+    travels with them), then one more per lane. When the bank runs empty it is an address
+    nobody uses: only ``latch`` selects, so no count sits in front of the read. Both
+    candidates are registers, so no adder sits behind the ``latch`` select on its way to
+    the memory's address (Fmax).
 
     Latency: lane ``p`` leaves ``1 + p`` cycles after ``latch``.
     """
@@ -62,7 +65,7 @@ class ShadowBank(wiring.Component):
         self._n = n
         self._held = held
         super().__init__({
-            "read_base": In(range(read_depth)),
+            "read_start": In(range(read_depth)),
             "read_addr": Out(range(read_depth)),
             "sums": In(data.ArrayLayout(signed(acc_bits), lanes)),
             "latch": In(1),
@@ -81,9 +84,9 @@ class ShadowBank(wiring.Component):
         left = Signal(range(self._lanes + 1))
         pos = Signal.like(self.out_position)
         latched = Signal.like(self.read_addr)           # the latched group's first lane
-        addr_next = Signal.like(self.read_addr)         # read_base + pos.index + 1 (a register: Fmax)
+        addr_next = Signal.like(self.read_addr)         # the next lane's (a register: Fmax)
         m.d.comb += [self.valid.eq(left != 0), self.out_position.eq(pos),
-                     latched.eq(self.read_base + self.position.index),
+                     latched.eq(self.read_start),
                      self.read_addr.eq(Mux(self.latch, latched, addr_next))]
         with m.If(self.latch):
             m.d.sync += [left.eq(self._lanes), pos.eq(self.position), addr_next.eq(latched + 1)]

@@ -303,7 +303,9 @@ class Sequencer(wiring.Component):
         # load stream's `valid`, no state decode, in front of the buffer's write enables.
         phase, inputting, table_step = Signal(init=1), Signal(), Signal()
         may_take = may_start & ~self.load_valid
-        m.d.comb += [self.in_phase.eq(phase), self.in_addr.eq(count),
+        # `out_addr` is the count in every state (the buffers read it only while `out_phase`):
+        # no state decode in front of the memory's address (Fmax).
+        m.d.comb += [self.in_phase.eq(phase), self.in_addr.eq(count), self.out_addr.eq(count),
                      self.in_ready.eq(phase & (inputting | (may_take & complete if serial else may_take))),
                      self.in_en.eq(self.in_valid & self.in_ready)]
         m.d.sync += [phase.eq(0), inputting.eq(0), table_step.eq(0)]
@@ -399,8 +401,7 @@ class Sequencer(wiring.Component):
                         m.next = "RUN"
             with m.State("OUTPUT"):
                 # out_valid marks that the read port holds the next word; read on when it is taken.
-                m.d.comb += [self.out_addr.eq(count),
-                             self.out_en.eq(~self.out_valid | self.out_ready)]
+                m.d.comb += self.out_en.eq(~self.out_valid | self.out_ready)
                 with m.If(self.out_en):
                     m.d.sync += self.out_valid.eq(unread)
                     with m.If(unread):
