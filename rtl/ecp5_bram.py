@@ -18,7 +18,7 @@ from amaranth.vendor import LatticePlatform
 from ternac.model.codebook import TernacError
 
 __all__ = ["DP16KD_SHAPES", "RegisteredBuffer", "dp16kd_init", "dp16kd_shape", "dp16kd_simulation_model",
-           "registered_weight_memory"]
+           "registered_weight_memory", "verilog_bus"]
 
 #: DP16KD's shapes, narrowest word first: (bits per word, words).
 DP16KD_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024))
@@ -171,6 +171,12 @@ def registered_weight_memory(config, init=(), *, primitive=None):
                             primitive=primitive)
 
 
+def verilog_bus(name, n):
+    """A Verilog concatenation of a primitive's one-bit ports ``name0`` to ``name{n-1}``,
+    most significant first: its pins as one vector in a simulation model."""
+    return "{" + ", ".join(f"{name}{i}" for i in reversed(range(n))) + "}"
+
+
 def dp16kd_simulation_model():
     """Verilog of a DP16KD model for Verilator and Icarus: the shapes and modes
     :class:`RegisteredBuffer` uses (Yosys ships the primitive as a black box only).
@@ -193,7 +199,7 @@ def dp16kd_simulation_model():
                       for p in range(_INIT_PARAMS))
 
     def port(x):
-        bus = lambda name, n: "{" + ", ".join(f"{name}{i}" for i in reversed(range(n))) + "}"
+        bus = verilog_bus
         return f"""
     wire [17:0] DI{x} = {bus(f"DI{x}", 18)};
     wire [13:0] AD{x} = {bus(f"AD{x}", 14)};

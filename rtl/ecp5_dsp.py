@@ -10,6 +10,8 @@ the clock, the block holds both registers itself.
 from amaranth.hdl import ClockSignal, Const, Instance
 from amaranth.vendor import LatticePlatform
 
+from .ecp5_bram import verilog_bus
+
 __all__ = ["MULT_PORT_BITS", "ecp5_platform", "mult18x18d", "mult18x18d_simulation_model"]
 
 #: Bits of each signed multiplier input.
@@ -52,7 +54,7 @@ def mult18x18d_simulation_model():
     ``REG_*_CLK`` parameter says so, enabled by ``CE0`` (Yosys ships the primitive as a
     black box only). Other clocks, the C input, resets, cascades and shift-in are not
     modelled: the ports :func:`mult18x18d` leaves open are not declared."""
-    bus = lambda name, n: "{" + ", ".join(f"{name}{i}" for i in reversed(range(n))) + "}"
+    bus = verilog_bus
     a, b, c = (", ".join(f"{x}{i}" for i in range(18)) for x in "ABC")
     p = ", ".join(f"P{i}" for i in range(36))
     return f"""// A MULT18X18D model for simulation: ternac.rtl.ecp5_dsp.mult18x18d_simulation_model().
