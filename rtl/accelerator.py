@@ -142,10 +142,15 @@ class Accelerator(wiring.Component):
         """Cycles from a layer's last issued step to the write of its last output byte."""
         return cycles.issue_to_latch(self._config.weight_register) + self._config.lanes + cycles.DRAIN_TO_WRITE
 
+    @property
+    def array_tag_bits(self):
+        """Bits of the tag a word carries through the MAC array to its latch: the output
+        position, its parameters' address and, with fused pooling, the window's first/last."""
+        return self._position.size + self._param_bits + 2 * self._config.fused_pool
+
     def _make_array(self):
         cfg = self._config
-        # The output position, its parameters' address, the window's first/last.
-        tag_bits = self._position.size + self._param_bits + 2 * cfg.fused_pool
+        tag_bits = self.array_tag_bits
         if cfg.dense:
             from .dense_baseline import DenseMacArray
             return DenseMacArray(lanes=cfg.lanes, n=cfg.coding.n, acc_bits=cfg.acc_bits, tag_bits=tag_bits)

@@ -112,7 +112,7 @@ class NarrowArrayAccelerator(Accelerator):
         narrow = Coding(cfg.coding.n, 2)
         mask = (1 << (narrow.k * narrow.slot_bits)) - 1
         return TernaryMacArray(lanes=cfg.lanes, coding=narrow, code_bits=cfg.code_bits,
-                               acc_bits=cfg.acc_bits, tag_bits=self._position.size,
+                               acc_bits=cfg.acc_bits, tag_bits=self.array_tag_bits,
                                table=[entry & mask for entry in default_table(cfg.coding)])
 
 
