@@ -1,10 +1,9 @@
 """The accelerator: runs every layer of a packed network on chip, host out of the loop."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 from ternac.model.codebook import TernacError
 from ternac.model.hw import cycles
 from ternac.model.hw.config import LOAD_BITS, Target
@@ -126,7 +125,8 @@ class Accelerator(wiring.Component):
             members["activity"] = Out(ActivitySignature())
         super().__init__(members)
         self._position = PositionLayout(config.max_outputs + config.lanes, config.coding.n)
-        self._param_bits = ceil_log2(max(2, config.depth(Target.PARAMS)))
+        # The parameter memory's address, as wide as the shadow bank's ``read_start``.
+        self._param_bits = Shape.cast(range(config.depth(Target.PARAMS))).width
 
     @classmethod
     def for_program(cls, program):

@@ -4,7 +4,7 @@ A DP16KD's read data leaves the block 5.8 ns after the clock (ECP5 speed 6) with
 output register, and Yosys 0.70 neither uses that register nor avoids a multiplexer between
 blocks stacked in depth: the weight buffer's read into the decoder was the ECP5 builds'
 critical path (11.7 ns, docs/fpga.md). Here each block holds a slice of every word, in the
-narrowest of DP16KD's shapes (16K x 1 ... 1K x 18) deep enough for all words, so no block
+widest of DP16KD's shapes (16K x 1 ... 1K x 18) still deep enough for all words, so no block
 is stacked on another and the read leaves the output register straight for the array: the
 accelerator's ``weight_register`` cycle is spent inside the block.
 """
@@ -18,12 +18,18 @@ from amaranth.vendor import LatticePlatform
 from ternac.model.codebook import TernacError
 
 __all__ = ["DP16KD_SHAPES", "RegisteredBuffer", "dp16kd_init", "dp16kd_shape", "dp16kd_simulation_model",
-           "registered_weight_memory", "verilog_bus"]
+           "ecp5_platform", "registered_weight_memory", "verilog_bus"]
 
 #: DP16KD's shapes, narrowest word first: (bits per word, words).
 DP16KD_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024))
 #: INITVAL_00 .. INITVAL_3F: 64 parameters of 16 rows of 18 bits at a 20-bit stride.
-_INIT_PARAMS, _ROWS_PER_PARAM, _ROW_BITS = 64, 16, 18
+_INIT_PARAMS, _ROWS_PER_PARAM = 64, 16
+
+
+def ecp5_platform(platform):
+    """Whether ``platform`` builds for an ECP5: where the primitives of this module and of
+    :mod:`.ecp5_dsp` are instantiated by default."""
+    return isinstance(platform, LatticePlatform) and platform.family == "ecp5"
 
 
 def dp16kd_shape(depth):
@@ -40,7 +46,7 @@ def dp16kd_init(column, bits):
     The block is 1024 rows of 18 bits. A 9- or 18-bit word takes ``18 // bits`` to a row; a
     1-, 2- or 4-bit word takes ``16 // bits`` to a row, around the ninth bit (bit 8), which
     those shapes do not use: the layout Yosys' own DP16KD mapping writes (checked against it
-    in ``tests/test_ecp5_bram.py``)."""
+    in ``tests/test_ecp5_primitives.py``)."""
     rows = [0] * (_INIT_PARAMS * _ROWS_PER_PARAM)
     per_row = 18 // bits if bits >= 9 else 16 // bits
     for address, word in enumerate(column):
@@ -114,7 +120,7 @@ class RegisteredBuffer(wiring.Component):
     def _use_primitive(self, platform):
         if self._primitive is not None:
             return self._primitive
-        return isinstance(platform, LatticePlatform) and platform.family == "ecp5"
+        return ecp5_platform(platform)
 
     def elaborate(self, platform):
         m = Module()

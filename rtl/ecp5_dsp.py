@@ -8,19 +8,13 @@ the clock, the block holds both registers itself.
 """
 
 from amaranth.hdl import ClockSignal, Const, Instance
-from amaranth.vendor import LatticePlatform
 
 from .ecp5_bram import verilog_bus
 
-__all__ = ["MULT_PORT_BITS", "ecp5_platform", "mult18x18d", "mult18x18d_simulation_model"]
+__all__ = ["MULT_PORT_BITS", "mult18x18d", "mult18x18d_simulation_model"]
 
 #: Bits of each signed multiplier input.
 MULT_PORT_BITS = 18
-
-
-def ecp5_platform(platform):
-    """Whether ``platform`` builds for an ECP5."""
-    return isinstance(platform, LatticePlatform) and platform.family == "ecp5"
 
 
 def mult18x18d(a, b, p):

@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 from ternac.model.arith import ACT_BITS, ACT_MAX, ACT_MIN, MULT_BITS, SHIFT_BITS
 from ternac.model.codebook import TernacError
 
-from .ecp5_dsp import MULT_PORT_BITS, ecp5_platform, mult18x18d
+from .ecp5_bram import ecp5_platform
+from .ecp5_dsp import MULT_PORT_BITS, mult18x18d
 
 __all__ = ["PositionLayout", "Requantizer", "ShadowBank", "delayed"]
 
@@ -181,22 +182,24 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # Data registers have no reset (``valid`` qualifies them), so that they can go into the
-        # DSP block's input and output registers. A negative biased accumulator takes the negative-side pair (PReLU / LeakyReLU),
-        # chosen by the adder's sign as it is registered: the multiplier's inputs are then
-        # flip-flops, no multiplexer in front of the DSP block (Fmax; the parameters arrive
-        # from a register, so the add and the choice fit one cycle).
+        # DSP block's input and output registers. A negative biased accumulator takes the
+        # negative-side pair (PReLU / LeakyReLU), chosen by the adder's sign as it is
+        # registered: the multiplier's inputs are then flip-flops, no multiplexer in front of
+        # the DSP block (Fmax; the parameters arrive from a register, so the add and the
+        # choice fit one cycle).
         total = self.acc + self.bias
         shift, chosen_shift = (Signal.like(self.shift, reset_less=True, name=n) for n in ("shift_1", "shift_2"))
         product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
+        chosen_mult = Mux(total[-1], self.neg_mult, self.mult)
+        chosen = shift.eq(Mux(total[-1], self.neg_shift, self.shift))
         if self._use_dsp(platform):
             # Stages 1 and 2 are the MULT18X18D's input and output registers.
-            m.submodules.multiplier = mult18x18d(total, Mux(total[-1], self.neg_mult, self.mult), product)
-            m.d.sync += [shift.eq(Mux(total[-1], self.neg_shift, self.shift)), chosen_shift.eq(shift)]
+            m.submodules.multiplier = mult18x18d(total, chosen_mult, product)
+            m.d.sync += [chosen, chosen_shift.eq(shift)]
         else:
             biased = Signal(signed(self._acc_bits + 1), reset_less=True)
             mult = Signal(signed(MULT_BITS + 1), reset_less=True)
-            m.d.sync += [biased.eq(total), mult.eq(Mux(total[-1], self.neg_mult, self.mult)),   # stage 1
-                         shift.eq(Mux(total[-1], self.neg_shift, self.shift))]
+            m.d.sync += [biased.eq(total), mult.eq(chosen_mult), chosen]                  # stage 1
             m.d.sync += [product.eq(biased * mult), chosen_shift.eq(shift)]              # stage 2
         # The shift in two stages of three 2:1 levels each: 8 * (S >> 3), then S & 7 (Fmax:
         # six levels in one stage were the iCE40 builds' critical path).
