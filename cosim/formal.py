@@ -32,7 +32,6 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cover, Fragment, Module, ResetSignal, Signal
-from amaranth.hdl._ast import Assign, Switch  # statement types, to find a register by name
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 from ternac.model.codebook import Coding, TernacError
@@ -59,24 +58,6 @@ class _Previous:
             reg = Signal.like(value, name=f"prev_{name}", reset_less=True)
             m.d.sync += reg.eq(value)
             setattr(self, name, reg)
-
-
-def _assigned_signal(fragment, domain, name):
-    """The signal named ``name`` that ``fragment`` assigns in ``domain`` (a block's register
-    that is not one of its ports, for an induction invariant)."""
-    def search(statements):
-        for statement in statements:
-            if isinstance(statement, Assign) and isinstance(statement.lhs, Signal) and statement.lhs.name == name:
-                return statement.lhs
-            if isinstance(statement, Switch):
-                for _patterns, case, *_ in statement.cases:
-                    if (found := search(case)) is not None:
-                        return found
-        return None
-    found = search(fragment.statements.get(domain, ()))
-    if found is None:
-        raise LookupError(f"no {domain} assignment to {name!r} in the fragment")
-    return found
 
 
 def _stream_rule(m, stream_port, prev, flavor, *, prefix):
@@ -114,12 +95,9 @@ class StreamHarness(wiring.Component):
         # set in OUTPUT, and the sequencer's out_phase register (which chooses the activation
         # buffers' read address) is set exactly there. Without them k-induction starts from
         # states no reset reaches.
-        # And the activation buffers hold their read (`holding`) whenever act_out.valid is.
         sequencer = fragment.find_subfragment("sequencer").origins[0]
-        holding = _assigned_signal(fragment.find_subfragment("acts"), "sync", "holding")
         m.d.comb += [Assert(~dut.act_out.valid | output_state, "act_out.valid outside OUTPUT"),
-                     Assert(sequencer.out_phase == output_state, "out_phase differs from OUTPUT"),
-                     Assert(~dut.act_out.valid | holding, "act_out.valid while the read is not held")]
+                     Assert(sequencer.out_phase == output_state, "out_phase differs from OUTPUT")]
         m.d.comb += [dut.act_in.valid.eq(self.act_in_valid), dut.act_in.payload.eq(self.act_in_payload),
                      dut.act_out.ready.eq(self.act_out_ready),
                      dut.load.valid.eq(self.load_valid), dut.load.payload.eq(self.load_payload)]

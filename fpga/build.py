@@ -36,6 +36,7 @@ from ternac.model.codebook import Codebook, Coding, TernacError
 from ternac.model.hw import Target, lower, size_config
 from ternac.model.hw.config import INPUT_PACKINGS, LAYER_TABLES
 from ternac.model.network import Network, TernaryLayer
+from ternac.rtl.pipeline import KEPT
 
 __all__ = [
     "BOARDS", "DESIGNS", "NETWORKS", "Board", "PinHarness", "board_config", "build", "build_root",
@@ -67,6 +68,7 @@ class Board:
     io_attrs: dict
     capacity: dict              # resource -> device total (for the table)
     nextpnr_opts: str = ""      # options of every build for this board
+    dense_nextpnr_opts: str = ""    # and of the dense baselines' builds
     synth_opts: str = ""        # options of synth_ice40 / synth_ecp5 for every build
     decoder: str = "bram"       # where the ternary decoder's table goes by default (DECODER_TABLES)
     weight_register: bool = False   # HardwareConfig.weight_register: a register after the reads
@@ -100,8 +102,10 @@ BOARDS = {
         io_attrs={"IO_TYPE": "LVCMOS33"},
         capacity={"lut": 83640, "ff": 83640, "ebr": 208, "dsp": 156, "spram": 0},
         # router1 had not routed the dense 784-256-256-10 baseline after 13 minutes; router2 is the
-        # faster router for large designs (it routes that baseline in about 7 minutes).
-        nextpnr_opts="--router router2",
+        # faster router for large designs (it routes that baseline in about 7 minutes). The
+        # ternary builds route with router1: 784-256-256-10's pin build reaches 174.8 MHz with
+        # it against 135.6 with router2, on the same netlist (docs/fpga.md, ninth round).
+        dense_nextpnr_opts="--router router2",
         # The table in DP16KD put its 5.8 ns unregistered read in front of the slot muxes
         # (64-64-10: 62.9 MHz against 75.3 MHz with the table in LUTs, docs/fpga.md).
         decoder="lut",
@@ -316,11 +320,17 @@ UNDEFINED_COLLISIONS = "setparam -set COLLISION_X_MASK 1'1 t:$memrd_v2 r:TRANSPA
 #: pin build (the same failure meets some ECP5 netlists without it: :func:`build` retries).
 RECODED_FSMS = "setattr -unset init w:fsm_state"
 
+#: Yosys command, after ``proc``, ECP5 only: the flip-flops driving a wire marked
+#: :data:`ternac.rtl.pipeline.KEPT` (register copies for far-apart loads) are ``keep``, which
+#: ``opt_merge`` does not merge. Not on iCE40, whose 784-256-256-10 build has no logic cells
+#: to spare for them (there they merge back into one).
+KEPT_COPIES = f"setattr -set keep 1 a:{KEPT} %ci1:+$dff,$adff[Q] w:* %d"
+
 
 def synthesis_prelude(family):
     """Yosys commands after ``proc`` for a build of ``family``: the collision declaration and,
-    on iCE40, the FSM recoding."""
-    return UNDEFINED_COLLISIONS + (f"\n{RECODED_FSMS}" if family == "ice40" else "")
+    on iCE40, the FSM recoding, on ECP5 the kept register copies."""
+    return UNDEFINED_COLLISIONS + "\n" + (RECODED_FSMS if family == "ice40" else KEPT_COPIES)
 
 
 def make_core(design, program, weights="bram", bake=True, decoder="lut"):
@@ -649,7 +659,8 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
     os.environ.update(env)
 
     name = "top"
-    nextpnr_opts = f"--seed {seed} --timing-allow-fail --report {name}.nextpnr.json {spec.nextpnr_opts}".strip()
+    board_opts = f"{spec.nextpnr_opts} {spec.dense_nextpnr_opts if design != 'ternary' else ''}".strip()
+    nextpnr_opts = f"--seed {seed} --timing-allow-fail --report {name}.nextpnr.json {board_opts}".strip()
     overrides = {
         "nextpnr_opts": nextpnr_opts,
         # Record every $mul before synthesis and the module it is in (the DSP attribution).

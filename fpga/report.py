@@ -109,6 +109,8 @@ def markdown_table(results, *, command, date, missing=()):
         f"{host_platform.python_implementation()} {host_platform.python_version()}). "
         f"nextpnr options: `--seed {SEED} --timing-allow-fail`, "
         + ", ".join(f"on {name} also `{b.nextpnr_opts}`" for name, b in BOARDS.items() if b.nextpnr_opts)
+        + "".join(f", on {name} for the dense baselines `{b.dense_nextpnr_opts}`"
+                  for name, b in BOARDS.items() if b.dense_nextpnr_opts)
         + "; the design runs from the board's "
         "PLL (`PLL MHz`, the clock nextpnr is constrained to); the PLL first asks for the goal ("
         + ", ".join(f"{b.target_mhz:g} MHz on {name}" for name, b in BOARDS.items())

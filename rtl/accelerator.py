@@ -1,5 +1,7 @@
 """The accelerator: runs every layer of a packed network on chip, host out of the loop."""
 
+import functools
+
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -12,8 +14,9 @@ from ternac.model.hw.status import STATUS_BITS, STATUS_FIELDS
 
 from .activity import ActivityCounters, ActivitySignature
 from .buffers import ActivationBuffers, LoadPort
-from .ecp5_bram import registered_weight_memory
+from .ecp5_bram import RegisteredBuffer, registered_weight_memory
 from .mac_array import TernaryMacArray
+from .pipeline import delayed
 from .pooling import PoolUnit, WindowMax
 from .requant import PositionLayout, Requantizer, ShadowBank
 from .sequencer import Sequencer
@@ -74,6 +77,10 @@ class Accelerator(wiring.Component):
     dsp : bool or None
         The requantizer's product in a MULT18X18D with its registers (:class:`Requantizer`
         ``dsp``); ``None``: on an ECP5, as the builds make it.
+    bram : bool or None
+        With ``config.weight_register``, the weight buffer, activation buffers and parameter
+        memory are :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer` s: DP16KD instances with
+        ``True``, a memory and a register with ``False``, ``None``: on an ECP5.
     activity : bool
         Add the ``activity`` port: per-inference action counters
         (:class:`~ternac.rtl.activity.ActivityCounters`) for the measured energy. Off by
@@ -101,7 +108,8 @@ class Accelerator(wiring.Component):
         Counts of the last (or running) inference, one per :data:`ternac.model.hw.ACTIONS`.
     """
 
-    def __init__(self, config, *, image=None, weight_memory=None, decoder_ram=False, activity=False, dsp=None):
+    def __init__(self, config, *, image=None, weight_memory=None, decoder_ram=False, activity=False, dsp=None,
+                 bram=None):
         if activity and config.dense:
             raise TernacError("activity counters observe the ternary array's decoder; the dense "
                               "baseline has none")
@@ -111,6 +119,7 @@ class Accelerator(wiring.Component):
         self._activity = activity
         self._decoder_ram = decoder_ram
         self._dsp = dsp
+        self._bram = bram
         word = config.act_bits
         members = {
             "act_in": In(stream.Signature(word)),
@@ -140,7 +149,8 @@ class Accelerator(wiring.Component):
     @property
     def settle(self):
         """Cycles from a layer's last issued step to the write of its last output byte."""
-        return cycles.issue_to_latch(self._config.weight_register) + self._config.lanes + cycles.DRAIN_TO_WRITE
+        registered = self._config.weight_register
+        return cycles.issue_to_latch(registered) + self._config.lanes + cycles.drain_to_write(registered)
 
     @property
     def array_tag_bits(self):
@@ -158,7 +168,8 @@ class Accelerator(wiring.Component):
                                acc_bits=cfg.acc_bits, tag_bits=tag_bits,
                                table=(self._image.get(Target.CODEBOOK, []) if cfg.codebook_depth
                                       else default_table(cfg.coding)),
-                               codebook_depth=cfg.codebook_depth, table_ram=self._decoder_ram)
+                               codebook_depth=cfg.codebook_depth, table_ram=self._decoder_ram,
+                               fanout_copies=cfg.weight_register)
 
     def _memory(self, m, name, target):
         cfg = self._config
@@ -166,31 +177,47 @@ class Accelerator(wiring.Component):
         m.submodules[name] = mem
         return mem
 
-    def _weight_ports(self, m):
-        """Write and read port of the weight buffer, and its read latency: 1, or 2 for a
-        buffer whose read takes the ``weight_register`` cycle itself (the default buffer of a
-        ternary ``weight_register`` design, :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer`;
-        the dense baseline's 512-bit words would take more DP16KDs than the ECP5 has)."""
+    def _weight_ports(self, m, array_read):
+        """Write and read port of the weight buffer, and its read latency: 1, or up to
+        ``array_read`` for a buffer whose read takes ``weight_register`` cycles itself (the
+        default buffer of a ternary ``weight_register`` design, 3 cycles:
+        :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer` with ``address_copies``; the dense
+        baseline's 512-bit words would take more DP16KDs than the ECP5 has)."""
         factory = self._weight_memory
         if factory is None and self._config.weight_register and not self._config.dense:
-            factory = registered_weight_memory
+            factory = functools.partial(registered_weight_memory, primitive=self._bram)
         if factory is None:
             mem = self._memory(m, "weights", Target.WEIGHTS)
             return mem.write_port(), mem.read_port(), MEMORY_LATENCY
         m.submodules.weights = mem = factory(self._config, self._image.get(Target.WEIGHTS, []))
         latency = getattr(mem, "latency", MEMORY_LATENCY)
-        if latency not in (MEMORY_LATENCY, MEMORY_LATENCY + self._config.weight_register):
+        if latency > array_read:
             raise TernacError(f"a weight buffer with a {latency}-cycle read does not fit a design "
                               f"with weight_register={self._config.weight_register}")
         return mem.write, mem.read, latency
+
+    def _param_ports(self, m):
+        """Write and read port of the parameter memory: with ``weight_register`` a
+        :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer`, whose read is 2 cycles."""
+        cfg = self._config
+        if not cfg.weight_register:
+            mem = self._memory(m, "params", Target.PARAMS)
+            return mem.write_port(), mem.read_port()
+        m.submodules.params = mem = RegisteredBuffer(depth=cfg.depth(Target.PARAMS), width=cfg.word_bits(Target.PARAMS),
+                                                     init=self._image.get(Target.PARAMS, []), primitive=self._bram)
+        return mem.write, mem.read
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
         m.submodules.loader = loader = LoadPort(cfg)
+        registered = cfg.weight_register
+        # The parameter read: with weight_register an address register, then a RegisteredBuffer.
+        param_latency = MEMORY_LATENCY + 2 * registered
         m.submodules.sequencer = seq = Sequencer(cfg, settle=self.settle,
-                                                  pool_settle=cycles.POOL_TO_WRITE,
-                                                  avg_settle=cycles.AVG_POOL_TO_WRITE)
+                                                  pool_settle=cycles.pool_to_write(False, registered),
+                                                  avg_settle=cycles.pool_to_write(True, registered),
+                                                  out_latency=cycles.act_read(registered))
         # The pooling unit serves pooling and packing passes: only the convolution walk has them.
         pool = None
         if cfg.conv_walk:
@@ -198,19 +225,21 @@ class Accelerator(wiring.Component):
                                                 packing=cfg.tap_packing, avg=cfg.avg_pool,
                                                 maximum=cfg.max_pool)
         m.submodules.acts = acts = ActivationBuffers(depth=cfg.act_depth, n=cfg.coding.n,
-                                                     folded=cfg.folded_buffers)
+                                                     folded=cfg.folded_buffers, registered=registered,
+                                                     primitive=self._bram)
         m.submodules.array = array = self._make_array()
+        # Cycles from a step's issue to its words at the array's inputs.
+        array_read = cycles.issue_to_latch(registered) - array.latency
         m.submodules.shadow = shadow = ShadowBank(lanes=cfg.lanes, n=cfg.coding.n,
                                                   acc_bits=cfg.acc_bits, position=self._position,
                                                   read_depth=cfg.depth(Target.PARAMS),
                                                   held=not cfg.fused_pool)
         m.submodules.requant = requant = Requantizer(acc_bits=cfg.acc_bits, tag_bits=self._position.size + 1,
-                                                                 dsp=self._dsp)
-        if (MEMORY_LATENCY + cfg.weight_register + array.latency != cycles.issue_to_latch(cfg.weight_register)
-                or acts.write_latency != cycles.BUFFER_WRITE
-                or MEMORY_LATENCY + requant.latency + acts.write_latency != cycles.DRAIN_TO_WRITE
-                or pool and MEMORY_LATENCY + pool.latency + acts.write_latency != cycles.POOL_TO_WRITE
-                or pool and MEMORY_LATENCY + pool.avg_latency + acts.write_latency != cycles.AVG_POOL_TO_WRITE):
+                                                                 dsp=self._dsp, bias_stage=registered)
+        if (acts.latency != cycles.act_read(registered) or acts.write_latency != cycles.BUFFER_WRITE
+                or param_latency + requant.latency + acts.write_latency != cycles.drain_to_write(registered)
+                or pool and acts.latency + pool.latency + acts.write_latency != cycles.pool_to_write(False, registered)
+                or pool and acts.latency + pool.avg_latency + acts.write_latency != cycles.pool_to_write(True, registered)):
             raise AssertionError("RTL latencies differ from the cycle model (model/hw/cycles.py)")
         # The memories are not written while an inference runs, and an idle accelerator
         # offered both a load beat and an input word takes the load first: act_in waits from
@@ -235,17 +264,18 @@ class Accelerator(wiring.Component):
             return wp
 
         # Weight buffer, parameter memory, layer table: written by the load port only.
-        weight_wp, weight_rp, weight_latency = self._weight_ports(m)
-        params = self._memory(m, "params", Target.PARAMS)
+        weight_wp, weight_rp, weight_latency = self._weight_ports(m, array_read)
+        param_wp, param_rp = self._param_ports(m)
         layers = self._memory(m, "layers", Target.LAYERS)
         writer(weight_wp, Target.WEIGHTS)
-        writer(params.write_port(), Target.PARAMS)
+        writer(param_wp, Target.PARAMS)
         layer_wp = writer(layers.write_port(), Target.LAYERS)
         # The parameters of the lane the shadow bank shows next (`read_addr`), read a cycle
         # ahead and registered beside its accumulator: no block-RAM read (and, in a deeper
-        # memory, no multiplexer between its blocks) in front of the requantizer.
-        param_rp = params.read_port()
-        param = Signal(param_layout(cfg))
+        # memory, no multiplexer between its blocks) in front of the requantizer. With
+        # `weight_register` a register on the address and the memory's output register come
+        # first: the lane waits two cycles more (`cycles.drain_to_write`).
+        param = Signal(param_layout(cfg), reset_less=True)
         m.d.sync += param.eq(param_rp.data)
         if cfg.serial_layers:
             # The sequencer fetches descriptor 0 again after every table write.
@@ -268,12 +298,15 @@ class Accelerator(wiring.Component):
             acts.in_phase.eq(seq.in_phase), acts.in_addr.eq(seq.in_addr), acts.in_data.eq(self.act_in.payload), acts.in_en.eq(seq.in_en),
             self.act_out.valid.eq(seq.out_valid), seq.out_ready.eq(self.act_out.ready),
             self.act_out.payload.eq(acts.out_data),
-            acts.out_addr.eq(seq.out_addr), acts.out_en.eq(seq.out_en), acts.out_phase.eq(seq.out_phase),
+            acts.out_addr.eq(seq.out_addr), acts.out_phase.eq(seq.out_phase),
+            acts.out_stall.eq(seq.out_valid & ~self.act_out.ready),
             acts.sel.eq(seq.sel),
             weight_rp.addr.eq(seq.weight_addr), acts.read_addr.eq(seq.act_addr),
         ]
 
-        # MAC array: control follows the memory read by one cycle.
+        # MAC array: its inputs arrive `array_read` cycles after the issue: the memory read, and
+        # with weight_register the blocks' output registers and a register after them (the
+        # weight buffer's blocks lie all over the die, each holds two bits of every word).
         # A tap in the zero padding around a feature map reads a zero word (a max pooling
         # skips it instead). A pooling pass bypasses the array.
         # A group's parameter address travels with it to the shadow bank (``read_start``):
@@ -285,32 +318,31 @@ class Accelerator(wiring.Component):
             tag = Cat(tag, seq.window_first, seq.window_last)
         pooling = seq.cur.pool if pool else Const(0, 1)
 
-        def array_input(port):
-            """What drives the array's input ``port``: the port, or with ``weight_register`` a
-            signal the port follows a cycle later (no block-RAM read in front of the decoder)."""
-            if not cfg.weight_register:
-                return port
-            early = Signal.like(port, name=f"{port.name}_early")
-            m.d.sync += port.eq(early)
-            return early
+        def with_acts(value, name):
+            """``value`` in the cycle the activation word read with it is on ``read_data``."""
+            return delayed(m, value, acts.latency, name)
 
-        ctrl = [(array_input(array.valid), seq.issue & ~pooling),
-                (array_input(array.last), seq.last), (array_input(array.tag), tag)]
-        weights_in = array.weights if weight_latency > MEMORY_LATENCY else array_input(array.weights)
-        m.d.comb += weights_in.eq(weight_rp.data)
+        m.d.comb += [array.valid.eq(delayed(m, seq.issue & ~pooling, array_read, "array_valid")),
+                     array.last.eq(delayed(m, seq.last, array_read, "array_last", reset_less=True)),
+                     array.tag.eq(delayed(m, tag, array_read, "array_tag", reset_less=True)),
+                     array.weights.eq(delayed(m, weight_rp.data, array_read - weight_latency, "weights",
+                                              reset_less=True))]
+        acts_in = Signal.like(array.acts)
+        m.d.comb += array.acts.eq(delayed(m, acts_in, array_read - acts.latency, "acts", reset_less=True))
         if pool:
-            act_zero = Signal()
-            ctrl += [(act_zero, seq.act_zero), (pool.valid, seq.issue & pooling),
-                     (pool.first, seq.first), (pool.last, seq.last), (pool.word, seq.pool_word)]
-            m.d.comb += [array_input(array.acts).eq(Mux(act_zero, 0, acts.read_data)),
+            act_zero = with_acts(seq.act_zero, "act_zero")
+            m.d.comb += [acts_in.eq(Mux(act_zero, 0, acts.read_data)),
+                         pool.valid.eq(with_acts(seq.issue & pooling, "pool_valid")),
+                         pool.first.eq(with_acts(seq.first, "pool_first")),
+                         pool.last.eq(with_acts(seq.last, "pool_last")),
+                         pool.word.eq(with_acts(seq.pool_word, "pool_word")),
                          pool.acts.eq(acts.read_data), pool.skip.eq(act_zero),
                          acts.word_en.eq(pool.out_valid), acts.word_addr.eq(pool.out_word),
                          acts.word_data.eq(pool.out_data)]
+            if cfg.avg_pool:
+                m.d.comb += pool.counted.eq(with_acts(seq.pool_counted, "pool_counted"))
         else:
-            m.d.comb += array_input(array.acts).eq(acts.read_data)
-        if cfg.avg_pool:
-            ctrl.append((pool.counted, seq.pool_counted))
-        m.d.sync += [dst.eq(src) for dst, src in ctrl]
+            m.d.comb += acts_in.eq(acts.read_data)
 
         if cfg.tap_packing or cfg.avg_pool:
             m.d.comb += pool.mode.eq(seq.cur.pool_mode)
@@ -329,9 +361,10 @@ class Accelerator(wiring.Component):
         m.d.comb += [shadow.sums.eq(sums), shadow.latch.eq(latch),
                      shadow.position.eq(array.latch_tag[:self._position.size]),
                      shadow.read_start.eq(array.latch_tag[self._position.size:][:self._param_bits]),
-                     param_rp.addr.eq(shadow.read_addr)]
-        acc, pos, valid = Signal.like(shadow.acc), Signal.like(shadow.out_position), Signal()
-        m.d.sync += [acc.eq(shadow.acc), pos.eq(shadow.out_position), valid.eq(shadow.valid)]
+                     param_rp.addr.eq(delayed(m, shadow.read_addr, registered, "param_addr", reset_less=True))]
+        acc = delayed(m, shadow.acc, param_latency, "acc", reset_less=True)
+        pos = delayed(m, shadow.out_position, param_latency, "pos", reset_less=True)
+        valid = delayed(m, shadow.valid, param_latency, "valid")
         m.d.comb += [
             # The tag carries the position and whether its lane is inside the pixel's words
             # (the last group's padding lanes are not written), compared here, not at the write.

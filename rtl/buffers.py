@@ -8,6 +8,8 @@ from ternac.model.arith import ACT_BITS
 from ternac.model.hw.config import ADDRESS_BITS, LOAD_BITS, Target
 from ternac.model.hw.status import TARGET_VALUES, LoadError, beats_per_word
 
+from .ecp5_bram import RegisteredBuffer
+
 __all__ = ["ActivationBuffers", "LoadPort"]
 
 
@@ -183,28 +185,36 @@ class ActivationBuffers(wiring.Component):
     output is read only once the array is done, so no pass needs more. While ``in_phase``
     (the sequencer's IDLE and INPUT states) only input words are written. That is half the
     block RAMs of two memories (4 iCE40 EBR for 2 x 128 words of 64 bits) and no read-data
-    mux. ``read_data`` and ``out_data`` are the same read port: an ``out_en`` read is kept
-    while ``out_en`` is low, until the next input word (``in_en``). The read address is the
-    output's while ``out_phase`` (a register: no handshake in front of the address, Fmax),
-    which the array does not read in; ``out_en`` only enables the read.
+    mux. ``read_data`` and ``out_data`` are the same read port, which reads every cycle
+    except while ``out_stall`` (an output word waits on ``act_out``): the word holds. The
+    read address is the output's while ``out_phase`` (a register: no handshake in front of
+    the address, Fmax), which the array does not read in. ``out_stall`` is the stream's
+    ``valid``, a register, and its ``ready``: no state decode in front of the read's enable
+    (on the ECP5 the DP16KD's clock enables, far from the sequencer; Fmax).
 
     The write port's address, data and byte enables are registered: the handshakes and the
     requantizer's flags that choose them are a cycle away from the block RAMs' write
     enables, which sit far apart on the die (Fmax).
 
-    Latency: 1 cycle on both read ports (synchronous block-RAM reads); a write is made the
-    cycle after it is offered (``write_latency``).
+    ``registered``: the memory is a :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer` (on an
+    ECP5 DP16KD blocks read through their output registers, ``primitive`` as there): both
+    stages of the read hold while ``out_stall``.
+
+    Latency: 1 cycle on both read ports (synchronous block-RAM reads), 2 ``registered``; a
+    write is made the cycle after it is offered (``write_latency``).
     """
 
-    def __init__(self, *, depth, n, folded=False):
+    def __init__(self, *, depth, n, folded=False, registered=False, primitive=None):
         self._depth = depth
         self._n = n
         self._folded = folded
+        self._registered = registered
+        self._primitive = primitive
         word = n * ACT_BITS
         super().__init__({
             "sel": In(1),
             "read_addr": In(range(depth)), "read_data": Out(word),
-            "out_addr": In(range(depth)), "out_en": In(1), "out_phase": In(1), "out_data": Out(word),
+            "out_addr": In(range(depth)), "out_stall": In(1), "out_phase": In(1), "out_data": Out(word),
             "in_phase": In(1), "in_addr": In(range(depth)), "in_data": In(word), "in_en": In(1),
             "byte_addr": In(range(depth)), "byte_lane": In(range(n)), "byte_data": In(ACT_BITS),
             "byte_en": In(1),
@@ -213,7 +223,7 @@ class ActivationBuffers(wiring.Component):
 
     @property
     def latency(self):
-        return 1
+        return 1 + self._registered
 
     @property
     def write_latency(self):
@@ -222,25 +232,24 @@ class ActivationBuffers(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n, half = self._n, len(self.read_addr)
-        m.submodules.buffers = mem = Memory(shape=n * ACT_BITS, depth=(1 if self._folded else 2) << half,
-                                            init=[])
+        depth = (1 if self._folded else 2) << half
+        if self._registered:
+            m.submodules.buffers = buffer = RegisteredBuffer(depth=depth, width=n * ACT_BITS, granularity=ACT_BITS,
+                                                             primitive=self._primitive)
+            port, rp = buffer.write, buffer.read
+        else:
+            m.submodules.buffers = mem = Memory(shape=n * ACT_BITS, depth=depth, init=[])
+            port, rp = mem.write_port(granularity=ACT_BITS), mem.read_port()
 
         def word(addr, buffer):
             """Memory address of word ``addr`` of buffer ``buffer`` (a 1-bit value)."""
             return addr ^ buffer.replicate(half) if self._folded else Cat(addr, buffer)
 
-        port = mem.write_port(granularity=ACT_BITS)
         wp = Signal(data.StructLayout({"addr": len(port.addr), "data": len(port.data), "en": len(port.en)}))
         m.d.sync += [port.addr.eq(wp.addr), port.data.eq(wp.data), port.en.eq(wp.en)]
-        rp = mem.read_port()
-        holding = Signal()                  # out_data holds an output word
-        with m.If(self.out_en):
-            m.d.sync += holding.eq(1)
-        with m.Elif(self.in_en):
-            m.d.sync += holding.eq(0)
         m.d.comb += [
             rp.addr.eq(Mux(self.out_phase, word(self.out_addr, ~self.sel), word(self.read_addr, self.sel))),
-            rp.en.eq(self.out_en | ~holding),
+            rp.en.eq(~self.out_stall),
             self.read_data.eq(rp.data), self.out_data.eq(rp.data),
         ]
         # One write at a time: an input word into buffer 0, or a result into buffer ~sel. The

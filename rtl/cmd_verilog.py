@@ -10,7 +10,6 @@ from ternac.model.arith import acc_bits
 from ternac.model.codebook import Coding, TernacError
 from ternac.model.hw import (
     BUFFER_WRITE,
-    DRAIN_TO_WRITE,
     HardwareConfig,
     Target,
     default_table,
@@ -18,10 +17,11 @@ from ternac.model.hw import (
     size_config,
 )
 from ternac.model.hw.config import INPUT_PACKINGS, LAYER_TABLES
-from ternac.model.hw.cycles import issue_to_latch
+from ternac.model.hw.cycles import drain_to_write, issue_to_latch
 from ternac.model.network import load_network
 
 from .accelerator import MEMORY_LATENCY, Accelerator
+from .requant import Requantizer
 
 __all__ = ["configure", "run", "write_verilog"]
 
@@ -44,8 +44,8 @@ def configure(parser):
                         help="who packs the rows of a first convolution on few channels: a pass on "
                         "chip (default) or the host (no packing pass; HardwareConfig.tap_packing off)")
     parser.add_argument("--weight-register", action="store_true",
-                        help="a register between the memory reads and the MAC array, one more cycle "
-                        "per ternary pass (HardwareConfig.weight_register; the ECP5 builds use it)")
+                        help="every block-RAM read registered, a few more cycles per pass "
+                        "(HardwareConfig.weight_register; the ECP5 builds use it)")
     parser.add_argument("--bake", action="store_true",
                         help="initialise the memories with the network (no load needed)")
     parser.add_argument("--name", help="Verilog top module name (default ternac_accel / ternac_dense)")
@@ -112,8 +112,10 @@ def write_verilog(config, out, *, program=None, bake=False, name=None):
     manifest = {
         "top": name, "config": config.summary(), "ports": _ports(dut),
         "latency": {"memory_read": MEMORY_LATENCY, "issue_to_latch": issue_to_latch(config.weight_register),
-                    "drain_to_write": DRAIN_TO_WRITE, "decoder": 1, "mac_array": 2, "shadow_bank": 1,
-                    "requantizer": DRAIN_TO_WRITE - MEMORY_LATENCY - BUFFER_WRITE, "buffer_write": BUFFER_WRITE,
+                    "drain_to_write": drain_to_write(config.weight_register), "decoder": 1, "mac_array": 2, "shadow_bank": 1,
+                    "requantizer": Requantizer(acc_bits=config.acc_bits, tag_bits=1,
+                                               bias_stage=config.weight_register).latency,
+                    "buffer_write": BUFFER_WRITE,
                     "layer_settle": dut.settle},
         "throughput": {"dense_equivalent_macs_per_cycle": config.lanes * config.coding.n,
                        "adders": 0 if config.dense else config.lanes * config.coding.k,

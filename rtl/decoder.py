@@ -6,6 +6,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from ternac.model.codebook import TernacError
 
+from .pipeline import kept_copies
+
 __all__ = ["SlotLayout", "SparseDecoder", "TableWriteSignature"]
 
 
@@ -48,6 +50,9 @@ class SparseDecoder(wiring.Component):
         Ask synthesis for block RAM (Yosys' ``rom_style``/``ram_style`` attribute): one read
         port per lane, so P/2 ECP5 DP16KD or P iCE40 EBR, against a few hundred LUTs for the
         default ROM (``docs/fpga.md``). Off, the tool chooses (Yosys: LUTs for the ROM).
+    copies : int
+        ROM only: the registered slots in ``copies`` copies (``slot_copies``,
+        :func:`~ternac.rtl.pipeline.kept_copies`), each for part of the lane's slot multiplexers.
 
     Attributes
     ----------
@@ -57,11 +62,13 @@ class SparseDecoder(wiring.Component):
         First table entry of the current layer (writable table only).
     slots : Out(ArrayLayout(ArrayLayout(SlotLayout, K), P))
         Slots of each lane, one cycle after ``codes``.
+    slot_copies : Out(ArrayLayout(that layout, copies)), with ``copies`` > 1
+        The same, in copies of their registers (copy 0 is ``slots``).
     write : In(TableWriteSignature)
         Table write port (writable table only).
     """
 
-    def __init__(self, *, coding, lanes, code_bits, table=None, depth=0, block_ram=False):
+    def __init__(self, *, coding, lanes, code_bits, table=None, depth=0, block_ram=False, copies=1):
         if table is None and not depth:
             raise TernacError("a decoder needs a ROM table or a writable depth")
         if depth and len(table or ()) > depth:
@@ -73,11 +80,14 @@ class SparseDecoder(wiring.Component):
         self._code_bits = code_bits
         self._table = table
         self._depth = depth
+        if copies > 1 and (depth or block_ram):
+            raise TernacError("the decoder's slots are copied for the ROM in LUTs only")
         self._block_ram = block_ram
-        members = {
-            "codes": In(lanes * code_bits),
-            "slots": Out(data.ArrayLayout(data.ArrayLayout(SlotLayout(coding), coding.k), lanes)),
-        }
+        self._copies = copies
+        slots = data.ArrayLayout(data.ArrayLayout(SlotLayout(coding), coding.k), lanes)
+        members = {"codes": In(lanes * code_bits), "slots": Out(slots)}
+        if copies > 1:
+            members["slot_copies"] = Out(data.ArrayLayout(slots, copies))
         if depth:
             members["base"] = In(range(depth))
             members["write"] = In(TableWriteSignature(depth, coding.k * coding.slot_bits))
@@ -102,8 +112,16 @@ class SparseDecoder(wiring.Component):
             m.submodules.table = table = Memory(shape=width, depth=len(self._table), init=self._table,
                                                 attrs=attrs)
         for p in range(self._lanes):
-            rp = table.read_port()
             code = self.codes[p * self._code_bits:(p + 1) * self._code_bits]
+            if self._copies > 1:
+                # An asynchronous read (the ROM is LUTs) into the copies' registers.
+                rp = table.read_port(domain="comb")
+                copies = kept_copies(f"slots{p}", self._copies, shape=len(rp.data), reset_less=True)
+                m.d.sync += [c.eq(rp.data) for c in copies]
+                m.d.comb += [self.slot_copies[i][p].as_value().eq(c) for i, c in enumerate(copies)]
+                m.d.comb += [rp.addr.eq(code), self.slots[p].as_value().eq(copies[0])]
+                continue
+            rp = table.read_port()
             m.d.comb += [
                 rp.addr.eq(self.base + code if self._depth else code),
                 self.slots[p].as_value().eq(rp.data),

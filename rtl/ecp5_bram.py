@@ -9,13 +9,15 @@ is stacked on another and the read leaves the output register straight for the a
 accelerator's ``weight_register`` cycle is spent inside the block.
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import Out
 from amaranth.utils import ceil_log2
 from amaranth.vendor import LatticePlatform
 from ternac.model.codebook import TernacError
+
+from .pipeline import delayed, kept_copies
 
 __all__ = ["DP16KD_SHAPES", "RegisteredBuffer", "dp16kd_init", "dp16kd_shape", "dp16kd_simulation_model",
            "ecp5_platform", "registered_weight_memory", "verilog_bus"]
@@ -68,17 +70,30 @@ def dp16kd_init(column, bits):
 class RegisteredBuffer(wiring.Component):
     """A ``depth`` x ``width`` buffer whose read is registered twice: address, then data.
 
-    On an ECP5 (and with ``primitive=True``) it is ``ceil(width / bits)`` DP16KD blocks side
-    by side, each ``bits`` wide in the shape :func:`dp16kd_shape` picks for ``depth``, read on
-    port A through the block's output register (``REGMODE_A = "OUTREG"``) and written on
-    port B. Elsewhere it is a :class:`~amaranth.lib.memory.Memory` read into a register: the
-    same cycles, so the simulated accelerator is the ECP5 build's.
+    On an ECP5 (and with ``primitive=True``) it is DP16KD blocks side by side in the shape
+    :func:`dp16kd_shape` picks for ``depth``, read on port A through the block's output
+    register (``REGMODE_A = "OUTREG"``) and written on port B. Elsewhere it is a
+    :class:`~amaranth.lib.memory.Memory` read into a register: the same cycles, so the
+    simulated accelerator is the ECP5 build's.
+
+    With a write ``granularity`` of 8 each byte lies in one block: a 9-bit shape holds one
+    byte and its write enable, an 18-bit shape two behind its byte enables (``ADB0``,
+    ``ADB1``), a narrower one a slice of one byte.
 
     A read of an address written in the same cycle may return anything (the blocks' ports are
-    independent); the accelerator reads its weights only while no load runs.
+    independent); the accelerator reads a buffer only while nothing writes that word.
 
-    Latency: 2 cycles (the block's address register, then its output register); the read is
-    always enabled.
+    With ``address_copies`` both ports' inputs pass two registers first, the addresses and
+    write enables as a tree of copies (:func:`~ternac.rtl.pipeline.kept_copies`): one per
+    eight blocks, then one per block; the data twice, each block's slice. So no flip-flop
+    drives pins of blocks spread over the die, and no route spans it in one cycle
+    (784-256-256-10's 32 weight blocks: 6.6 ns of routing from the sequencer's address
+    register, 8.5 ns from the load port's, and 7.0 ns with one level of copies; docs/fpga.md).
+
+    Latency: 2 cycles (the block's address register, then its output register), 4 with
+    ``address_copies``; ``read.en`` (default high) enables every stage, so a read with
+    ``en`` low holds, like a pipeline's stall. A write is made in the cycle it is offered,
+    or with ``address_copies`` two cycles later (``write_latency``).
 
     Parameters
     ----------
@@ -86,6 +101,10 @@ class RegisteredBuffer(wiring.Component):
         Words and bits per word.
     init : sequence of int
         Initial contents (DP16KD ``INITVAL`` parameters on the primitive).
+    granularity : int or None
+        Bits per write enable: ``None`` (the whole word) or 8.
+    address_copies : bool
+        Two levels of registers, in copies, on both ports' inputs: two more cycles on each.
     primitive : bool or None
         ``True``: DP16KD instances; ``False``: a Memory and a register; ``None``: instances
         exactly when the platform is an ECP5.
@@ -93,29 +112,70 @@ class RegisteredBuffer(wiring.Component):
     Attributes
     ----------
     read : Out(ReadPort.Signature(addr_width, width))
-        ``read.en`` is not used: the read is always enabled.
-    write : Out(WritePort.Signature(addr_width, width))
+    write : Out(WritePort.Signature(addr_width, width, granularity))
     """
 
-    def __init__(self, *, depth, width, init=(), primitive=None):
+    def __init__(self, *, depth, width, init=(), granularity=None, address_copies=False, primitive=None):
+        if granularity not in (None, 8):
+            raise TernacError(f"a DP16KD buffer writes whole words or bytes, not {granularity}-bit parts")
         self._depth = depth
         self._width = width
         self._init = list(init)
+        self._granularity = granularity
+        self._address_copies = address_copies
         self._primitive = primitive
         self._bits, self._words = dp16kd_shape(depth)
         addr_width = ceil_log2(max(2, depth))
         super().__init__({
             "read": Out(ReadPort.Signature(addr_width=addr_width, shape=width)),
-            "write": Out(WritePort.Signature(addr_width=addr_width, shape=width)),
+            "write": Out(WritePort.Signature(addr_width=addr_width, shape=width, granularity=granularity)),
         })
 
     @property
     def latency(self):
-        return 2
+        return 2 + 2 * self._address_copies
+
+    @property
+    def write_latency(self):
+        return 2 * self._address_copies
+
+    def _fields(self):
+        """Per block, its fields ``(lo, hi, pin, enable)``: word bits ``lo:hi`` at data pin
+        ``pin`` up, written with ``write.en[enable]``."""
+        bits, width, grain = self._bits, self._width, self._granularity
+        if grain is None or bits < 9:               # slices of ``bits``: in one byte, if bytes
+            return [[(lo, min(lo + bits, width), 0, lo // grain if grain else 0)]
+                    for lo in range(0, width, bits)]
+        per_block = bits // 9                       # bytes at pins 0 and 9
+        starts = list(range(0, width, grain))
+        return [[(lo, min(lo + grain, width), 9 * j, lo // grain) for j, lo in enumerate(starts[b:b + per_block])]
+                for b in range(0, len(starts), per_block)]
 
     @property
     def blocks(self):
-        return -(-self._width // self._bits)
+        return len(self._fields())
+
+    def _inputs(self, m, copies):
+        """Per copy, the read address and the write's address, data and enables: the ports',
+        or with ``address_copies`` their registers' second level (the same data in every
+        copy; each block takes its own slice of it)."""
+        read, write = self.read, self.write
+        if not self._address_copies:
+            return [(read.addr, write.addr, write.data, write.en)] * copies
+        groups = -(-copies // 8)
+
+        def tree(name, value, enable=1, reset_less=True):
+            """Copies of ``value`` two registers later: one per group of 8, then one each."""
+            first = kept_copies(f"{name}_group", groups, shape=len(value), reset_less=reset_less)
+            second = kept_copies(name, copies, shape=len(value), reset_less=reset_less)
+            with m.If(enable):
+                m.d.sync += [*(f.eq(value) for f in first), *(s.eq(first[i // 8]) for i, s in enumerate(second))]
+            return second
+
+        read_addr = tree("read_addr", read.addr, read.en)
+        write_addr, write_en = tree("write_addr", write.addr), tree("write_en", write.en, reset_less=False)
+        write_data = delayed(m, write.data, 2, "write_data", reset_less=True)
+        return [(ra, wa, write_data, we) for ra, wa, we in zip(read_addr, write_addr, write_en)]
 
     def _use_primitive(self, platform):
         if self._primitive is not None:
@@ -126,34 +186,44 @@ class RegisteredBuffer(wiring.Component):
         m = Module()
         if not self._use_primitive(platform):
             m.submodules.memory = mem = Memory(shape=self._width, depth=self._depth, init=self._init)
-            wp, rp = mem.write_port(), mem.read_port()
-            m.d.comb += [wp.addr.eq(self.write.addr), wp.data.eq(self.write.data),
-                         wp.en.eq(self.write.en), rp.addr.eq(self.read.addr)]
-            m.d.sync += self.read.data.eq(rp.data)
+            wp, rp = mem.write_port(granularity=self._granularity), mem.read_port()
+            ((read_addr, write_addr, write_data, write_en),) = self._inputs(m, 1)
+            m.d.comb += [wp.addr.eq(write_addr), wp.data.eq(write_data), wp.en.eq(write_en),
+                         rp.addr.eq(read_addr), rp.en.eq(self.read.en)]
+            with m.If(self.read.en):
+                m.d.sync += self.read.data.eq(rp.data)
             return m
 
         bits = self._bits
         # A word address sits above the block's byte-lane bits: bit 0 for 16K x 1, bit 4 for 1K x 18.
         shift = 14 - ceil_log2(self._words)
-        read_addr = Signal(14)
-        write_addr = Signal(14)
-        m.d.comb += [read_addr.eq(self.read.addr << shift), write_addr.eq(self.write.addr << shift)]
-        if bits == 18:                          # the write's two byte enables: ADB1, ADB0
-            write_addr = write_addr | 0b11
-        for b in range(self.blocks):
-            lo, hi = b * bits, min((b + 1) * bits, self._width)
+        for b, (fields, inputs) in enumerate(zip(self._fields(), self._inputs(m, self.blocks))):
+            read_addr, write_addr = Signal(14, name=f"read_addr{b}"), Signal(14, name=f"write_addr{b}")
+            m.d.comb += [read_addr.eq(inputs[0] << shift), write_addr.eq(inputs[1] << shift)]
+            write_data, write_en = inputs[2:]
             data_out = Signal(18, name=f"data_out{b}")
-            column = [(word >> lo) & ((1 << (hi - lo)) - 1) for word in self._init]
+            data_in = [Const(0)] * 18
+            column = [0] * len(self._init)
+            for lo, hi, pin, _ in fields:
+                data_in[pin:pin + hi - lo] = list(write_data[lo:hi])
+                column = [c | ((word >> lo) & ((1 << (hi - lo)) - 1)) << pin for c, word in zip(column, self._init)]
+                m.d.comb += self.read.data[lo:hi].eq(data_out[pin:pin + hi - lo])
+            enables = [write_en[enable] for *_, enable in fields]
             ports = {}
             for i in range(18):
                 ports[f"i_DIA{i}"] = Const(0)
-                ports[f"i_DIB{i}"] = self.write.data[lo + i] if lo + i < hi else Const(0)
+                ports[f"i_DIB{i}"] = data_in[i]
                 ports[f"o_DOA{i}"] = data_out[i]
             for i in range(14):
                 ports[f"i_ADA{i}"] = read_addr[i]
                 ports[f"i_ADB{i}"] = write_addr[i]
+            if bits == 18:                          # the write's byte enables: ADB0, ADB1
+                ports["i_ADB0"], ports["i_ADB1"] = (enables + [Const(0)] if self._granularity
+                                                    else [Const(1)] * 2)[:2]
             for i in range(3):
                 ports[f"i_CSA{i}"] = ports[f"i_CSB{i}"] = Const(0)
+            write_enable = Signal(name=f"write_enable{b}")
+            m.d.comb += write_enable.eq(Cat(*enables).any())
             m.submodules[f"block{b}"] = Instance(
                 "DP16KD",
                 p_DATA_WIDTH_A=bits, p_DATA_WIDTH_B=bits,
@@ -162,19 +232,19 @@ class RegisteredBuffer(wiring.Component):
                 p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
                 p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
                 **dp16kd_init(column, bits),
-                i_CLKA=ClockSignal("sync"), i_CEA=Const(1), i_OCEA=Const(1), i_WEA=Const(0), i_RSTA=Const(0),
-                i_CLKB=ClockSignal("sync"), i_CEB=Const(1), i_OCEB=Const(1), i_WEB=self.write.en,
+                i_CLKA=ClockSignal("sync"), i_CEA=self.read.en, i_OCEA=self.read.en, i_WEA=Const(0),
+                i_RSTA=Const(0),
+                i_CLKB=ClockSignal("sync"), i_CEB=Const(1), i_OCEB=Const(1), i_WEB=write_enable,
                 i_RSTB=Const(0),
                 **ports)
-            m.d.comb += self.read.data[lo:hi].eq(data_out[:hi - lo])
         return m
 
 
 def registered_weight_memory(config, init=(), *, primitive=None):
-    """The accelerator's ``weight_memory`` factory for a :class:`RegisteredBuffer`: the
-    weight buffer of a ``weight_register`` build, whose register is the read's second cycle."""
+    """The accelerator's ``weight_memory`` factory for a :class:`RegisteredBuffer` with
+    ``address_copies``: the weight buffer of a ``weight_register`` build, read in 3 cycles."""
     return RegisteredBuffer(depth=config.weight_depth, width=config.weight_bits, init=init,
-                            primitive=primitive)
+                            address_copies=True, primitive=primitive)
 
 
 def verilog_bus(name, n):

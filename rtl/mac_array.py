@@ -7,6 +7,7 @@ from ternac.model.arith import ACT_BITS
 from ternac.model.codebook import TernacError
 
 from .decoder import SparseDecoder, TableWriteSignature
+from .pipeline import kept_copies
 
 __all__ = ["TernaryMacArray", "accumulate", "carry_save_sum", "mac_members"]
 
@@ -69,21 +70,25 @@ def carry_save_sum(values, bits, width):
     return total[:width].as_signed()
 
 
-def accumulate(m, *, addends, valid, last, tag, component, bits=None):
+def accumulate(m, *, addends, valid, last, tag, component, bits=None, fanout_copies=False):
     """Last stage of both arrays: per lane ``sums = acc + sum(addends) + sum(bits)`` (one carry
     chain, :func:`carry_save_sum`), latched on ``last``.
 
     The accumulator keeps a group's total after its last word (``held_sums``: the shadow bank
     takes it from these flip-flops, which sit with their carry chain, rather than from the
     chain's far end; Fmax), and the next group's first word adds to zero instead (``fresh``,
-    a register; with K >= 2 the zero folds into the carry-save sum's first LUT level).
+    a register; with K >= 2 the zero folds into the carry-save sum's first LUT level). With
+    ``fanout_copies`` each lane has its own ``fresh`` (:func:`~ternac.rtl.pipeline.kept_copies`):
+    one flip-flop drove every accumulator bit of every lane across the ECP5 (4.4 ns of routing).
     """
-    fresh = Signal(init=1)                          # the next valid word starts a group
+    # The next valid word starts a group.
+    fresh = kept_copies("fresh", len(addends), init=1) if fanout_copies else [Signal(name="fresh", init=1)]
     with m.If(valid):
-        m.d.sync += fresh.eq(last)
+        m.d.sync += [f.eq(last) for f in fresh]
+    fresh = fresh * (len(addends) // len(fresh))
     for p, terms in enumerate(addends):
-        acc = Signal.like(component.sums[p], name=f"acc{p}")
-        total = carry_save_sum([Mux(fresh, 0, acc), *terms], bits[p] if bits else (), len(acc))
+        acc = Signal.like(component.sums[p], name=f"acc{p}", reset_less=True)     # `fresh` clears it
+        total = carry_save_sum([Mux(fresh[p], 0, acc), *terms], bits[p] if bits else (), len(acc))
         m.d.comb += [component.sums[p].eq(total), component.held_sums.word_select(p, len(acc)).eq(acc)]
         with m.If(valid):
             m.d.sync += acc.eq(total)
@@ -121,10 +126,15 @@ class TernaryMacArray(wiring.Component):
         Entries of a writable decoder table (then ``table_base`` and ``table_write`` exist).
     table_ram : bool
         The decoder table in block RAM (:class:`SparseDecoder` ``block_ram``).
+    fanout_copies : bool
+        Registers that fan out over every lane's or every slot multiplexer's bits, in copies
+        (:mod:`ternac.rtl.pipeline`): the decoded slots twice (one copy per half of each byte
+        selected; the ROM in LUTs only), the activation word and ``fresh`` once per lane.
+        The ECP5 builds use it.
     """
 
     def __init__(self, *, lanes, coding, code_bits, acc_bits, tag_bits, table=None, codebook_depth=0,
-                 table_ram=False):
+                 table_ram=False, fanout_copies=False):
         if coding.k < 1:
             raise TernacError(f"coding {coding}: the MAC array needs K >= 1")
         self._lanes = lanes
@@ -134,6 +144,7 @@ class TernaryMacArray(wiring.Component):
         self._table = table
         self._codebook_depth = codebook_depth
         self._table_ram = table_ram
+        self._fanout_copies = fanout_copies
         members = mac_members(lanes=lanes, n=coding.n, weight_bits=lanes * code_bits,
                               acc_bits=acc_bits, tag_bits=tag_bits)
         if codebook_depth:
@@ -147,12 +158,17 @@ class TernaryMacArray(wiring.Component):
     def latency(self):
         return 2
 
+    @property
+    def _slot_copies(self):
+        return 2 if self._fanout_copies and not (self._codebook_depth or self._table_ram) else 1
+
     def elaborate(self, platform):
         m = Module()
         c = self._coding
         m.submodules.decoder = decoder = SparseDecoder(
             coding=c, lanes=self._lanes, code_bits=self._code_bits,
-            table=self._table, depth=self._codebook_depth, block_ram=self._table_ram)
+            table=self._table, depth=self._codebook_depth, block_ram=self._table_ram,
+            copies=self._slot_copies)
         m.d.comb += decoder.codes.eq(self.weights)
         m.d.comb += self.slot_valid.eq(Cat(decoder.slots[p][t].valid for p in range(self._lanes)
                                            for t in range(c.k)))
@@ -160,28 +176,41 @@ class TernaryMacArray(wiring.Component):
             m.d.comb += decoder.base.eq(self.table_base)
             wiring.connect(m, wiring.flipped(self.table_write), decoder.write)
 
-        # Stage 1: the table read; activations and control wait alongside.
-        acts = Signal.like(self.acts)
-        ctrl = [Signal.like(s, name=f"{s.name}_1") for s in (self.valid, self.last, self.tag)]
-        m.d.sync += [acts.eq(self.acts)] + [r.eq(s) for r, s in zip(ctrl, (self.valid, self.last, self.tag))]
-        x = [acts[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(c.n)]
+        # Stage 1: the table read; activations and control wait alongside (the activations
+        # once per lane with `fanout_copies`: each bit feeds every lane's slot multiplexers).
+        lanes = self._lanes
+        # Data registers have no reset (`valid` qualifies them): the reset's fanout (Fmax).
+        acts = (kept_copies("acts", lanes, shape=len(self.acts), reset_less=True) if self._fanout_copies
+                else [Signal.like(self.acts, name="acts", reset_less=True)])
+        ctrl = [Signal.like(s, name=f"{s.name}_1", reset_less=s is not self.valid)
+                for s in (self.valid, self.last, self.tag)]
+        m.d.sync += [a.eq(self.acts) for a in acts] + [r.eq(s) for r, s in zip(ctrl, (self.valid, self.last, self.tag))]
+        x = [[a[ACT_BITS * i: ACT_BITS * (i + 1)].as_signed() for i in range(c.n)]
+             for a in acts * (lanes // len(acts))]
 
         # Stage 2: the K selected activations of each lane, registered as they will be added.
         # A negative slot keeps the one's complement (~x = -x - 1 fits int8) and a 1 to add,
         # so no negation carry chain sits behind the mux tree.
-        picks = [[Signal(signed(ACT_BITS), name=f"pick{p}_{t}") for t in range(c.k)] for p in range(self._lanes)]
-        ones = [[Signal(name=f"one{p}_{t}") for t in range(c.k)] for p in range(self._lanes)]
+        picks = [[Signal(signed(ACT_BITS), name=f"pick{p}_{t}", reset_less=True) for t in range(c.k)]
+                 for p in range(self._lanes)]
+        ones = [[Signal(name=f"one{p}_{t}", reset_less=True) for t in range(c.k)] for p in range(self._lanes)]
+        copies = self._slot_copies
+        part = ACT_BITS // copies                   # bits of a pick selected by one slot copy
         for p in range(self._lanes):
             for t in range(c.k):
+                for i in range(copies):
+                    slot = (decoder.slot_copies[i] if copies > 1 else decoder.slots)[p][t]
+                    picked = select([v[part * i:part * (i + 1)] for v in x[p]], slot.index)
+                    m.d.sync += picks[p][t][part * i:part * (i + 1)].eq(
+                        Mux(slot.valid, Mux(slot.negative, ~picked, picked), 0))
                 slot = decoder.slots[p][t]
-                picked = select(x, slot.index)
-                m.d.sync += [picks[p][t].eq(Mux(slot.valid, Mux(slot.negative, ~picked, picked), 0)),
-                             ones[p][t].eq(slot.valid & slot.negative)]
-        ctrl2 = [Signal.like(s, name=f"{s.name[:-2]}_2") for s in ctrl]
+                m.d.sync += ones[p][t].eq(slot.valid & slot.negative)
+        ctrl2 = [Signal.like(s, name=f"{s.name[:-2]}_2", reset_less=s is not ctrl[0]) for s in ctrl]
         m.d.sync += [r.eq(s) for r, s in zip(ctrl2, ctrl)]
 
         # Stage 3: the lane's K picks and ones go into its accumulator in one carry-save sum;
         # a group's last word latches the P sums into the shadow bank.
         valid, last, tag = ctrl2
-        accumulate(m, addends=picks, bits=ones, valid=valid, last=last, tag=tag, component=self)
+        accumulate(m, addends=picks, bits=ones, valid=valid, last=last, tag=tag, component=self,
+                   fanout_copies=self._fanout_copies)
         return m

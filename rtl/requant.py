@@ -10,8 +10,9 @@ from ternac.model.codebook import TernacError
 
 from .ecp5_bram import ecp5_platform
 from .ecp5_dsp import MULT_PORT_BITS, mult18x18d
+from .pipeline import delayed
 
-__all__ = ["PositionLayout", "Requantizer", "ShadowBank", "delayed"]
+__all__ = ["PositionLayout", "Requantizer", "ShadowBank"]
 
 
 class PositionLayout(data.StructLayout):
@@ -26,12 +27,17 @@ class PositionLayout(data.StructLayout):
 
 
 def advance_position(pos, step, n):
-    """Assignments that move ``pos`` on by the constant ``step`` outputs (no divider)."""
+    """Assignments that move ``pos`` on by the constant ``step`` outputs (no divider). With
+    N a power of two the byte wraps by itself and its carry is the sum's top bit: no compare."""
     words, rest = divmod(step, n)
     byte = pos.byte + rest
-    carry = byte >= n
-    return [pos.index.eq(pos.index + step), pos.word.eq(pos.word + words + carry),
-            pos.byte.eq(Mux(carry, byte - n, byte))]
+    if n & (n - 1) == 0:
+        bits = len(pos.byte)
+        carry, wrapped = byte[bits], byte[:bits]
+    else:
+        carry = byte >= n
+        wrapped = Mux(carry, byte - n, byte)
+    return [pos.index.eq(pos.index + step), pos.word.eq(pos.word + words + carry), pos.byte.eq(wrapped)]
 
 
 class ShadowBank(wiring.Component):
@@ -83,16 +89,20 @@ class ShadowBank(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         left = Signal(range(self._lanes + 1))
-        pos = Signal.like(self.out_position)
+        # Data registers have no reset (`valid` qualifies them): the reset's fanout (Fmax).
+        pos = Signal.like(self.out_position, reset_less=True)
         latched = Signal.like(self.read_addr)           # the latched group's first lane
-        addr_next = Signal.like(self.read_addr)         # the next lane's (a register: Fmax)
+        addr_next = Signal.like(self.read_addr, reset_less=True)    # the next lane's (a register: Fmax)
         m.d.comb += [self.valid.eq(left != 0), self.out_position.eq(pos),
                      latched.eq(self.read_start),
                      self.read_addr.eq(Mux(self.latch, latched, addr_next))]
         with m.If(self.latch):
             m.d.sync += [left.eq(self._lanes), pos.eq(self.position), addr_next.eq(latched + 1)]
-        with m.Elif(left != 0):
-            m.d.sync += [left.eq(left - 1), *advance_position(pos, 1, self._n), addr_next.eq(addr_next + 1)]
+        with m.Else():
+            # Shifting on after the last lane changes nothing `valid` shows: no decode of
+            # `left` in front of the many enables (Fmax).
+            m.d.sync += [left.eq(Mux(left != 0, left - 1, 0)), *advance_position(pos, 1, self._n),
+                         addr_next.eq(addr_next + 1)]
 
         sums = list(self.sums)
         if self._held:
@@ -101,25 +111,16 @@ class ShadowBank(wiring.Component):
             copy, sums = taken, sums[1:]
         else:
             copy = self.latch
-        bank = [Signal.like(self.acc, name=f"shadow{p}") for p in range(len(sums))]
+        bank = [Signal.like(self.acc, name=f"shadow{p}", reset_less=True) for p in range(len(sums))]
         with m.If(copy):
             m.d.sync += [b.eq(s) for b, s in zip(bank, sums)]
-        with m.Elif(left != 0):
+        with m.Else():
             m.d.sync += [b.eq(s) for b, s in pairwise(bank)]
         if self._held:
             m.d.comb += self.acc.eq(Mux(taken, self.sums[0], bank[0] if bank else 0))
         else:
             m.d.comb += self.acc.eq(bank[0])
         return m
-
-
-def delayed(m, value, cycles, name):
-    """``value`` delayed by ``cycles`` registers (control carried alongside a pipelined datapath)."""
-    for i in range(cycles):
-        reg = Signal.like(value, name=f"{name}_{i + 1}")
-        m.d.sync += reg.eq(value)
-        value = reg
-    return value
 
 
 class Requantizer(wiring.Component):
@@ -149,7 +150,10 @@ class Requantizer(wiring.Component):
     -128, negative, found from ``h``). ``shift``, ``relu``, ``zero``, ``valid`` and ``tag`` are
     delayed with the data. A new input may come every cycle.
 
-    Latency: 5 cycles (``y`` is valid 5 cycles after ``acc``).
+    With ``bias_stage`` a stage 0 registers ``acc + bias`` and the chosen pair first, so
+    stage 1 is only the multiplier's input registers.
+
+    Latency: 5 cycles (``y`` is valid 5 cycles after ``acc``), 6 with ``bias_stage``.
 
     Attributes
     ----------
@@ -163,9 +167,10 @@ class Requantizer(wiring.Component):
         Carried to ``out_tag`` with the result.
     """
 
-    def __init__(self, *, acc_bits, tag_bits, dsp=None):
+    def __init__(self, *, acc_bits, tag_bits, dsp=None, bias_stage=False):
         self._acc_bits = acc_bits
         self._dsp = dsp
+        self._bias_stage = bias_stage
         super().__init__({
             "valid": In(1), "acc": In(signed(acc_bits)), "bias": In(signed(acc_bits)),
             "mult": In(MULT_BITS), "shift": In(SHIFT_BITS),
@@ -177,7 +182,7 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self):
-        return 5
+        return 5 + self._bias_stage
 
     def elaborate(self, platform):
         m = Module()
@@ -191,7 +196,16 @@ class Requantizer(wiring.Component):
         shift, chosen_shift = (Signal.like(self.shift, reset_less=True, name=n) for n in ("shift_1", "shift_2"))
         product = Signal(signed(self._acc_bits + 1 + MULT_BITS + 1), reset_less=True)
         chosen_mult = Mux(total[-1], self.neg_mult, self.mult)
-        chosen = shift.eq(Mux(total[-1], self.neg_shift, self.shift))
+        chosen_shift_value = Mux(total[-1], self.neg_shift, self.shift)
+        if self._bias_stage:
+            # Stage 0: the bias add and the pair's choice registered, so neither shares a cycle
+            # with the route into the multiplier's input registers (ECP5: 6.9 ns).
+            biased0 = Signal(signed(self._acc_bits + 1), reset_less=True)
+            mult0 = Signal(signed(MULT_BITS + 1), reset_less=True)
+            shift0 = Signal.like(self.shift, reset_less=True)
+            m.d.sync += [biased0.eq(total), mult0.eq(chosen_mult), shift0.eq(chosen_shift_value)]
+            total, chosen_mult, chosen_shift_value = biased0, mult0, shift0
+        chosen = shift.eq(chosen_shift_value)
         if self._use_dsp(platform):
             # Stages 1 and 2 are the MULT18X18D's input and output registers.
             m.submodules.multiplier = mult18x18d(total, chosen_mult, product)
@@ -209,19 +223,26 @@ class Requantizer(wiring.Component):
                      fine.eq(chosen_shift[:3])]
         halved = Signal(signed(len(product) + 1), reset_less=True)
         m.d.sync += halved.eq(coarse >> fine)                                       # stage 4
-        rounded = Signal(signed(len(product) + 1), reset_less=True)
+        # Stage 5: r = (h + inc) >> 1, of which the byte write takes 8 bits (from h's low 9).
+        rounded = Signal(ACT_BITS, reset_less=True)
         inc = self._rounding_increment()
-        m.d.sync += rounded.eq((halved + inc) >> 1)                                 # stage 5
-        # Beside the increment, where r = floor((h + inc) / 2) lands against int8, found from
-        # h: registered, so only muxes follow `rounded` into the byte write.
+        m.d.sync += rounded.eq((halved[:ACT_BITS + 1] + inc)[1:])                   # stage 5
+        # Beside it, where r lands against int8, found from h = upper * 256 + low without an
+        # adder or a compare (both were carry chains the width of h, 7.3 ns on the ECP5), from
+        # the OR and AND of upper's bits. r > 127 when h + inc >= 256 (with inc, low = 255 and
+        # upper = 0 too). r < -128 when h + inc < -256; `below` is h < -256, which also takes
+        # h = -257 with inc, whose r = -128 the clamp keeps. ReLU zeroes r < 0 by h's sign,
+        # which also takes h = -1 with inc, whose r = 0.
         above, below, negative = (Signal(name=n, reset_less=True) for n in ("above", "below", "negative"))
-        m.d.sync += [above.eq(halved > 2 * ACT_MAX + 1 - inc), below.eq(halved < 2 * ACT_MIN - inc),
-                     negative.eq(halved < -inc)]
+        upper, sign = halved[ACT_BITS:], halved[-1]
+        carry = halved[:ACT_BITS].all() if inc else Const(0)     # low + inc carries into upper
+        m.d.sync += [above.eq(~sign & upper.any() | ~upper.any() & carry),
+                     below.eq(sign & ~upper.all()), negative.eq(sign)]
         relu = delayed(m, self.relu, self.latency, "relu")
         zero = delayed(m, self.zero, self.latency, "zero")
         m.d.comb += [self.out_valid.eq(delayed(m, self.valid, self.latency, "valid")),
                      self.out_tag.eq(delayed(m, self.tag, self.latency, "tag"))]
-        clamped = Mux(above, ACT_MAX, Mux(below, ACT_MIN, rounded[:ACT_BITS]))
+        clamped = Mux(above, ACT_MAX, Mux(below, ACT_MIN, rounded))
         m.d.comb += self.y.eq(Mux(zero | (relu & negative), 0, clamped))
         return m
 

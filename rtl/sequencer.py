@@ -59,9 +59,15 @@ class Sequencer(wiring.Component):
         Cycles from a pass's last issue to the write of its last output byte.
     pool_settle, avg_settle : int
         The same for a max and an average pooling pass.
+    out_latency : int
+        Cycles of the activation buffers' read: 1, or 2 through a register (``OUTPUT``
+        keeps both stages' words, ``cycles.output_cycles``).
     """
 
-    def __init__(self, config, *, settle, pool_settle, avg_settle):
+    def __init__(self, config, *, settle, pool_settle, avg_settle, out_latency=1):
+        if out_latency not in (1, 2):
+            raise ValueError(f"the output phase reads in 1 or 2 cycles, not {out_latency}")
+        self._out_latency = out_latency
         self._config = config
         self._settle = settle
         self._pool_settle = pool_settle
@@ -106,6 +112,7 @@ class Sequencer(wiring.Component):
         settle_last = Signal()
         m.submodules.counter = counter = SplitCounter(width=len(self.cycles), init=1)
         unread = Signal()               # OUTPUT: count < out_words (a register: Fmax)
+        staged = Signal()               # OUTPUT, out_latency 2: a word in the read's first stage
         unsent = Signal(range(a + 1))   # output words after the one on act_out (counts down:
         sent_last = Signal()            # no adder in front of the registered last-word flag)
         primed = Signal()               # descriptor 0 has been read since reset
@@ -400,10 +407,15 @@ class Sequencer(wiring.Component):
                     with m.If(row == rows - 1):
                         m.next = "RUN"
             with m.State("OUTPUT"):
-                # out_valid marks that the read port holds the next word; read on when it is taken.
+                # out_valid marks that the read port holds the next word; read on when it is
+                # taken. Through a registered read, `staged` marks a word in its first stage:
+                # both stages move on together.
                 m.d.comb += self.out_en.eq(~self.out_valid | self.out_ready)
                 with m.If(self.out_en):
-                    m.d.sync += self.out_valid.eq(unread)
+                    if self._out_latency == 2:
+                        m.d.sync += [staged.eq(unread), self.out_valid.eq(staged)]
+                    else:
+                        m.d.sync += self.out_valid.eq(unread)
                     with m.If(unread):
                         m.d.sync += [count.eq(count + 1), unread.eq(count != limit.out_words)]
                 with m.If(self.out_valid & self.out_ready):

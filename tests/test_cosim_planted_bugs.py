@@ -81,14 +81,14 @@ def _patched(module, name, value):
         setattr(module, name, original)
 
 
-def _dropping_accumulate(m, *, addends, valid, last, tag, component, bits=None):
+def _dropping_accumulate(m, *, addends, valid, last, tag, component, bits=None, **options):
     # Lane 0 adds nothing for a group's last word.
     addends, bits = list(addends), list(bits) if bits else None
     addends[0] = [Mux(last, 0, term) for term in addends[0]]
     if bits:
         bits[0] = [bit & ~last for bit in bits[0]]
     _PRODUCTION_ACCUMULATE(m, addends=addends, bits=bits, valid=valid, last=last,
-                           tag=tag, component=component)
+                           tag=tag, component=component, **options)
 
 
 _PRODUCTION_ACCUMULATE = mac_array.accumulate

@@ -127,6 +127,74 @@ def test_simulation_model_reads_the_layout(bits, tmp_path):
     assert f"W 5 {value}" in out
 
 
+_PORT_BENCH = """
+`timescale 1ns / 100ps
+module bench;
+    reg clk = 0, ren = 0;
+    reg [{aw}:0] ra = 0, wa = 0;
+    reg [{dw}:0] wd = 0;
+    reg [{ew}:0] we = 0;
+    wire [{dw}:0] q;
+    wb dut(.clk(clk), .rst(1'b0), .read__addr(ra), .read__en(ren), .read__data(q),
+           .write__addr(wa), .write__data(wd), .write__en(we));
+    always #1 clk = ~clk;
+    initial begin
+{steps}
+        $finish;
+    end
+endmodule
+"""
+
+
+@pytest.mark.cosim
+@pytest.mark.skipif(not shutil.which("iverilog"), reason="needs Icarus Verilog")
+@pytest.mark.parametrize(("depth", "copies"), [(300, False), (1500, False), (3000, False), (3000, True)])
+def test_byte_writes_and_held_reads(depth, copies, tmp_path):
+    """A byte-granular buffer (the activation buffers') as DP16KDs (1K x 18, 2K x 9, 4K x 4
+    blocks) and as its fallback, both in Icarus against a model of the port: two-cycle reads
+    that hold while ``en`` is low, byte writes, baked initial words; with ``address_copies``
+    the inputs registered twice first (four-cycle reads, writes two cycles later)."""
+    width, rng = 24, random.Random(depth)
+    init = [rng.randrange(1 << width) for _ in range(depth)]
+    steps, seen = [], []
+    mem, q, r = list(init), 0, 0
+    lead = 2 if copies else 0                       # input registers
+    addresses, writes = [0] * lead, [(0, 0, 0)] * lead
+    for step in range(300):
+        ra, ren = rng.randrange(depth), step < 2 or rng.random() < 0.7
+        wa, wd, we = rng.randrange(depth), rng.randrange(1 << width), rng.randrange(8) * (rng.random() < 0.5)
+        if we and wa == ra:
+            we = 0                                  # a read and a write of one word: undefined
+        steps.append(f"        @(negedge clk) begin ra = {ra}; ren = {int(ren)}; wa = {wa}; wd = {wd}; we = {we}; "
+                     f"end\n        @(posedge clk) #0.5 $display(\"Q %0d\", q);")
+        addresses, writes = [*addresses, ra], [*writes, (wa, wd, we)]
+        (wa, wd, we), writes = writes[0], writes[1:]
+        if ren:
+            q, r, addresses = mem[addresses[0]], q, addresses[1:]
+        else:
+            addresses = addresses[:-1]
+        for byte in range(3):
+            if we >> byte & 1:
+                mask = 0xFF << 8 * byte
+                mem[wa] = mem[wa] & ~mask | wd & mask
+        seen.append(r)
+    seen = seen[lead + 2:]                          # before that, the fallback's registers hold x
+    bench = _PORT_BENCH.format(aw=(depth - 1).bit_length() - 1, dw=width - 1, ew=2, steps="\n".join(steps))
+    (tmp_path / "bench.v").write_text(bench)
+    (tmp_path / "DP16KD.v").write_text(dp16kd_simulation_model())
+    for primitive in (True, False):
+        dut = RegisteredBuffer(depth=depth, width=width, init=init, granularity=8, address_copies=copies,
+                               primitive=primitive)
+        (tmp_path / "wb.v").write_text(verilog.convert(dut, name="wb"))
+        subprocess.run(["iverilog", "-g2012", "-o", "bench.vvp", "bench.v", "wb.v", "DP16KD.v"],
+                       cwd=tmp_path, check=True)
+        out = subprocess.run(["vvp", "-n", "bench.vvp"], cwd=tmp_path, check=True, capture_output=True,
+                             text=True).stdout
+        got = [line.split()[1] for line in out.splitlines() if line.startswith("Q ")]
+        assert [int(v, 0) if v != "x" else v for v in got[lead + 2:]] == seen, primitive
+    assert verilog.convert(dut, name="wb").count("DP16KD") == 0
+
+
 def test_fallback_reads_in_two_cycles():
     dut = RegisteredBuffer(depth=40, width=21, init=[3 * i for i in range(40)], primitive=False)
     seen = []
@@ -174,7 +242,7 @@ def test_requantizer_product_in_a_registered_mult18x18d():
 
 def test_weight_memory_latency_must_fit_the_design():
     config = capacity_config(8, (8, 2), act_depth=16, weight_depth=64, param_depth=64)
-    with pytest.raises(TernacError, match="2-cycle read"):
+    with pytest.raises(TernacError, match="4-cycle read"):
         verilog.convert(Accelerator(config, weight_memory=registered_weight_memory), name="top")
 
 

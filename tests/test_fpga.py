@@ -320,6 +320,36 @@ def test_fsms_are_recoded_on_ice40_only(tmp_path):
         found[family] = sorted(re.findall(r"Found FSM state register (\S+)\.fsm_state", log))
     assert found["ice40"] == ["top.loader", "top.sequencer"] and found["ecp5"] == []
 
+def test_kept_copies_stay_apart_on_ecp5_only(tmp_path):
+    """The MAC array's register copies (``rtl/pipeline.py``): ``keep`` on their flip-flops on
+    ECP5, so synthesis leaves one per lane (``fresh``) and two per lane (decoded slots);
+    on iCE40 they merge back into one."""
+    import subprocess
+
+    from amaranth.back import rtlil
+    from ternac.fpga.build import synthesis_prelude, tool_environment
+    from ternac.model.codebook import Coding
+    from ternac.model.hw.lower import default_table
+    from ternac.rtl.mac_array import TernaryMacArray
+
+    coding = Coding(8, 2)
+    array = TernaryMacArray(lanes=4, coding=coding, code_bits=8, acc_bits=12, tag_bits=2,
+                            table=default_table(coding), fanout_copies=True)
+    (tmp_path / "top.il").write_text(rtlil.convert(array, name="top"))
+    kept = {}
+    for family in ("ice40", "ecp5"):
+        flops = "$dff,$sdff,$dffe,$sdffe,$sdffce,$adff,$adffe"
+        lists = "\n".join(f"tee -q -o {family}-{name}.txt select -list w:*{name}_copy* %ci1:+{flops}[Q] w:* %d"
+                          for name in ("fresh", "slots0"))
+        (tmp_path / f"{family}.ys").write_text(
+            f"read_rtlil top.il\nhierarchy -top top\nproc\n{synthesis_prelude(family)}\nflatten\nopt\n{lists}\n")
+        subprocess.run([tool_environment()["YOSYS"], "-q", f"{family}.ys"], cwd=tmp_path, check=True)
+        kept[family] = {name: len((tmp_path / f"{family}-{name}.txt").read_text().split())
+                        for name in ("fresh", "slots0")}
+    assert kept["ecp5"]["fresh"] == 4 and kept["ecp5"]["slots0"] == 2
+    assert kept["ice40"]["fresh"] <= 1 and kept["ice40"]["slots0"] <= 1
+
+
 def test_decoder_table_in_block_ram_is_an_attribute_only():
     """``--decoder bram`` asks Yosys for block RAM on the decoder ROM; the logic is unchanged."""
     from amaranth.back import rtlil

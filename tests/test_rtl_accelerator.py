@@ -189,13 +189,16 @@ def test_row_serial_layer_table_takes_input_once_descriptor_0_is_fetched():
 
 @pytest.mark.parametrize("case", [5, 7])
 def test_weight_register_bit_and_cycle_exact(case):
-    # One more cycle from issue to latch in every ternary pass (packed rows, fused max
-    # pooling, average pooling), with the row-serial table too.
+    # Seven more cycles in a ternary pass (four from issue to latch, three from the shadow
+    # bank to the requantizer's output), one in a packing or pooling pass and in the output phase (the
+    # registered activation read), with the row-serial table too.
     shape, convs, classes = CONV_CASES[case]
     network = random_cnn(shape, convs, classes, lanes=4, seed=case)
     config = size_config(network, weight_register=True)
-    ternary = sum(1 for macs in lower(network).cycles.macs if macs)        # pooling passes: 0 MACs
-    assert lower(network, config).cycles.total - lower(network).cycles.total == ternary
+    plain, registered = lower(network).cycles, lower(network, config).cycles
+    assert ([b - a for (_, a), (_, b) in zip(plain.layers, registered.layers)]
+            == [7 if macs else 1 for macs in plain.macs])
+    assert registered.output - plain.output == 1
     run_rtl_checked(network, random_inputs(network, 2), weight_register=True, serial_layers=case == 7)
 
 

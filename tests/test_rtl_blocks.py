@@ -108,6 +108,29 @@ def test_mac_array_matches_dot_products(n, k, lanes, fan_in):
         assert sums == expect[g].tolist()
 
 
+def requantize_rtl(dut, rows):
+    """``y`` of the Requantizer ``dut`` for each of ``rows`` (dicts of its inputs), one row per
+    cycle; each ``y`` must come exactly ``latency`` cycles after its row."""
+    got = []
+
+    async def bench(ctx):
+        for i, row in enumerate(rows):
+            for name, value in row.items():
+                ctx.set(getattr(dut, name), int(value))
+            ctx.set(dut.valid, 1)
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append(ctx.get(dut.y))
+            assert len(got) == max(0, i + 2 - dut.latency)   # y of row i: `latency` ticks later
+        ctx.set(dut.valid, 0)
+        for _ in range(dut.latency):
+            await ctx.tick()
+            if ctx.get(dut.out_valid):
+                got.append(ctx.get(dut.y))
+    simulate(dut, bench)
+    return got
+
+
 @pytest.mark.parametrize("width", [9, 17, 26])
 def test_requantizer_bit_exact(width):
     rng = np.random.default_rng(width)
@@ -123,27 +146,10 @@ def test_requantizer_bit_exact(width):
             [(hi, hi, (1 << MULT_BITS) - 1, s) for s in (0, 1, 15, 16, 63)] + [(0, 0, 0, 0), (-1, 0, 1, 1)]
     for i, (a, b, m, s) in enumerate(edges):
         acc[i], bias[i], mult[i], shift[i] = a, b, m, s
-    dut = Requantizer(acc_bits=width, tag_bits=1)
-    got = []
-
-    async def bench(ctx):
-        for i in range(count):
-            # A layer without PReLU repeats (M, S) as its negative-side pair.
-            for name, value in (("acc", acc[i]), ("bias", bias[i]), ("mult", mult[i]),
-                                ("shift", shift[i]), ("neg_mult", mult[i]), ("neg_shift", shift[i]),
-                                ("relu", relu[i])):
-                ctx.set(getattr(dut, name), int(value))
-            ctx.set(dut.valid, 1)
-            await ctx.tick()
-            if ctx.get(dut.out_valid):                  # one input per cycle, pipelined
-                got.append(ctx.get(dut.y))
-            assert len(got) == max(0, i + 2 - dut.latency)   # y of input i: `latency` ticks later
-        ctx.set(dut.valid, 0)
-        for _ in range(dut.latency):
-            await ctx.tick()
-            if ctx.get(dut.out_valid):
-                got.append(ctx.get(dut.y))
-    simulate(dut, bench)
+    # A layer without PReLU repeats (M, S) as its negative-side pair.
+    got = requantize_rtl(Requantizer(acc_bits=width, tag_bits=1),
+                         [{"acc": a, "bias": b, "mult": m, "shift": s, "neg_mult": m, "neg_shift": s, "relu": r}
+                          for a, b, m, s, r in zip(acc, bias, mult, shift, relu)])
     expect = [int(requantize(a + b, m, s, bool(r))) for a, b, m, s, r in zip(acc, bias, mult, shift, relu)]
     assert got == expect
 
@@ -296,30 +302,31 @@ def test_pool_unit_average_exhaustive():
         assert [v - 256 * (v >> 7) for v in lanes] == [(total + count // 2) // count for total in sums]
 
 
-def test_requantizer_takes_the_negative_pair_by_the_sign_of_acc_plus_bias():
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_requantizer_saturation_edges(shift):
+    # M = 1: the value before rounding walks through every int8 edge and the ReLU's zero
+    # (stage 5 finds them from the bits of h, not from a compare).
+    values = list(range(-700, 700))
+    got = requantize_rtl(Requantizer(acc_bits=17, tag_bits=1),
+                         [{"acc": v, "bias": 0, "mult": 1, "shift": shift, "neg_mult": 1, "neg_shift": shift,
+                           "relu": relu} for relu in (0, 1) for v in values])
+    assert got == [int(requantize(v, 1, shift, bool(relu))) for relu in (0, 1) for v in values]
+
+
+@pytest.mark.parametrize("bias_stage", [False, True])
+def test_requantizer_takes_the_negative_pair_by_the_sign_of_acc_plus_bias(bias_stage):
     # PReLU: (M_neg, S_neg) when acc + bias < 0. Half the samples have acc and acc + bias of
-    # opposite signs, so a choice made on acc alone (or on the bias) differs.
+    # opposite signs, so a choice made on acc alone (or on the bias) differs. With the bias
+    # add in a stage of its own (the ECP5 builds') the choice is made there.
     rng = np.random.default_rng(7)
     count, width = 300, 17
     acc = rng.integers(-2000, 2000, count)
     bias = np.where(rng.integers(0, 2, count) == 1, -acc + rng.integers(-50, 50, count), rng.integers(-50, 50, count))
     mult, shift = rng.integers(1 << 13, 1 << MULT_BITS, count), rng.integers(8, 16, count)
     neg_mult, neg_shift = rng.integers(-(1 << MULT_BITS) + 1, 1 << MULT_BITS, count), rng.integers(8, 16, count)
-    dut = Requantizer(acc_bits=width, tag_bits=1)
-    got = []
-
-    async def bench(ctx):
-        for i in range(count + dut.latency):
-            inputs = i < count
-            if inputs:
-                for name, values in (("acc", acc), ("bias", bias), ("mult", mult), ("shift", shift),
-                                     ("neg_mult", neg_mult), ("neg_shift", neg_shift)):
-                    ctx.set(getattr(dut, name), int(values[i]))
-            ctx.set(dut.valid, inputs)
-            await ctx.tick()
-            if ctx.get(dut.out_valid):
-                got.append(ctx.get(dut.y))
-    simulate(dut, bench)
+    got = requantize_rtl(Requantizer(acc_bits=width, tag_bits=1, bias_stage=bias_stage),
+                         [{"acc": a, "bias": b, "mult": m, "shift": s, "neg_mult": nm, "neg_shift": ns}
+                          for a, b, m, s, nm, ns in zip(acc, bias, mult, shift, neg_mult, neg_shift)])
     expect = [int(requantize(a + b, m, s, False, neg_mult=nm, neg_shift=ns))
               for a, b, m, s, nm, ns in zip(acc, bias, mult, shift, neg_mult, neg_shift)]
     assert got == expect

@@ -92,7 +92,7 @@ def test_cli_generic_form_and_errors(tmp_path, capsys):
     assert main(["verilog", "--lanes", "4", "--coding", "4,1", "--weight-depth", "128", "--weight-register",
                  "--json", "--out", str(tmp_path)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["config"]["weight_register"] and summary["latency"]["issue_to_latch"] == 4
+    assert summary["config"]["weight_register"] and summary["latency"]["issue_to_latch"] == 7
     assert main(["verilog", "--coding", "4,1", "--out", str(tmp_path)]) == 2
     assert "--lanes" in capsys.readouterr().err
     assert main(["verilog", "--lanes", "4", "--coding", "9,1", "--weight-depth", "8",

@@ -125,11 +125,14 @@ class HardwareConfig:
         The pooling unit has the average combine (per-byte sums and the division by the
         window's count); off, average-pooling passes do not run.
     weight_register : bool
-        A register between the weight and activation buffers' reads and the MAC array: one
-        more cycle from issue to latch (:func:`ternac.model.hw.cycles.issue_to_latch`), and
-        no block-RAM read in front of the decoder. The ECP5 builds use it: the DP16KD read
-        (5.7 ns, unregistered) into the decoder table was their critical path
-        (``docs/fpga.md``).
+        Every block-RAM read registered (the DP16KD's output register on an ECP5): three more
+        cycles from issue to latch (:func:`ternac.model.hw.cycles.issue_to_latch`: a register
+        on the weight address, the output register and one after it), so no block-RAM read or
+        far route in front of the decoder; two more from the shadow bank to the
+        requantizer (:func:`~ternac.model.hw.cycles.drain_to_write`); one more in the output
+        phase and in a pooling pass (:func:`~ternac.model.hw.cycles.act_read`). The ECP5
+        builds use it: the DP16KD's unregistered read (5.8 ns) into
+        the decoder table, then into the MAC array, was their critical path (``docs/fpga.md``).
     serial_layers : bool
         The layer table holds 32-bit rows, :attr:`layer_rows` per descriptor, and the
         sequencer reads the next descriptor one row per cycle after each pass but the last

@@ -9,7 +9,8 @@ if its blocks' latencies differ from the constants here.
 from dataclasses import dataclass
 
 __all__ = ["AVG_POOL_TO_WRITE", "BUFFER_WRITE", "DRAIN_TO_WRITE", "ISSUE_TO_LATCH", "POOL_TO_WRITE", "CycleReport",
-           "fetch_cycles", "input_cycles", "issue_to_latch", "layer_cycles", "output_cycles", "pool_cycles"]
+           "act_read", "drain_to_write", "fetch_cycles", "input_cycles", "issue_to_latch", "layer_cycles", "output_cycles",
+           "pool_cycles", "pool_to_write"]
 
 #: Cycles from issuing a (weight word, activation word) read to the cycle in which its sum is
 #: accumulated (and, for a group's last word, latched into the shadow bank): memory read,
@@ -25,6 +26,14 @@ BUFFER_WRITE = 1
 DRAIN_TO_WRITE = 1 + 5 + BUFFER_WRITE
 
 
+def drain_to_write(weight_register=False):
+    """:data:`DRAIN_TO_WRITE`, three more with ``weight_register``: a register on the
+    parameter memory's address and the memory's output register, before the register beside
+    the requantizer (the blocks sit far from both ends), with the lane waiting alongside; and
+    the requantizer's stage 0 (``Requantizer.bias_stage``: the bias add before the multiplier)."""
+    return DRAIN_TO_WRITE + 3 * int(weight_register)
+
+
 #: Cycles from a max-pooling pass's last read to its last word's write: memory read, the
 #: byte-wise max into the result register (``PoolUnit.latency``), the buffers' write register.
 POOL_TO_WRITE = 1 + 1 + BUFFER_WRITE
@@ -34,10 +43,24 @@ POOL_TO_WRITE = 1 + 1 + BUFFER_WRITE
 AVG_POOL_TO_WRITE = 1 + 3 + BUFFER_WRITE
 
 
-def pool_cycles(steps, avg=False):
+def act_read(weight_register=False):
+    """Cycles of an activation-buffer read: 1, or 2 with ``weight_register``, whose builds
+    read every block RAM through its output register (``ActivationBuffers.latency``). The
+    MAC array's path keeps its cycles (the second is the ``weight_register`` cycle); the
+    output phase and a pooling pass take one more."""
+    return 1 + int(weight_register)
+
+
+def pool_to_write(avg=False, weight_register=False):
+    """:data:`POOL_TO_WRITE` or :data:`AVG_POOL_TO_WRITE`, one more with ``weight_register``
+    (:func:`act_read`)."""
+    return (AVG_POOL_TO_WRITE if avg else POOL_TO_WRITE) + int(weight_register)
+
+
+def pool_cycles(steps, avg=False, weight_register=False):
     """Cycles of a pooling pass: one read per cycle, ``steps = pixels * CW * kh * kw``,
     then the last word's write; the next pass reads it the cycle after."""
-    return steps + (AVG_POOL_TO_WRITE if avg else POOL_TO_WRITE)
+    return steps + pool_to_write(avg, weight_register)
 
 
 def input_cycles(words):
@@ -47,9 +70,10 @@ def input_cycles(words):
 
 
 def issue_to_latch(weight_register=False):
-    """:data:`ISSUE_TO_LATCH`, one more with a register between the memory reads and the MAC
-    array (``HardwareConfig.weight_register``)."""
-    return ISSUE_TO_LATCH + int(weight_register)
+    """:data:`ISSUE_TO_LATCH`, four more with ``weight_register`` (``HardwareConfig``): two
+    registers on the weight buffer's address (a tree of copies near its blocks), the block
+    RAMs' output registers, then a register between them and the MAC array."""
+    return ISSUE_TO_LATCH + 4 * int(weight_register)
 
 
 def layer_cycles(words, groups, lanes, *, weight_register=False):
@@ -58,10 +82,10 @@ def layer_cycles(words, groups, lanes, *, weight_register=False):
     ``V + (G-1) * max(V, P)``: one (word, group) step per cycle, a group's last word waiting
     until the shadow bank has drained the previous group (P cycles); then
     ``ISSUE_TO_LATCH + P + DRAIN_TO_WRITE``: latch, drain P lanes, write the last byte
-    (:func:`issue_to_latch` with ``weight_register``).
+    (:func:`issue_to_latch` and :func:`drain_to_write` with ``weight_register``).
     """
     return (words + (groups - 1) * max(words, lanes) + issue_to_latch(weight_register) + lanes
-            + DRAIN_TO_WRITE)
+            + drain_to_write(weight_register))
 
 
 def fetch_cycles(rows, serial):
@@ -72,9 +96,10 @@ def fetch_cycles(rows, serial):
     return rows if serial else 0
 
 
-def output_cycles(words):
-    """Cycles of the output phase: one buffer read, then one ``act_out`` word per cycle."""
-    return words + 1
+def output_cycles(words, weight_register=False):
+    """Cycles of the output phase: one buffer read (:func:`act_read`), then one ``act_out``
+    word per cycle."""
+    return words + act_read(weight_register)
 
 
 @dataclass(frozen=True)

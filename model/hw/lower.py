@@ -517,7 +517,8 @@ def _pass_shape(step, lanes, n):
 
 def _pass_cycles(walk, v, g, config):
     if walk.pool:
-        return pool_cycles(walk.pixels * g * v, avg=walk.pool == "avg")
+        return pool_cycles(walk.pixels * g * v, avg=walk.pool == "avg",
+                           weight_register=config.weight_register)
     return layer_cycles(v * walk.window_positions, walk.pixels * g, config.lanes,
                         weight_register=config.weight_register)
 
@@ -742,7 +743,7 @@ def lower(network, config=None, *, lanes=None, dense=False, head=None):
     report = CycleReport(
         input=input_cycles(descriptors[0].in_words),
         layers=tuple((d.name, d.cycles) for d in descriptors),
-        output=output_cycles(descriptors[-1].out_words),
+        output=output_cycles(descriptors[-1].out_words, config.weight_register),
         macs=tuple(0 if step.walk.pool else _macs(step.layer, step.walk) for step in passes),
         lanes=p, n=n)
     # Every non-zero the decoder hands the array, at every convolution output: also one a
