@@ -67,10 +67,10 @@ class Accelerator(wiring.Component):
     weight_memory : callable, optional
         ``weight_memory(config, init)`` returns the weight buffer: a component with a
         memory's ``read`` and ``write`` port signatures and a 1-cycle read (e.g.
-        :func:`ternac.rtl.spram.spram_weight_memory`), or a 2-cycle one (``latency``) that
-        takes the ``weight_register`` cycle; default a block-RAM ``Memory``, and for a ternary
+        :func:`ternac.rtl.spram.spram_weight_memory`), or a longer one (``latency``) that
+        takes ``weight_register`` cycles; default a block-RAM ``Memory``, and for a ternary
         ``weight_register`` design :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer` (DP16KD
-        blocks through their output registers on an ECP5).
+        blocks through their output registers on an ECP5, behind trees of address copies).
     decoder_ram : bool
         The decoder table in block RAM (:class:`~ternac.rtl.decoder.SparseDecoder`
         ``block_ram``): the FPGA builds' choice where block RAM is left over.
@@ -180,7 +180,7 @@ class Accelerator(wiring.Component):
     def _weight_ports(self, m, array_read):
         """Write and read port of the weight buffer, and its read latency: 1, or up to
         ``array_read`` for a buffer whose read takes ``weight_register`` cycles itself (the
-        default buffer of a ternary ``weight_register`` design, 3 cycles:
+        default buffer of a ternary ``weight_register`` design, 4 cycles:
         :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer` with ``address_copies``; the dense
         baseline's 512-bit words would take more DP16KDs than the ECP5 has)."""
         factory = self._weight_memory
@@ -305,8 +305,8 @@ class Accelerator(wiring.Component):
         ]
 
         # MAC array: its inputs arrive `array_read` cycles after the issue: the memory read, and
-        # with weight_register the blocks' output registers and a register after them (the
-        # weight buffer's blocks lie all over the die, each holds two bits of every word).
+        # with weight_register the weight address's registers, the blocks' output registers
+        # and a register after them (784-256-256-10's 32 weight blocks lie all over the die).
         # A tap in the zero padding around a feature map reads a zero word (a max pooling
         # skips it instead). A pooling pass bypasses the array.
         # A group's parameter address travels with it to the shadow bank (``read_start``):

@@ -5,8 +5,8 @@ output register, and Yosys 0.70 neither uses that register nor avoids a multiple
 blocks stacked in depth: the weight buffer's read into the decoder was the ECP5 builds'
 critical path (11.7 ns, docs/fpga.md). Here each block holds a slice of every word, in the
 widest of DP16KD's shapes (16K x 1 ... 1K x 18) still deep enough for all words, so no block
-is stacked on another and the read leaves the output register straight for the array: the
-accelerator's ``weight_register`` cycle is spent inside the block.
+is stacked on another and no multiplexer follows the output register. The accelerator's
+``weight_register`` builds keep their weights, activations and parameters in such buffers.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Signal
