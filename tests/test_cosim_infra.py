@@ -206,6 +206,18 @@ def test_build_is_reused():
     assert other.directory != first.directory
 
 
+@pytest.mark.cosim
+def test_verilator_build_keeps_only_the_binary_it_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("TERNAC_COSIM_BUILD", str(tmp_path))  # a build of its own, made here
+    design = build_design(AddConstant, {"addend": 1}, sim="verilator")
+    assert design.fresh
+    left = sorted(path.name for pattern in ("*.gch", "*.o", "*.a")
+                  for path in design.directory.glob(pattern))
+    assert left == []
+    result = run_test(design, TB, data=stream_data(16), name="binary-only")
+    assert result.passed
+
+
 def _build_after_barrier(barrier, queue):
     barrier.wait()
     design = build_design(AddConstant, {"addend": 1}, sim="icarus")
