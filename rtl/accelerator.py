@@ -301,8 +301,15 @@ class Accelerator(wiring.Component):
             acts.out_addr.eq(seq.out_addr), acts.out_phase.eq(seq.out_phase),
             acts.out_stall.eq(seq.out_valid & ~self.act_out.ready),
             acts.sel.eq(seq.sel),
-            weight_rp.addr.eq(seq.weight_addr), acts.read_addr.eq(seq.act_addr),
+            acts.read_addr.eq(seq.act_addr),
         ]
+        # Of the cycles the array waits beyond the weight read, all but the last delay the
+        # address, not the word: the dense baseline's 512-bit words would take 512 registers a
+        # cycle, its address a dozen (and a register after the read is the block's own).
+        weight_wait = array_read - weight_latency
+        weight_ahead = max(weight_wait - 1, 0)
+        m.d.comb += weight_rp.addr.eq(delayed(m, seq.weight_addr, weight_ahead, "weight_addr",
+                                              reset_less=True))
 
         # MAC array: its inputs arrive `array_read` cycles after the issue: the memory read, and
         # with weight_register the weight address's registers, the blocks' output registers
@@ -325,7 +332,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [array.valid.eq(delayed(m, seq.issue & ~pooling, array_read, "array_valid")),
                      array.last.eq(delayed(m, seq.last, array_read, "array_last", reset_less=True)),
                      array.tag.eq(delayed(m, tag, array_read, "array_tag", reset_less=True)),
-                     array.weights.eq(delayed(m, weight_rp.data, array_read - weight_latency, "weights",
+                     array.weights.eq(delayed(m, weight_rp.data, weight_wait - weight_ahead, "weights",
                                               reset_less=True))]
         acts_in = Signal.like(array.acts)
         m.d.comb += array.acts.eq(delayed(m, acts_in, array_read - acts.latency, "acts", reset_less=True))
