@@ -39,13 +39,16 @@ SIM_TIMEOUT = 50_000
 def link_design(hardware, divisor=SIM_DIVISOR, timeout=SIM_TIMEOUT):
     """Factory for :func:`ternac.cosim.runner.build_design`: the host link around the accelerator,
     the SPRAM instances holding the weights or the frame buffer (:func:`spram_holds`; the other
-    one is a block-RAM ``Memory``, loaded through the link like the SPRAM)."""
+    one is a block-RAM ``Memory``, loaded through the link like the SPRAM). A
+    ``weight_register`` design is the ECP5 builds': no SPRAM, every buffer registered."""
     from ternac.rtl.accelerator import Accelerator
     from ternac.rtl.host_link import HostLink
     from ternac.rtl.spram import spram_memories
 
     config = HardwareConfig.from_dict(hardware)
-    weight_memory, frame_memory = spram_memories(config, primitive=True)
+    weight_memory = frame_memory = None
+    if not config.weight_register:
+        weight_memory, frame_memory = spram_memories(config, primitive=True)
     return HostLink(Accelerator(config, weight_memory=weight_memory), config, divisor=divisor,
                     timeout=timeout, frame_memory=frame_memory)
 

@@ -22,7 +22,10 @@ link runs at the accelerator's clock.
 
 The frame buffer (:func:`frame_words` words of N bytes) is a block-RAM ``Memory`` by default;
 on the iCE40UP5K it goes to the SPRAMs when it is larger than the weight buffer
-(``frame_memory``, :func:`ternac.rtl.spram.spram_holds`).
+(``frame_memory``, :func:`ternac.rtl.spram.spram_holds`). With ``weight_register`` (the ECP5
+builds) it is a :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer`, read through the DP16KD's
+output register like the accelerator's buffers: its 5.8 ns unregistered read into the
+activation buffers' write register held the ECP5 link builds at 127 MHz (docs/fpga.md).
 """
 
 # ruff: noqa: SIM117 (Amaranth: one `with` block per FSM state and per condition)
@@ -55,6 +58,7 @@ from ternac.model.host.frames import (
 )
 from ternac.model.hw import LOAD_BITS
 
+from .ecp5_bram import RegisteredBuffer
 from .uart import UartRx, UartTx
 
 __all__ = ["HostLink", "crc16_update", "frame_words"]
@@ -120,16 +124,25 @@ class HostLink(wiring.Component):
         :func:`frame_words`, ``width`` = N*8): a component with a memory's ``read`` port
         (1-cycle read) and byte-granular ``write`` port, single-ported like
         :class:`~ternac.rtl.spram.SpramBuffer` (e.g. :func:`ternac.rtl.spram.spram_frame_memory`).
-        Default: a block-RAM ``Memory`` with a read and a write port.
+        Default: a block-RAM ``Memory`` with a read and a write port; with
+        ``config.weight_register`` a :class:`~ternac.rtl.ecp5_bram.RegisteredBuffer` (2-cycle
+        read, see :attr:`read_latency`).
 
     The frame buffer is never read and written in the same cycle, and never read in the cycle
     after a write (when a single-ported buffer's registered write lands): bytes are written
     only in PAYLOAD and output words only in COLLECT, words are read only in ACT (word 0),
     LOAD, FEED and SEND_BUFFER, and neither of the reading states follows a writing state
     directly (PAYLOAD is followed by the two CRC bytes, COLLECT by CYCLES and the reply's
-    four header bytes). With ``frame_memory`` the read port is enabled only in the reading
-    states (on the SPRAM: no access in the other cycles). So a single-ported buffer costs
-    nothing: the protocol and the accelerator's cycles are those of the default.
+    four header bytes). With a 1-cycle ``frame_memory`` the read port is enabled only in the
+    reading states (on the SPRAM: no access in the other cycles). So a single-ported buffer
+    costs nothing: the protocol and the accelerator's cycles are those of the default.
+
+    A 2-cycle read (:attr:`read_latency`, a dual-ported buffer) keeps a word ahead in the
+    buffer's pipeline: ACT reads word 0 and LOAD's or FEED's first cycle word 1; while the
+    core takes a word every cycle the address is two words ahead, and the pipeline holds
+    (``read.en`` low) in their cycles in which the core takes none. SEND_BUFFER waits a cycle
+    more for each new word. The accelerator's cycles do not change: they start at its first
+    input handshake.
 
     Attributes
     ----------
@@ -151,14 +164,27 @@ class HostLink(wiring.Component):
         self._words = frame_words(config)
         self._act_depth = config.act_depth
         self._frame_buffer = None
+        if frame_memory is None and config.weight_register:
+            frame_memory = self._registered_buffer
         if frame_memory is not None:
             self._frame_buffer = buffer = frame_memory(self._words, 8 * n)
             if (len(buffer.write.en), len(buffer.write.data), len(buffer.read.data)) != (n, 8 * n, 8 * n):
                 raise TernacError(f"the frame buffer needs {8 * n}-bit words written byte by byte "
                                   f"({n} write enables)")
+            if getattr(buffer, "latency", 1) not in (1, 2):
+                raise TernacError(f"the frame buffer's read must take 1 or 2 cycles, not {buffer.latency}")
         self._divisor = divisor
         self._timeout = timeout
         super().__init__()
+
+    @staticmethod
+    def _registered_buffer(depth, width):
+        return RegisteredBuffer(depth=depth, width=width, granularity=8)
+
+    @property
+    def read_latency(self):
+        """Cycles of a frame-buffer read: 1, or 2 through a registered buffer."""
+        return getattr(self._frame_buffer, "latency", 1)
 
     @property
     def max_payload(self):
@@ -220,7 +246,7 @@ class HostLink(wiring.Component):
         more_small = Signal()                     # small_at != small_end, a register
         header_at = Signal(2)                     # the reply header's byte on the line
         tx_lane = Signal(range(n))
-        settled = Signal(4)                       # cycles since SEND_BUFFER's word last changed
+        settled = Signal(3 + self.read_latency)   # cycles since SEND_BUFFER's word last changed
 
         # A reply is set up in two steps: the state that answers chooses what it sends
         # (`reply`), REPLY derives the rest from those registers. Many states answer, so
@@ -256,7 +282,23 @@ class HostLink(wiring.Component):
             m.d.sync += [index.eq(0), index_next.eq(1)]
         with m.Elif(step_soon | advance | (collecting & core.act_out.valid)):
             m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1)]
-        m.d.comb += [wp.addr.eq(index), rp.addr.eq(Mux(advance, index_next, index))]
+        m.d.comb += wp.addr.eq(index)
+        # A 2-cycle read (the class docstring): ACT reads word 0 (`index`), LOAD's or FEED's
+        # first cycle word 1 (`priming`), then each advance the word after next (`index_after`,
+        # index + 2, a register), and the pipeline holds in their other cycles (`hold`).
+        priming, hold = Signal(), Signal()
+        registered = self.read_latency == 2
+        if registered:
+            index_after = Signal(range(words + 3))
+            with m.If(restart_soon):
+                m.d.sync += index_after.eq(2)
+            with m.Elif(step_soon | advance | (collecting & core.act_out.valid)):
+                m.d.sync += index_after.eq(index_after + 1)
+            m.d.sync += priming.eq(0)
+            m.d.comb += [rp.addr.eq(Mux(advance, index_after, Mux(priming, index_next, index))),
+                         rp.en.eq(advance | ~hold)]
+        else:
+            m.d.comb += rp.addr.eq(Mux(advance, index_next, index))
         beat = Signal(range(max(1, 8 * n // LOAD_BITS)))
         # One down count for every state that counts, as they follow each other: payload bytes
         # (PAYLOAD), beats (LOAD), words (FEED, COLLECT), reply buffer bytes (SEND_BUFFER); its
@@ -453,11 +495,15 @@ class HostLink(wiring.Component):
                     m.d.sync += [core_reset.eq(1), committed.eq(0), loading.eq(1), load_crc.eq(CRC_INIT),
                                  load_bytes.eq(0)]
                 with m.Elif(is_kind[Request.LOAD]):
+                    if registered:
+                        m.d.sync += priming.eq(1)
                     m.next = "LOAD"
                 with m.Elif(is_kind[Request.COMMIT]):
                     m.d.sync += [loading.eq(0), committed.eq(1), in_words.eq(commit_in),
                                  out_words.eq(commit_out)]
                 with m.Elif(infer):
+                    if registered:
+                        m.d.sync += priming.eq(1)
                     m.next = "FEED"
 
             # LOAD and FEED offer their beats once the core is ready (`streaming`, a register),
@@ -466,6 +512,8 @@ class HostLink(wiring.Component):
             # not wait for the core's handshake (Fmax); the wait costs the link a cycle, not
             # the core (its `cycles` start at the first input handshake).
             with m.State("LOAD"):
+                if registered:
+                    m.d.sync += hold.eq(1)
                 with m.If(~streaming):
                     m.d.sync += [streaming.eq(load.ready), beating.eq(load.ready)]
                 with m.Else():
@@ -473,6 +521,8 @@ class HostLink(wiring.Component):
                                  word_end.eq(beat == (beats_per_word - 2) % beats_per_word)]
                     with m.If(last):
                         m.d.sync += [streaming.eq(0), beating.eq(0)]
+                        if registered:
+                            m.d.sync += hold.eq(0)
                         m.next = "LOADED"
             # The 32-bit byte count in two 16-bit steps, LOADED's carry added in REPLY: two
             # short carry chains instead of one long one (Fmax).
@@ -482,11 +532,15 @@ class HostLink(wiring.Component):
                              bytes_carry.eq(bytes_low[16]), reply(reply_type(Request.LOAD))]
                 m.next = "REPLY"
             with m.State("FEED"):
+                if registered:
+                    m.d.sync += hold.eq(1)
                 with m.If(~streaming):
                     m.d.sync += [streaming.eq(act_in.ready), feeding.eq(act_in.ready)]
                 with m.Elif(last):
                     m.d.sync += [streaming.eq(0), feeding.eq(0), restart_soon.eq(1), collecting.eq(1),
                                  *set_count(out_words, out_words == 1)]
+                    if registered:
+                        m.d.sync += hold.eq(0)
                     m.next = "COLLECT"
             with m.State("COLLECT"):
                 m.d.comb += [core.act_out.ready.eq(1), wp.data.eq(core.act_out.payload),
@@ -563,7 +617,7 @@ class HostLink(wiring.Component):
                 with m.If(send(1, crc[8:])):
                     m.next = "IDLE"
 
-        if self._frame_buffer is not None:
+        if self._frame_buffer is not None and self.read_latency == 1:
             # Read only in the reading states (the class docstring: none of them writes or
             # follows a write): no access to a single-ported buffer in the other cycles.
             m.d.comb += rp.en.eq(fsm.ongoing("ACT") | fsm.ongoing("LOAD") | fsm.ongoing("FEED")

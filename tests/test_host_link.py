@@ -147,6 +147,20 @@ def test_host_link_with_one_and_four_load_beats_per_word(coding):
         _check_run(HostLinkDriver(port, timeout=120), net, 2, seed=5, config=config)
 
 
+@pytest.mark.cosim
+def test_host_link_with_a_registered_frame_buffer():
+    """The ECP5 builds' link (``weight_register``): the frame buffer read in two cycles, a word
+    ahead in its pipeline, which holds while the core takes none (two load beats per word
+    here); every buffer of the accelerator registered too. Bit- and cycle-exact, broken
+    frames refused."""
+    from ternac.cosim.uart_link_sim import simulated_port
+    config = CONFIG.replace(weight_register=True)
+    with simulated_port(config, name="test-host-link-registered", max_cycles=20_000_000) as port:
+        _end_to_end_and_broken_frames(HostLinkDriver(port, timeout=120), config,
+                                      random_network([100, 64, 32, 10], seed=3),
+                                      random_network([33, 17, 8], seed=4))
+
+
 def _frame_nets():
     """A small CNN whose 20 x 20 input map (400 words) is larger than its weights (about 60
     words), and an MLP; on their union the SPRAMs hold the frame buffer."""
