@@ -43,7 +43,7 @@ from amaranth.hdl import (
     Signal,
 )
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, WritePort
 from amaranth.lib.wiring import In, Out
 from ternac.model.codebook import TernacError
 from ternac.model.host.frames import (
@@ -214,6 +214,14 @@ class HostLink(wiring.Component):
         else:
             m.submodules.buffer = buffer = self._frame_buffer
             wp, rp = buffer.write, buffer.read
+        registered = self.read_latency == 2
+        if registered:
+            # Behind the registered read the write is registered too: it lands a cycle after a
+            # state offers it, so PAYLOAD's byte enable (state, `got`, lane) is not decoded in
+            # front of the DP16KD (the ECP5 link's next path, docs/fpga.md). No word is read
+            # within hundreds of cycles of its write (a UART byte, or CYCLES and the header).
+            port, wp = wp, WritePort.Signature(addr_width=len(wp.addr), shape=8 * n, granularity=8).create()
+            m.d.sync += [port.addr.eq(wp.addr), port.data.eq(wp.data), port.en.eq(wp.en)]
 
         byte, got = urx.o.payload, urx.o.valid
         # One CRC engine: the received bytes, or in a reply the transmitted ones.
@@ -287,7 +295,6 @@ class HostLink(wiring.Component):
         # first cycle word 1 (`priming`), then each advance the word after next (`index_after`,
         # index + 2, a register), and the pipeline holds in their other cycles (`hold`).
         priming, hold = Signal(), Signal()
-        registered = self.read_latency == 2
         if registered:
             index_after = Signal(range(words + 3))
             with m.If(restart_soon):
