@@ -327,6 +327,22 @@ RECODED_FSMS = "setattr -unset init w:fsm_state"
 KEPT_COPIES = f"setattr -set keep 1 a:{KEPT} %ci1:+$dff,$adff[Q] w:* %d"
 
 
+#: Yosys command before synthesis: ABC9 through its first XAIGER writer. The default since
+#: Yosys 0.70 (``write_xaiger2``) wired two flip-flops to one net in the ECP5 64-64-10 link
+#: build (YosysHQ/yosys#6237, "driver-driver conflicts"); :func:`build` retries with this.
+ABC9_XAIGER1 = "scratchpad -set abc9.xaiger 1"
+#: What Yosys' ``check`` says of a net with two drivers: a netlist that is not the design.
+CONFLICTING_DRIVERS = "multiple conflicting drivers for "
+
+
+def conflicting_drivers(report_text):
+    """The first net Yosys reported with several drivers (its ``check`` pass), or ``None``."""
+    for line in report_text.splitlines():
+        if CONFLICTING_DRIVERS in line:
+            return line.split(CONFLICTING_DRIVERS, 1)[1].rstrip(": ")
+    return None
+
+
 def synthesis_prelude(family):
     """Yosys commands after ``proc`` for a build of ``family``: the collision declaration and,
     on iCE40, the FSM recoding, on ECP5 the kept register copies."""
@@ -592,15 +608,22 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     from .pll import pll_at_most, pll_settings
     board_mhz = _board_clock_mhz(spec)
     settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
-    abc9_dff = False
+    abc9_dff = abc9_xaiger1 = False
 
     def attempt():
         """One build with the current PLL settings, decoder placement and synthesis flow."""
         return _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                           root=root, say=say, abc9_dff=abc9_dff, lanes=lanes, layer_table=layer_table,
+                           root=root, say=say, abc9_dff=abc9_dff, abc9_xaiger1=abc9_xaiger1,
+                           lanes=lanes, layer_table=layer_table,
                            input_packing=input_packing)
 
     result = attempt()
+    if (result.get("synthesis_error") or "").startswith(CONFLICTING_DRIVERS):
+        # Yosys' own miss-synthesis, not the design's (ABC9_XAIGER1).
+        say(f"  Yosys gave a net two drivers ({result['synthesis_error']}): again with ABC9's "
+            f"first XAIGER writer")
+        abc9_xaiger1 = True
+        result = attempt()
     if (result.get("synthesis_error") or "").startswith("ERROR: Assert"):
         # A Yosys internal error, not the design's: Yosys 0.70's ABC9 fails an assertion
         # (rtlil.cc:3091) when it reintegrates some ECP5 netlists; with the flip-flops mapped
@@ -642,7 +665,7 @@ def board_config(spec, design, network, *, lanes=None, layer_table=None, input_p
 
 
 def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, seed, root, say,
-                abc9_dff=False, lanes=None, layer_table=None, input_packing=None):
+                abc9_dff=False, abc9_xaiger1=False, lanes=None, layer_table=None, input_packing=None):
     from .pll import PllDomain
     network = network_by_name(net)
     program = lower(network, board_config(spec, design, network, lanes=lanes, layer_table=layer_table,
@@ -665,7 +688,8 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         "nextpnr_opts": nextpnr_opts,
         # Record every $mul before synthesis and the module it is in (the DSP attribution).
         "script_after_read": (f"hierarchy -top {name}\nproc\n{synthesis_prelude(spec.family)}\n"
-                              f"tee -q -o {name}.muls.txt select -list t:$mul"),
+                              + (f"{ABC9_XAIGER1}\n" if abc9_xaiger1 else "")
+                              + f"tee -q -o {name}.muls.txt select -list t:$mul"),
     }
     use_dsp = design != "dense-lut"
     synth_opts = [spec.synth_opts]
@@ -726,6 +750,10 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
     cells = parse_yosys_stat(rpt_text)
     synthesis_error = next((line.strip() for line in reversed(rpt_text.splitlines())
                             if line.startswith("ERROR:")), None)
+    conflict = conflicting_drivers(rpt_text)
+    if conflict:                # a netlist that is not the design: never a result
+        synthesis_error = f"{CONFLICTING_DRIVERS}{conflict}"
+        error = error or f"Yosys: {synthesis_error}"
     synth = _yosys_summary(spec.family, cells)
     if error and not cells:
         error += " in synthesis (see top.rpt)"
@@ -758,7 +786,8 @@ def _build_once(spec, design, net, weights, link, baud, settings, decoder, *, se
         "ebr": used("ebr"), "dsp": used("dsp"), "spram": used("spram"), "lutram": used("lutram"),
         "fmax_mhz": fmax, "clock_mhz": clock_mhz, "timing_pass": meets, "pll": settings.summary(),
         "board_clock_mhz": settings.input_mhz, "seed": seed, "nextpnr_opts": nextpnr_opts,
-        "synth_opts": overrides.get("synth_opts", ""), "abc9_dff": abc9_dff, "synthesis_error": synthesis_error,
+        "synth_opts": overrides.get("synth_opts", ""), "abc9_dff": abc9_dff, "abc9_xaiger1": abc9_xaiger1,
+        "synthesis_error": synthesis_error,
         "build_seconds": round(seconds, 1),
         "capacity": spec.capacity,
         "utilization": util, "fmax": parsed["fmax"], "critical_path": parsed.get("critical_path"),

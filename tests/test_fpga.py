@@ -462,3 +462,13 @@ def test_fpga_seeds_reports_every_seed_and_the_best(monkeypatch, tmp_path):
     assert [root.name for root in roots] == ["seed-1", "seed-2", "seed-3"]
     with pytest.raises(TernacError, match="comma-separated"):
         cmd_fpga.run(parser.parse_args(["--seeds", "one"]), say=lambda _: None)
+
+
+def test_a_net_with_two_drivers_in_the_yosys_report_is_a_failed_synthesis():
+    # Yosys 0.70's ABC9 once wired two flip-flops to one net (fpga/build.py: ABC9_XAIGER1).
+    from ternac.fpga.build import conflicting_drivers
+    report = ("4.52. Executing CHECK pass (checking for obvious problems).\nChecking module top...\n"
+              "Warning: multiple conflicting drivers for top.\\core.array.slot_copies[0] [5]:\n"
+              "    port Q[0] of cell core.array.slot_copies[0]_TRELLIS_FF_Q_40 (TRELLIS_FF)\n")
+    assert conflicting_drivers(report) == "top.\\core.array.slot_copies[0] [5]"
+    assert conflicting_drivers("Found and reported 0 problems.\n") is None
