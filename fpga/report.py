@@ -138,6 +138,12 @@ def markdown_table(results, *, command, date, missing=()):
         notes += ["", "Built with `synth_ecp5 -dff` after a Yosys internal error with the default "
                   "flow (`build()` retries so, `docs/fpga.md`): " + "; ".join(
                       f"{r['board']} {r['design']} {r['net']} {r.get('link', 'pins')}" for r in retried) + "."]
+    rewired = [r for r in results if r.get("abc9_xaiger1")]
+    if rewired:
+        notes += ["", "Synthesized with ABC9's first XAIGER writer (`ABC9_XAIGER1`) after the "
+                  "default flow gave a net two drivers (YosysHQ/yosys#6237; `build()` retries so): "
+                  + "; ".join(f"{r['board']} {r['design']} {r['net']} {r.get('link', 'pins')}"
+                              for r in rewired) + "."]
     return "\n".join(lines + notes)
 
 
