@@ -335,6 +335,17 @@ ABC9_XAIGER1 = "scratchpad -set abc9.xaiger 1"
 CONFLICTING_DRIVERS = "multiple conflicting drivers for "
 
 
+#: Yosys' own failures, not the design's, in the order :func:`build` meets them: what its
+#: report says (``synthesis_error`` starts so), the :func:`_build_once` option that avoids
+#: it, and what that does. Yosys 0.70's ABC9 gives some netlists a net with two drivers
+#: (:data:`ABC9_XAIGER1`), and fails an assertion (``rtlil.cc:3091``) when it reintegrates
+#: some ECP5 netlists, which go through with the flip-flops mapped by ABC9 too (``-dff``).
+YOSYS_RETRIES = (
+    (CONFLICTING_DRIVERS, "abc9_xaiger1", "ABC9's first XAIGER writer"),
+    ("ERROR: Assert", "abc9_dff", "ABC9 mapping the flip-flops (-dff)"),
+)
+
+
 def conflicting_drivers(report_text):
     """The first net Yosys reported with several drivers (its ``check`` pass), or ``None``."""
     for line in report_text.splitlines():
@@ -608,29 +619,20 @@ def build(board, design, net, *, seed=SEED, root=None, say=None, weights=None, p
     from .pll import pll_at_most, pll_settings
     board_mhz = _board_clock_mhz(spec)
     settings = pll_settings(spec.family, board_mhz, pll_mhz or spec.target_mhz)
-    abc9_dff = abc9_xaiger1 = False
+    flow = dict.fromkeys((option for _, option, _ in YOSYS_RETRIES), False)
 
     def attempt():
         """One build with the current PLL settings, decoder placement and synthesis flow."""
         return _build_once(spec, design, net, weights, link, baud, settings, decoder, seed=seed,
-                           root=root, say=say, abc9_dff=abc9_dff, abc9_xaiger1=abc9_xaiger1,
-                           lanes=lanes, layer_table=layer_table,
+                           root=root, say=say, **flow, lanes=lanes, layer_table=layer_table,
                            input_packing=input_packing)
 
     result = attempt()
-    if (result.get("synthesis_error") or "").startswith(CONFLICTING_DRIVERS):
-        # Yosys' own miss-synthesis, not the design's (ABC9_XAIGER1).
-        say(f"  Yosys gave a net two drivers ({result['synthesis_error']}): again with ABC9's "
-            f"first XAIGER writer")
-        abc9_xaiger1 = True
-        result = attempt()
-    if (result.get("synthesis_error") or "").startswith("ERROR: Assert"):
-        # A Yosys internal error, not the design's: Yosys 0.70's ABC9 fails an assertion
-        # (rtlil.cc:3091) when it reintegrates some ECP5 netlists; with the flip-flops mapped
-        # by ABC9 too (`-dff`) the same netlists go through.
-        say(f"  Yosys failed ({result['synthesis_error']}): again with ABC9 mapping the flip-flops (-dff)")
-        abc9_dff = True
-        result = attempt()
+    for failure, option, remedy in YOSYS_RETRIES:
+        if (result.get("synthesis_error") or "").startswith(failure):
+            say(f"  Yosys failed ({result['synthesis_error']}): again with {remedy}")
+            flow[option] = True
+            result = attempt()
     if (chosen is None and decoder == "bram" and design == "ternary" and not result["fits"]
             and (result["ebr"] or 0) > spec.capacity["ebr"]):
         # The decoder table's block RAMs are the board's default, not a requirement.
