@@ -472,3 +472,17 @@ def test_a_net_with_two_drivers_in_the_yosys_report_is_a_failed_synthesis():
               "    port Q[0] of cell core.array.slot_copies[0]_TRELLIS_FF_Q_40 (TRELLIS_FF)\n")
     assert conflicting_drivers(report) == "top.\\core.array.slot_copies[0] [5]"
     assert conflicting_drivers("Found and reported 0 problems.\n") is None
+
+
+def test_yosys_failures_are_built_again_with_the_flow_that_avoids_them(monkeypatch, tmp_path):
+    from ternac.fpga import build as fpga_build
+    flows = []
+
+    def build_once(*args, abc9_xaiger1, abc9_dff, **kwargs):
+        flows.append((abc9_xaiger1, abc9_dff))
+        error = {1: "multiple conflicting drivers for top.x", 2: "ERROR: Assertion failed"}.get(len(flows))
+        return {"synthesis_error": error, "fits": error is None, "timing_pass": True, "ebr": 0,
+                "build_dir": str(tmp_path)}
+    monkeypatch.setattr(fpga_build, "_build_once", build_once)
+    result = fpga_build.build("ulx3s-85f", "ternary", "64-64-10", link="pins", pll_mhz=150)
+    assert flows == [(False, False), (True, False), (True, True)] and result["fits"]
