@@ -29,7 +29,6 @@ activation buffers' write register held the ECP5 link builds at 127 MHz (docs/fp
 """
 
 # ruff: noqa: SIM117 (Amaranth: one `with` block per FSM state and per condition)
-import itertools
 import struct
 
 from amaranth.hdl import (
@@ -273,11 +272,8 @@ class HostLink(wiring.Component):
         # the read address is the next word's. So both addresses are flip-flops or a choice
         # between two on two more, whatever the state: no state decode or handshake in front
         # of the buffer's address (Fmax).
-        # `index` and the words after it, each a register (no adder on the address): index + 1,
-        # and with a 2-cycle read index + 2 (`index_after`, below).
-        ahead = [Signal(range(words + 1 + k), name=name)
-                 for k, name in enumerate(("index", "index_next", "index_after")[:1 + self.read_latency])]
-        index, index_next = ahead[:2]
+        index = Signal(range(words + 1))
+        index_next = Signal(range(words + 2))     # index + 1, a register: no adder on the address
         streaming = Signal()                      # LOAD, FEED: the core takes a beat every cycle
         word_end = Signal()                       # this beat is its word's last (LOAD; always in FEED)
         collecting = Signal()                     # COLLECT: an output word is written when valid
@@ -291,17 +287,22 @@ class HostLink(wiring.Component):
         step_soon, restart_soon = Signal(), Signal()
         m.d.sync += [step_soon.eq(0), restart_soon.eq(0)]
         with m.If(restart_soon):
-            m.d.sync += [word.eq(k) for k, word in enumerate(ahead)]
+            m.d.sync += [index.eq(0), index_next.eq(1)]
         with m.Elif(step_soon | advance | (collecting & core.act_out.valid)):
-            m.d.sync += [*(word.eq(after) for word, after in itertools.pairwise(ahead)), ahead[-1].eq(ahead[-1] + 1)]
+            m.d.sync += [index.eq(index_next), index_next.eq(index_next + 1)]
         m.d.comb += wp.addr.eq(index)
         # A 2-cycle read (the class docstring): ACT reads word 0 (`index`), LOAD's or FEED's
         # first cycle word 1 (`priming`), then each advance the word after next (`index_after`,
         # index + 2, a register), and the pipeline holds in their other cycles (`hold`).
         priming, hold = Signal(), Signal()
         if registered:
+            index_after = Signal(range(words + 3))
+            with m.If(restart_soon):
+                m.d.sync += index_after.eq(2)
+            with m.Elif(step_soon | advance | (collecting & core.act_out.valid)):
+                m.d.sync += index_after.eq(index_after + 1)
             m.d.sync += priming.eq(0)
-            m.d.comb += [rp.addr.eq(Mux(advance, ahead[2], Mux(priming, index_next, index))),
+            m.d.comb += [rp.addr.eq(Mux(advance, index_after, Mux(priming, index_next, index))),
                          rp.en.eq(advance | ~hold)]
         else:
             m.d.comb += rp.addr.eq(Mux(advance, index_next, index))
